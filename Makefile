@@ -1,0 +1,36 @@
+# make demo   create .venv if needed, install, run the pipeline on the embedded data
+# make test   create .venv if needed, install, run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared
+CACHE := .cache/shared
+
+.PHONY: venv test demo shared-data clean-demo
+
+$(STAMP): setup.py requirements.txt requirements-test.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -r requirements-test.txt -e .
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+demo: $(STAMP)
+	$(BIN)/sjft-make-demo-data --flagfile=flags/demo/make_demo_data.flags
+	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_source.flags
+	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_target.flags
+
+# Unpacks the real datasets of ../shared into .cache/shared (ignored by git).
+shared-data:
+	mkdir -p $(CACHE)
+	tar -xzf $(SHARED)/data/flowers102/flowers102_96px.tar.gz -C $(CACHE)
+	for part in train_part1 val; do \
+	  tar -xzf $(SHARED)/data/tiny-imagenet-200/tinyimagenet200_$$part.tar.gz -C $(CACHE); done
+
+clean-demo:
+	rm -rf runs/demo

@@ -1,0 +1,1 @@
+"""Data layer: ingestion into sharded TFRecords, the dataset spec, tf.data readers."""

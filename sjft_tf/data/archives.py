@@ -1,0 +1,65 @@
+"""Unpacking dataset archives (tar.gz) into a cache folder, once, resumably.
+
+Used for the real datasets of the project's `../shared` folder (Oxford Flowers 102,
+Tiny ImageNet) and for any tarball a user has: members are extracted to a temporary
+folder and moved into place, and a stamp file marks an extraction complete.
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+from collections.abc import Callable
+
+SHARED_ENV = "SJFT_SHARED_DIR"
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def shared_dir() -> str | None:
+  """The shared data folder: $SJFT_SHARED_DIR, else ../shared beside the checkout.
+
+  Returns None when absent (a user's clone has no ../shared).
+  """
+  candidates = [os.environ.get(SHARED_ENV), os.path.join(_REPO_ROOT, "..", "shared")]
+  for candidate in filter(None, candidates):
+    if os.path.isdir(os.path.join(candidate, "data")):
+      return os.path.abspath(candidate)
+  return None
+
+
+def default_cache_dir() -> str:
+  """Where extracted archives go: .cache/shared in the checkout (ignored by git)."""
+  return os.path.join(_REPO_ROOT, ".cache", "shared")
+
+
+def extract(archive: str, cache_dir: str, include: Callable[[str], bool] | None = None,
+            tag: str = "all") -> str:
+  """Extracts `archive` (members passing `include`) into `cache_dir`; idempotent.
+
+  Args:
+    archive: a .tar or .tar.gz file.
+    cache_dir: extraction root; the archive's own top folder lands inside it.
+    include: member name -> keep it; None keeps every member.
+    tag: names this selection of members, so different selections get their own stamp.
+  Returns:
+    cache_dir.
+  """
+  stamp = os.path.join(cache_dir, ".extracted-" + hashlib.sha1(
+      f"{os.path.abspath(archive)}|{tag}".encode()).hexdigest()[:16])
+  if os.path.exists(stamp):
+    return cache_dir
+  os.makedirs(cache_dir, exist_ok=True)
+  tmp = f"{stamp}.tmp-{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  with tarfile.open(archive) as tar:
+    members = [m for m in tar.getmembers() if include is None or include(m.name)]
+    tar.extractall(tmp, members=members, filter="data")
+  for dirpath, _, filenames in os.walk(tmp):
+    target_dir = os.path.join(cache_dir, os.path.relpath(dirpath, tmp))
+    os.makedirs(target_dir, exist_ok=True)
+    for name in filenames:
+      os.replace(os.path.join(dirpath, name), os.path.join(target_dir, name))
+  shutil.rmtree(tmp)
+  with open(stamp, "w") as f:
+    f.write(archive + "\n")
+  return cache_dir

@@ -1,0 +1,115 @@
+"""The dataset spec: the JSON file that describes a folder of sharded TFRecords.
+
+Every later stage finds its data through this file and nothing else: class names in
+label order, and per split the example count, per-class counts and shard files.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+SPEC_FILENAME = "dataset_spec.json"
+SPEC_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class SplitSpec:
+  """One split of a dataset.
+
+  Attributes:
+    num_examples: examples written to the shards of this split.
+    class_counts: examples per class, indexed by label (len == number of classes).
+    shards: shard file names, relative to the spec's folder, in read order.
+  """
+  num_examples: int
+  class_counts: list[int]
+  shards: list[str]
+
+
+@dataclasses.dataclass
+class DatasetSpec:
+  """A dataset written by `sjft_tf.data.ingest`.
+
+  Attributes:
+    name: dataset name, stored in every example as `dataset`.
+    class_names: class names; the label of a class is its index here.
+    splits: split name -> SplitSpec.
+    metadata: free-form facts about the dataset (its origin, generator parameters).
+    directory: folder holding the spec and the shards (not serialised).
+  """
+  name: str
+  class_names: list[str]
+  splits: dict[str, SplitSpec] = dataclasses.field(default_factory=dict)
+  metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+  directory: str = ""
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def shard_paths(self, split: str) -> list[str]:
+    """Absolute paths of the shard files of `split`."""
+    return [os.path.join(self.directory, s) for s in self.split(split).shards]
+
+  def split(self, split: str) -> SplitSpec:
+    if split not in self.splits:
+      raise KeyError(
+          f"split {split!r} is not in {os.path.join(self.directory, SPEC_FILENAME)} "
+          f"(it has: {sorted(self.splits)})")
+    return self.splits[split]
+
+  def to_json_dict(self) -> dict[str, Any]:
+    return {
+        "format_version": SPEC_FORMAT_VERSION,
+        "name": self.name,
+        "class_names": list(self.class_names),
+        "splits": {k: dataclasses.asdict(v) for k, v in sorted(self.splits.items())},
+        "metadata": self.metadata,
+    }
+
+
+def spec_path(directory: str) -> str:
+  return os.path.join(directory, SPEC_FILENAME)
+
+
+def load_spec(directory_or_file: str) -> DatasetSpec:
+  """Reads a spec from its folder or from the JSON file itself."""
+  path = directory_or_file
+  if os.path.isdir(path):
+    path = spec_path(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no dataset spec at {path}: run sjft-ingest first")
+  with open(path) as f:
+    try:
+      raw = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: not a valid dataset spec ({e})") from e
+  version = raw.get("format_version")
+  if version != SPEC_FORMAT_VERSION:
+    raise ValueError(f"{path}: spec format_version {version!r}, this sjft_tf reads "
+                     f"{SPEC_FORMAT_VERSION}")
+  return DatasetSpec(
+      name=raw["name"],
+      class_names=list(raw["class_names"]),
+      splits={k: SplitSpec(**v) for k, v in raw["splits"].items()},
+      metadata=raw.get("metadata", {}),
+      directory=os.path.dirname(os.path.abspath(path)),
+  )
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+  """Writes JSON to a temporary file in the same folder, then renames it over `path`."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=1, sort_keys=False)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def save_spec(spec: DatasetSpec) -> str:
+  """Writes the spec into `spec.directory`; returns the file's path."""
+  os.makedirs(spec.directory, exist_ok=True)
+  path = spec_path(spec.directory)
+  write_json_atomic(path, spec.to_json_dict())
+  return path

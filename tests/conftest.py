@@ -1,0 +1,24 @@
+"""Shared fixtures: quiet TensorFlow, the ../shared data (skipped when absent)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from sjft_tf.data import archives  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> str:
+  """../shared/data, or the test is skipped (a user's clone has no ../shared)."""
+  root = archives.shared_dir()
+  if root is None:
+    pytest.skip(f"no shared data: ../shared/data is absent and ${archives.SHARED_ENV} unset")
+  return os.path.join(root, "data")
+
+
+@pytest.fixture(scope="session")
+def test_cache_dir() -> str:
+  """An ignored folder of the checkout for archives the tests unpack."""
+  return os.path.join(os.path.dirname(archives.default_cache_dir()), "test-shared")

@@ -1,0 +1,58 @@
+"""The command lines, run as a user runs them: console scripts and python -m."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from sjft_tf.data import spec as spec_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def _run(args, **kwargs):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                        **kwargs)
+
+
+def test_demo_data_then_ingest_from_the_console_scripts(tmp_path):
+  images = tmp_path / "images"
+  made = _run([os.path.join(BIN, "sjft-make-demo-data"), f"--output_dir={images}",
+               "--source_images_per_class=3", "--num_target_classes=2",
+               "--target_split_sizes=train=2,test=1"])
+  assert made.returncode == 0, made.stderr
+  with open(images / "generator.json") as f:
+    related = json.load(f)["related_source_classes"]
+  assert all(f"{t} <- {r[0]}" in made.stdout for t, r in related.items())
+
+  out = tmp_path / "target"
+  ingested = _run([os.path.join(BIN, "sjft-ingest"), f"--input_root={images / 'target'}",
+                   f"--output_dir={out}", f"--metadata_json={images / 'generator.json'}",
+                   "--noprogress"])
+  assert ingested.returncode == 0, ingested.stderr
+  assert "dataset target: 2 classes" in ingested.stdout
+  assert "train: 4 examples, 1 shards, 2-2 per class" in ingested.stdout
+  spec = spec_lib.load_spec(str(out))
+  assert spec.metadata["related_source_classes"] == related
+  assert spec.splits["test"].class_counts == [1, 1]
+
+
+def test_python_m_ingest_reports_skips_and_refuses_two_inputs(tmp_path):
+  root = tmp_path / "in" / "train" / "a"
+  os.makedirs(root)
+  from PIL import Image
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "ok.png")
+  (root / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+  done = _run([sys.executable, "-m", "tools.ingest", f"--input_root={tmp_path / 'in'}",
+               f"--output_dir={tmp_path / 'out'}", "--noprogress"])
+  assert done.returncode == 0, done.stderr
+  assert "skipped 1 inputs" in done.stdout and "broken.jpg: not a readable image" in done.stdout
+
+  both = _run([sys.executable, "-m", "tools.ingest", f"--input_root={tmp_path / 'in'}",
+               f"--input_csv={tmp_path / 'x.csv'}", f"--output_dir={tmp_path / 'o2'}"])
+  assert both.returncode != 0
+  assert "give exactly one of --input_root, --input_csv, --tfds_name" in both.stderr

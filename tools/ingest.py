@@ -1,0 +1,90 @@
+r"""sjft-ingest: an image collection -> sharded TFRecords + dataset_spec.json.
+
+Exactly one input:
+  sjft-ingest --input_root=ROOT --output_dir=OUT          # ROOT/<split>/<class>/* or ROOT/<class>/*
+  sjft-ingest --input_csv=list.csv --output_dir=OUT       # columns path,label[,split]
+  sjft-ingest --tfds_name=oxford_flowers102 --tfds_splits=train,val=validation,test \
+              --tfds_data_dir=~/tensorflow_datasets --output_dir=OUT
+Rerunning the same command resumes an interrupted run.
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+
+from sjft_tf.data import ingest, sources
+
+_INPUT_ROOT = flags.DEFINE_string("input_root", None, "Folder of ROOT/<split>/<class>/* or ROOT/<class>/* images.")
+_INPUT_CSV = flags.DEFINE_string("input_csv", None, "CSV manifest with a header path,label[,split].")
+_TFDS_NAME = flags.DEFINE_string("tfds_name", None, "TFDS dataset name[:version] to ingest.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the shards, spec and report.", required=True)
+_DATASET_NAME = flags.DEFINE_string("dataset_name", None, "Name stored in the spec and examples (default: the output folder's name).")
+
+_LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "split_class", "class"], "Folder layout of --input_root.")
+_SPLIT_FRACTIONS = flags.DEFINE_string("split_fractions", "", "Divide unsplit inputs per class, e.g. train=0.8,val=0.2.")
+_CLASSES = flags.DEFINE_list("classes", [], "Ingest only these classes (default: all).")
+
+_TFDS_SPLITS = flags.DEFINE_string("tfds_splits", "train", "Output splits, each optionally =TFDS split: train,val=validation.")
+_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir holding the prepared dataset.")
+_TFDS_IMAGE_KEY = flags.DEFINE_string("tfds_image_key", "image", "TFDS feature holding the image.")
+_TFDS_LABEL_KEY = flags.DEFINE_string("tfds_label_key", "label", "TFDS ClassLabel feature.")
+_TFDS_DOWNLOAD = flags.DEFINE_bool("tfds_download", False, "Download and prepare the TFDS dataset first (needs the internet).")
+
+_MAX_SIDE = flags.DEFINE_integer("max_side", 0, "Shrink images so the longer side is at most this many pixels (0: keep).")
+_JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 95, "Quality of re-encoded JPEGs.", lower_bound=1, upper_bound=95)
+_SHARD_SIZE = flags.DEFINE_integer("shard_size", 1024, "Examples per TFRecord shard.", lower_bound=1)
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "Decoding threads (0: one per CPU core).", lower_bound=0)
+_METADATA_JSON = flags.DEFINE_string("metadata_json", None, "JSON file whose keys are added to the spec's metadata.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def _listed_source() -> sources.ListedSource:
+  given = [f for f in (_INPUT_ROOT, _INPUT_CSV, _TFDS_NAME) if f.value]
+  if len(given) != 1:
+    raise app.UsageError("give exactly one of --input_root, --input_csv, --tfds_name")
+  if _INPUT_ROOT.value:
+    return sources.list_folder(_INPUT_ROOT.value, _LAYOUT.value, _SPLIT_FRACTIONS.value,
+                               _CLASSES.value or None)
+  if _INPUT_CSV.value:
+    return sources.list_csv(_INPUT_CSV.value, _SPLIT_FRACTIONS.value, _CLASSES.value or None)
+  return sources.list_tfds(_TFDS_NAME.value, _TFDS_SPLITS.value, _TFDS_DATA_DIR.value,
+                           _TFDS_IMAGE_KEY.value, _TFDS_LABEL_KEY.value, _TFDS_DOWNLOAD.value)
+
+
+def summary(spec, skipped: list[dict]) -> str:
+  """Human-readable lines: classes, per-split counts, skipped inputs."""
+  lines = [f"dataset {spec.name}: {spec.num_classes} classes, spec {spec.directory}"]
+  for split, split_spec in sorted(spec.splits.items()):
+    counts = split_spec.class_counts
+    lines.append(f"  {split}: {split_spec.num_examples} examples, {len(split_spec.shards)} "
+                 f"shards, {min(counts)}-{max(counts)} per class")
+  if skipped:
+    lines.append(f"  skipped {len(skipped)} inputs (see {ingest.REPORT_FILENAME}):")
+    lines.extend(f"    {item['path']}: {item['reason']}" for item in skipped[:20])
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  listed = _listed_source()
+  if _METADATA_JSON.value:
+    with open(_METADATA_JSON.value) as f:
+      listed.metadata.update(json.load(f))
+  config = ingest.IngestConfig(
+      output_dir=_OUTPUT_DIR.value,
+      dataset_name=_DATASET_NAME.value or os.path.basename(os.path.normpath(_OUTPUT_DIR.value)),
+      max_side=_MAX_SIDE.value or None, jpeg_quality=_JPEG_QUALITY.value,
+      shard_size=_SHARD_SIZE.value, num_workers=_NUM_WORKERS.value,
+      show_progress=_PROGRESS.value)
+  spec = ingest.ingest(listed, config)
+  print(summary(spec, ingest.skipped_inputs(config.output_dir)))
+  logging.info("wrote %s", spec.directory)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
