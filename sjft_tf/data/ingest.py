@@ -25,6 +25,7 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
+from sjft_tf import files
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 from sjft_tf.data.images import ImageError, normalize_image
@@ -129,7 +130,7 @@ def _write_shard(path: str, record_range: list[int], split: str, plan: SplitPlan
   shard = _ShardResult(plan.fingerprint, record_range, sum(class_counts), class_counts, skipped,
                        dict(sorted(converted.items())))
   os.replace(tmp_path, path)
-  spec_lib.write_json_atomic(path + ".json", dataclasses.asdict(shard))
+  files.write_json_atomic(path + ".json", dataclasses.asdict(shard))
   return shard
 
 
@@ -211,7 +212,7 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
 
   totals = [sum(c) for c in zip(*(s.class_counts for s in splits.values()))]
   empty = [name for name, count in zip(source.class_names, totals) if count == 0]
-  spec_lib.write_json_atomic(report_path, report)
+  files.write_json_atomic(report_path, report)
   if empty:
     raise ValueError(f"empty class: no readable image for {empty[:10]} "
                      f"(see {report_path} for the skipped files)")

@@ -75,14 +75,16 @@ def _options(deterministic: bool) -> tf.data.Options:
 
 
 def _shards(spec: spec_lib.DatasetSpec | str, split: str, shuffle_files_seed: int | None,
-            deterministic: bool) -> tf.data.Dataset:
-  """Serialised examples of `split`, shards interleaved."""
+            deterministic: bool, shard_indices=None) -> tf.data.Dataset:
+  """Serialised examples of `split` (or of its shards `shard_indices`), interleaved."""
   if isinstance(spec, str):
     spec = spec_lib.load_spec(spec)
-  files = tf.data.Dataset.from_tensor_slices(spec.shard_paths(split))
+  paths = spec.shard_paths(split)
+  if shard_indices is not None:
+    paths = [paths[i] for i in shard_indices]
+  files = tf.data.Dataset.from_tensor_slices(paths)
   if shuffle_files_seed is not None:
-    files = files.shuffle(len(spec.split(split).shards), seed=shuffle_files_seed,
-                          reshuffle_each_iteration=True)
+    files = files.shuffle(len(paths), seed=shuffle_files_seed, reshuffle_each_iteration=True)
   return files.interleave(tf.data.TFRecordDataset, cycle_length=AUTOTUNE,
                           num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
@@ -175,8 +177,11 @@ def _check_sizes(config: ReaderConfig) -> None:
 
 
 def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderConfig,
-                 training: bool) -> tf.data.Dataset:
+                 training: bool, shard_indices=None) -> tf.data.Dataset:
   """The batched input of training or evaluation.
+
+  Args:
+    shard_indices: read only these shards of the split (None: all).
 
   Returns:
     Dataset of {"image": float32 [batch, crop, crop, 3] in [0, 255], "label": int64
@@ -194,7 +199,8 @@ def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderCon
     ex = _decoded_resized(serialized, config.resize_size)
     return {**ex, "image": centre_crop(ex["image"], config.crop_size)} if crop_now else ex
 
-  dataset = _shards(spec, split, seed if training else None, deterministic).map(
+  dataset = _shards(spec, split, seed if training else None, deterministic,
+                    shard_indices).map(
       decode, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   if config.cache:
     dataset = dataset.cache("" if config.cache == "memory" else config.cache)

@@ -9,6 +9,8 @@ import json
 import os
 from typing import Any
 
+from sjft_tf import files
+
 SPEC_FILENAME = "dataset_spec.json"
 SPEC_FORMAT_VERSION = 1
 
@@ -98,18 +100,9 @@ def load_spec(directory_or_file: str) -> DatasetSpec:
   )
 
 
-def write_json_atomic(path: str, payload: Any) -> None:
-  """Writes JSON to a temporary file in the same folder, then renames it over `path`."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1, sort_keys=False)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def save_spec(spec: DatasetSpec) -> str:
   """Writes the spec into `spec.directory`; returns the file's path."""
   os.makedirs(spec.directory, exist_ok=True)
   path = spec_path(spec.directory)
-  write_json_atomic(path, spec.to_json_dict())
+  files.write_json_atomic(path, spec.to_json_dict())
   return path

@@ -4,7 +4,7 @@ A *source* with many classes, each a texture family at one setting (oriented gra
 checkerboards, blobs, smoothed colour noise, rings, at several scales and orientations,
 each with its own two-colour palette), and a few-shot *target* whose every class is
 the texture of one source class (its "related" class: same family, setting and palette,
-jittered) shown as an object, an ellipse on a plain field of the texture's mean colour. Target
+jittered) shown as an object: an ellipse of the texture, faded to low contrast outside. Target
 classes therefore share low-level statistics with a known subset of the source classes,
 which lets later stages measure whether selection finds them.
 
@@ -126,13 +126,17 @@ def source_image(class_index: int, palette: np.ndarray, size: int,
   return _finish(_colourise(_pattern(family, setting, size, rng), palette, rng), rng)
 
 
+FIELD_CONTRAST = 0.3
+
+
 def target_image(related_index: int, palette: np.ndarray, size: int,
                  rng: np.random.Generator) -> np.ndarray:
-  """uint8 [size, size, 3]: the related texture inside an ellipse on a plain field.
+  """uint8 [size, size, 3]: the related texture inside an ellipse, faded outside it.
 
-  The field has the texture's mean colour, so the object is told apart by its texture,
-  and it covers about half to three quarters of the frame: the target's statistics are
-  the related source class's, diluted.
+  The ellipse covers about half to three quarters of the frame; outside it the same
+  texture runs at FIELD_CONTRAST of its contrast around its mean colour. A plain field
+  would add a spike of zero responses that no full-frame source texture has, which
+  pulls colour-blind banks (Gabor) towards the smoothest source classes instead.
   """
   family, setting = SOURCE_TEXTURES[related_index]
   texture = _colourise(_pattern(family, setting, size, rng), palette, rng)
@@ -140,7 +144,8 @@ def target_image(related_index: int, palette: np.ndarray, size: int,
   cy, cx = rng.uniform(0.45, 0.55, 2) * size
   ry, rx = rng.uniform(0.38, 0.5, 2) * size
   inside = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0)[..., None]
-  field = np.broadcast_to(palette.mean(0) + rng.uniform(-10, 10, 3), texture.shape)
+  mean_colour = palette.mean(0) + rng.uniform(-10, 10, 3)
+  field = mean_colour + FIELD_CONTRAST * (texture - texture.mean(axis=(0, 1)))
   return _finish(np.where(inside, texture, field), rng)
 
 

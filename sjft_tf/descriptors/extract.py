@@ -1,0 +1,236 @@
+"""Streams datasets through a filter bank and writes histogram descriptors.
+
+1. Fit: two passes over the TARGET train split (ranges, then a fine grid) give the
+   equal-mass bin edges (`histogram.equal_mass_edges`); saved as edges.npz.
+2. Extract: every shard of each requested split goes through bank + histograms in
+   large batches and is written as one descriptor shard (`store`).
+Both steps resume: edges and shards already written are reused, after checking that
+they were made with the same bank and settings.
+"""
+
+import dataclasses
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from sjft_tf.data import pipeline
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.descriptors import histogram, learned, store
+from sjft_tf.descriptors.gabor import GaborBank, GaborParams
+
+DEFAULT_NUM_BINS = {"learned": 100, "gabor": 32}
+
+
+@dataclasses.dataclass
+class BankConfig:
+  """Which filter bank.
+
+  Attributes:
+    kind: "learned" (a pretrained network's early layers) or "gabor".
+    application: keras.applications class of the learned bank.
+    application_kwargs: its constructor arguments (e.g. {"alpha": 0.25}).
+    layer_names: the layers whose pre-activation responses are used.
+    weights: "imagenet", a weights file, or None (random: for tests only).
+    gabor: parameters of the Gabor bank.
+  """
+  kind: str = "learned"
+  application: str = "MobileNet"
+  application_kwargs: dict = dataclasses.field(default_factory=lambda: {"alpha": 0.25})
+  layer_names: list[str] = dataclasses.field(default_factory=lambda: ["conv1", "conv_pw_1"])
+  weights: str | None = "imagenet"
+  gabor: GaborParams = dataclasses.field(default_factory=GaborParams)
+
+  def identity(self) -> dict:
+    """What decides the responses (the weights' origin, not a file's location)."""
+    if self.kind == "gabor":
+      return {"kind": "gabor", **dataclasses.asdict(self.gabor)}
+    return {"kind": "learned", "application": self.application,
+            "application_kwargs": self.application_kwargs,
+            "layer_names": list(self.layer_names),
+            "weights": None if self.weights is None else os.path.basename(str(self.weights))}
+
+
+@dataclasses.dataclass
+class ExtractionConfig:
+  """How descriptors are computed and stored.
+
+  Attributes:
+    output_dir: the descriptor folder.
+    bank: the filter bank.
+    num_bins: B, bins per channel (0: 100 for learned banks, 32 for Gabor).
+    resize_size, crop_size: images are resized to a square, then centre-cropped
+      (the paper: 256 and 224).
+    batch_size: images per forward pass.
+    fine_bins: cells per channel of the fitting grid (resolution of the edges).
+    lookup_cells: cells per channel of the binning lookup grid (speed only).
+    storage: "float16" or "uint8" (see store.encode).
+    show_progress: draw progress bars.
+  """
+  output_dir: str
+  bank: BankConfig = dataclasses.field(default_factory=BankConfig)
+  num_bins: int = 0
+  resize_size: int = 256
+  crop_size: int = 224
+  batch_size: int = 64
+  fine_bins: int = histogram.DEFAULT_FINE_BINS
+  lookup_cells: int = histogram.DEFAULT_LOOKUP_CELLS
+  storage: str = "float16"
+  show_progress: bool = True
+
+  @property
+  def bins(self) -> int:
+    return self.num_bins or DEFAULT_NUM_BINS[self.bank.kind]
+
+
+def make_bank(config: BankConfig) -> keras.layers.Layer:
+  """The Keras layer of a bank config."""
+  if config.kind == "gabor":
+    return GaborBank(**dataclasses.asdict(config.gabor))
+  if config.kind == "learned":
+    return learned.application_bank(config.application, config.layer_names, config.weights,
+                                    **config.application_kwargs)
+  raise ValueError(f"unknown bank kind {config.kind!r} (learned, gabor)")
+
+
+def _reader(config: ExtractionConfig) -> pipeline.ReaderConfig:
+  return pipeline.ReaderConfig(batch_size=config.batch_size, resize_size=config.resize_size,
+                               crop_size=config.crop_size)
+
+
+def _images(spec, split, config, shard_indices=None):
+  return pipeline.make_dataset(spec, split, _reader(config), training=False,
+                               shard_indices=shard_indices)
+
+
+def channel_weights(bank) -> np.ndarray:
+  """float32 [C]: 1 / (channels of its layer) for every channel, in output order."""
+  return np.concatenate([np.full(channels, 1.0 / channels, np.float32)
+                         for _, channels in bank.channel_groups()])
+
+
+def fit_edges(bank, spec: spec_lib.DatasetSpec, split: str,
+              config: ExtractionConfig) -> store.Edges:
+  """Equal-mass edges from two streamed passes over `spec`'s `split` (the target)."""
+  images = _images(spec, split, config)
+  total = spec.split(split).num_examples
+  ranges = tf.function(lambda x: histogram.batch_ranges(bank(x)))
+  lower = upper = None
+  with tqdm(total=total, desc="fit edges 1/2 (ranges)", unit="img",
+            disable=not config.show_progress) as progress:
+    for batch in images:
+      low, high = (t.numpy() for t in ranges(batch["image"]))
+      lower = low if lower is None else np.minimum(lower, low)
+      upper = high if upper is None else np.maximum(upper, high)
+      progress.update(int(batch["image"].shape[0]))
+  counts_of = tf.function(lambda x: histogram.batch_fine_counts(
+      bank(x), lower, upper, config.fine_bins))
+  counts = np.zeros((lower.shape[0], config.fine_bins), np.int64)
+  with tqdm(total=total, desc="fit edges 2/2 (fine grid)", unit="img",
+            disable=not config.show_progress) as progress:
+    for batch in images:
+      counts += counts_of(batch["image"]).numpy()
+      progress.update(int(batch["image"].shape[0]))
+  edges = histogram.equal_mass_edges(counts, lower, upper, config.bins)
+  return store.Edges(edges, lower.astype(np.float32), upper.astype(np.float32),
+                     channel_weights(bank))
+
+
+def descriptor_model(bank, edges: store.Edges, config: ExtractionConfig) -> keras.Model:
+  """images float [batch, crop, crop, 3] in [0, 255] -> descriptors float32 [batch, C*B]."""
+  images = keras.Input((config.crop_size, config.crop_size, 3), name="images")
+  layer = histogram.HistogramLayer(edges.edges, config.lookup_cells, name="histograms")
+  return keras.Model(images, layer(bank(images)), name="descriptors")
+
+
+def _shard_output(role: str, shard_file: str) -> str:
+  return f"{role}/{os.path.splitext(os.path.basename(shard_file))[0]}.npz"
+
+
+def extract_split(model: keras.Model, spec: spec_lib.DatasetSpec, split: str, role: str,
+                  config: ExtractionConfig) -> list[str]:
+  """Writes one descriptor shard per input shard of `split`; skips complete ones.
+
+  Returns:
+    The shards' paths relative to config.output_dir.
+  """
+  compute = tf.function(lambda x: model(x, training=False), jit_compile=True)
+  outputs = [_shard_output(role, s) for s in spec.split(split).shards]
+  todo = [i for i, out in enumerate(outputs)
+          if not os.path.exists(os.path.join(config.output_dir, out))]
+  with tqdm(total=spec.split(split).num_examples, unit="img",
+            desc=f"descriptors {spec.name}/{split}",
+            disable=not config.show_progress) as progress:
+    for index in todo:
+      ids, labels, rows = [], [], []
+      for batch in _images(spec, split, config, shard_indices=[index]):
+        rows.append(compute(batch["image"]).numpy())
+        ids.extend(i.decode() for i in batch["id"].numpy())
+        labels.append(batch["label"].numpy())
+        progress.update(len(batch["id"]))
+      descriptors = (np.concatenate(rows) if rows
+                     else np.zeros((0, model.output_shape[-1]), np.float32))
+      store.save_shard(os.path.join(config.output_dir, outputs[index]), ids,
+                       np.concatenate(labels) if labels else np.zeros(0, np.int32),
+                       descriptors, config.storage)
+  return outputs
+
+
+def _fit_record(config: ExtractionConfig, target: spec_lib.DatasetSpec, split: str) -> dict:
+  return {"bank": config.bank.identity(), "num_bins": config.bins,
+          "fine_bins": config.fine_bins, "resize_size": config.resize_size,
+          "crop_size": config.crop_size, "fit_dataset": target.name, "fit_split": split,
+          "storage": config.storage}
+
+
+def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = None,
+            target_splits=("train",), source_splits=("train",),
+            fit_split: str = "train") -> dict:
+  """Fits edges on the target's `fit_split`, then writes descriptors of both datasets.
+
+  Returns:
+    The metadata written to `output_dir/descriptor_metadata.json`.
+  Raises:
+    ValueError: output_dir holds descriptors made with other settings.
+  """
+  target = spec_lib.load_spec(target_dir)
+  fit = _fit_record(config, target, fit_split)
+  metadata_path = os.path.join(config.output_dir, store.METADATA_FILENAME)
+  if os.path.exists(metadata_path):
+    earlier = store.load_metadata(config.output_dir)["fit"]
+    if earlier != fit:
+      raise ValueError(f"{metadata_path} was made with other settings ({earlier}); use "
+                       f"another --output_dir or delete it")
+  bank = make_bank(config.bank)
+  edges_path = os.path.join(config.output_dir, store.EDGES_FILENAME)
+  if os.path.exists(edges_path) and os.path.exists(metadata_path):
+    edges = store.load_edges(config.output_dir)
+    logging.info("reusing edges from %s", edges_path)
+  else:
+    edges = fit_edges(bank, target, fit_split, config)
+    store.save_edges(config.output_dir, edges)
+  model = descriptor_model(bank, edges, config)
+  metadata = {
+      "fit": fit,
+      "bank_config": keras.saving.serialize_keras_object(bank),
+      "channel_groups": bank.channel_groups(),
+      "num_channels": int(edges.edges.shape[0]),
+      "dimension": int(edges.edges.shape[0] * config.bins),
+      "datasets": [],
+  }
+  store.save_metadata(config.output_dir, metadata)  # marks the edges as fitted
+  jobs = [("target", target, s) for s in target_splits]
+  if source_dir:
+    source = spec_lib.load_spec(source_dir)
+    jobs += [("source", source, s) for s in source_splits]
+  for role, spec, split in jobs:
+    shards = extract_split(model, spec, split, role, config)
+    metadata["datasets"].append({
+        "role": role, "dataset": spec.name, "spec_dir": spec.directory, "split": split,
+        "num_examples": spec.split(split).num_examples, "class_names": spec.class_names,
+        "shards": shards})
+    store.save_metadata(config.output_dir, metadata)
+  return metadata
