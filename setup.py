@@ -17,6 +17,8 @@ TOOLS = {
     "sjft-ingest": "tools.ingest",
     "sjft-make-demo-data": "tools.make_demo_data",
     "sjft-benchmark-reader": "tools.benchmark_reader",
+    "sjft-descriptors": "tools.descriptors",
+    "sjft-benchmark-descriptors": "tools.benchmark_descriptors",
 }
 
 setuptools.setup(

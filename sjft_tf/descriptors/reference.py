@@ -44,19 +44,24 @@ def gabor_responses(image: np.ndarray, params: GaborParams = GaborParams()) -> l
   return responses
 
 
-def histograms(responses: list, edges: np.ndarray) -> np.ndarray:
-  """Per-channel normalised histograms with inner edges [C, B-1]: float64 [C * B]."""
+def histograms(responses: list, edges: np.ndarray, zero_floor=None) -> np.ndarray:
+  """Per-channel normalised histograms with inner edges [C, B-1]: float64 [C * B].
+
+  Responses with magnitude under zero_floor [C] count as 0 (as in HistogramLayer).
+  """
   rows, channel = [], 0
   for response in responses:
     for c in range(response.shape[-1]):
       bins = np.concatenate([[-np.inf], edges[channel].astype(np.float64), [np.inf]])
       values = response[..., c].ravel()
+      if zero_floor is not None:
+        values = np.where(np.abs(values) < zero_floor[channel], 0.0, values)
       rows.append(np.histogram(values, bins=bins)[0] / values.size)
       channel += 1
   return np.concatenate(rows)
 
 
-def gabor_descriptor(image: np.ndarray, edges: np.ndarray,
+def gabor_descriptor(image: np.ndarray, edges: np.ndarray, zero_floor=None,
                      params: GaborParams = GaborParams()) -> np.ndarray:
   """The full reference descriptor of one image: float64 [C * B]."""
-  return histograms(gabor_responses(image, params), edges)
+  return histograms(gabor_responses(image, params), edges, zero_floor)

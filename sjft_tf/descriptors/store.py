@@ -30,11 +30,13 @@ class Edges:
   Attributes:
     edges: float32 [C, B-1] inner bin edges per channel.
     lower, upper: float32 [C], each channel's response range on the fitting images.
+    zero_floor: float32 [C], responses of smaller magnitude count as 0.
     channel_weights: float32 [C], 1 / (channels of the channel's layer).
   """
   edges: np.ndarray
   lower: np.ndarray
   upper: np.ndarray
+  zero_floor: np.ndarray
   channel_weights: np.ndarray
 
   @property

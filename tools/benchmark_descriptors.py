@@ -1,0 +1,120 @@
+"""sjft-benchmark-descriptors: the extraction stage vs the per-image reference loop.
+
+For each bank (Gabor; learned MobileNet v1 0.25 conv1 + conv_pw_1) and image size, in
+one run, on the same images:
+  ours:      sjft_tf extraction (TFRecord reader -> bank -> histogram layer, batched,
+             XLA-compiled) writing descriptor shards; edges fitted first, not timed;
+  reference: one image at a time: PIL decode, cv2.resize, then cv2.filter2D +
+             np.histogram (Gabor), or the Keras bank on a batch of one + np.histogram.
+Prints images per second (wall and CPU) and the ratios. Images: Flowers 102 train from
+../shared when present, else the embedded demo textures.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+from absl import app, flags
+import numpy as np
+
+_SIZES = flags.DEFINE_list("sizes", ["64", "224"], "Square image sizes to benchmark, pixels.")
+_BANKS = flags.DEFINE_list("banks", ["gabor", "learned"], "Banks to benchmark.")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 512, "Images our extraction describes.")
+_NUM_REFERENCE = flags.DEFINE_integer("num_reference_images", 64, "Images the reference loop describes (a subset of the same).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Our batch size.")
+_WORK_DIR = flags.DEFINE_string("work_dir", None, "Scratch folder (default: a temp dir).")
+
+_MOBILENET = "weights/mobilenet_v1_0.25_imagenet/mobilenet_2_5_224_tf_no_top.h5"
+
+
+def _image_files(work: str, count: int) -> tuple[list[str], str]:
+  from sjft_tf.data import archives, synthetic
+  shared = archives.shared_dir()
+  if shared:
+    cache = archives.extract(os.path.join(shared, "data/flowers102/flowers102_96px.tar.gz"),
+                             archives.default_cache_dir())
+    root, origin = os.path.join(cache, "flowers102", "train"), "Flowers 102 train (96 px)"
+  else:
+    root = os.path.join(work, "demo")
+    synthetic.generate(root, synthetic.SyntheticConfig(source_images_per_class=30))
+    root, origin = os.path.join(root, "source", "train"), "demo textures (64 px)"
+  files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names)
+  return (files * (count // len(files) + 1))[:count], origin
+
+
+def _timed(function) -> tuple[float, float]:
+  wall, cpu = time.perf_counter(), time.process_time()
+  function()
+  return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv):
+  del argv
+  import cv2
+  from sjft_tf.data import archives, ingest, sources
+  from sjft_tf.data.images import decode_rgb
+  from sjft_tf.descriptors import extract, reference
+
+  work = _WORK_DIR.value or tempfile.mkdtemp(prefix="sjft-bench-descriptors-")
+  files, origin = _image_files(work, _NUM_IMAGES.value)
+  # One folder of (repeated) images, ingested once: what our extraction reads.
+  folder = os.path.join(work, "images", "all")
+  os.makedirs(folder, exist_ok=True)
+  for i, path in enumerate(files):
+    link = os.path.join(folder, f"{i:05d}{os.path.splitext(path)[1]}")
+    if not os.path.exists(link):
+      os.symlink(path, link)
+  spec = ingest.ingest(sources.list_folder(os.path.join(work, "images"), layout="class"),
+                       ingest.IngestConfig(output_dir=os.path.join(work, "shards"),
+                                           dataset_name="bench", shard_size=256,
+                                           show_progress=False))
+  shared = archives.shared_dir()
+  weights = os.path.join(shared, _MOBILENET) if shared else None
+  print(f"images: {origin}; ours {len(files)}, reference {_NUM_REFERENCE.value}; "
+        f"{os.cpu_count()} CPU cores; learned bank weights: "
+        f"{'ImageNet' if weights else 'random (no ../shared)'}")
+  print(f"{'bank':8s} {'size':>5s} {'ours img/s':>11s} {'ref img/s':>10s} {'ratio':>6s}"
+        f" {'ours img/CPU-s':>15s} {'ref img/CPU-s':>14s} {'CPU ratio':>9s}")
+  for bank_kind in _BANKS.value:
+    for size in map(int, _SIZES.value):
+      config = extract.ExtractionConfig(
+          output_dir=os.path.join(work, f"out_{bank_kind}_{size}"),
+          bank=extract.BankConfig(kind=bank_kind, weights=weights),
+          resize_size=size, crop_size=size, batch_size=_BATCH_SIZE.value,
+          show_progress=False)
+      bank = extract.make_bank(config.bank)
+      edges = extract.fit_edges(bank, spec, "train", config)
+      compute = extract.compiled_descriptors(extract.descriptor_model(bank, edges, config))
+
+      def ours():
+        shutil.rmtree(config.output_dir, ignore_errors=True)
+        extract.extract_split(compute, spec, "train", "source", config)
+
+      ours()  # warm-up: tracing and XLA compilation
+      ours_wall, ours_cpu = _timed(ours)
+
+      def one_reference(path):
+        with open(path, "rb") as f:
+          image = cv2.resize(decode_rgb(f.read()), (size, size), interpolation=cv2.INTER_LINEAR)
+        if bank_kind == "gabor":
+          return reference.gabor_descriptor(image, edges.edges, edges.zero_floor)
+        responses = [np.asarray(r, np.float64)[0] for r in bank(image[None].astype(np.float32))]
+        return reference.histograms(responses, edges.edges, edges.zero_floor)
+
+      subset = files[:_NUM_REFERENCE.value]
+      one_reference(subset[0])  # warm-up
+      ref_wall, ref_cpu = _timed(lambda: [one_reference(p) for p in subset])
+      rates = (len(files) / ours_wall, len(subset) / ref_wall,
+               len(files) / ours_cpu, len(subset) / ref_cpu)
+      print(f"{bank_kind:8s} {size:5d} {rates[0]:11.1f} {rates[1]:10.1f} "
+            f"{rates[0] / rates[1]:5.1f}x {rates[2]:15.1f} {rates[3]:14.1f} "
+            f"{rates[2] / rates[3]:8.1f}x")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
