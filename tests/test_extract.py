@@ -62,10 +62,14 @@ def test_extraction_writes_what_the_reference_computes(datasets, tmp_path):
   by_id = dict(zip(source.ids, source.descriptors))
   reader = pipeline.ReaderConfig(batch_size=8, resize_size=64, crop_size=64)
   batch = next(iter(pipeline.make_dataset(source_dir, "train", reader, training=False)))
+  # A response within float rounding of an edge may land on either side: one such
+  # response moves 2 / pixels of its map (64x64 down to 8x8 here); float16 storage
+  # rounds each value to about 3 digits.
+  pixels = np.repeat([64 * 64, 32 * 32, 16 * 16, 8 * 8], 12)
   for example_id, image in zip(batch["id"].numpy()[:3], batch["image"].numpy()[:3]):
     expected = reference.gabor_descriptor(image, edges.edges, edges.zero_floor)
     l1 = np.abs(by_id[example_id.decode()] - expected).reshape(48, 32).sum(-1)
-    assert l1.max() < 2e-3  # float16 storage (about 3 digits) plus edge ties
+    assert np.all(l1 <= 2 / pixels + 2e-3), l1
 
 
 def test_extraction_resumes_and_refuses_other_settings(datasets, tmp_path):
