@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/sjft-make-demo-data --flagfile=flags/demo/make_demo_data.flags
 	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_source.flags
 	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_target.flags
+	$(BIN)/sjft-descriptors --flagfile=flags/descriptors/demo.flags
 
 # Unpacks the real datasets of ../shared into .cache/shared (ignored by git).
 shared-data:

@@ -30,9 +30,10 @@ def datasets(tmp_path_factory):
 
 
 def _config(out, **kwargs):
+  # A small lookup grid compiles fast; results do not depend on it (test_descriptors).
   return extract.ExtractionConfig(output_dir=str(out), bank=extract.BankConfig(kind="gabor"),
                                   resize_size=64, crop_size=64, batch_size=16,
-                                  show_progress=False, **kwargs)
+                                  lookup_cells=1024, show_progress=False, **kwargs)
 
 
 def test_extraction_writes_what_the_reference_computes(datasets, tmp_path):
@@ -109,7 +110,8 @@ def test_cli_describes_both_datasets(datasets, tmp_path):
       [os.path.join(os.path.dirname(sys.executable), "sjft-descriptors"),
        f"--target_dir={target_dir}", f"--source_dir={source_dir}",
        f"--output_dir={tmp_path / 'd'}", "--bank=gabor", "--num_bins=16",
-       "--resize_size=64", "--crop_size=64", "--storage=uint8", "--noprogress"],
+       "--resize_size=64", "--crop_size=64", "--storage=uint8", "--lookup_cells=1024",
+       "--noprogress"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
   assert "768 values each (48 channels [gabor 48] x 16 bins, uint8)" in done.stdout
