@@ -19,6 +19,8 @@ TOOLS = {
     "sjft-benchmark-reader": "tools.benchmark_reader",
     "sjft-descriptors": "tools.descriptors",
     "sjft-benchmark-descriptors": "tools.benchmark_descriptors",
+    "sjft-select": "tools.select",
+    "sjft-benchmark-selection": "tools.benchmark_selection",
 }
 
 setuptools.setup(

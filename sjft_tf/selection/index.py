@@ -1,0 +1,136 @@
+"""Approximate nearest sources: a ScaNN index over the Hellinger-PCA embedding, then an
+exact re-rank of each target's candidates by the true divergence.
+
+The index is built with ScaNN's TensorFlow ops and saved as a TensorFlow module: the
+same file answers numpy queries here and loads in a TF graph
+(`scann_ops.searcher_from_module(tf.saved_model.load(...))`). Stock TF Serving cannot
+run ScaNN's custom ops, so the served model is the classifier only.
+"""
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+from scann.scann_ops.py import scann_ops
+
+from sjft_tf import files
+from sjft_tf.selection import divergence, embedding, exact
+
+EMBEDDING_FILENAME = "embedding.npz"
+SEARCHER_DIRNAME = "scann"
+INDEX_CONFIG_FILENAME = "index_config.json"
+
+
+@dataclasses.dataclass
+class IndexConfig:
+  """ScaNN parameters (defaults tuned by tools/benchmark_selection.py).
+
+  Attributes:
+    dimensions: PCA dimensions of the embedding (0: no reduction).
+    num_leaves: k-means partitions (0: about sqrt(number of sources)).
+    leaves_to_search: partitions searched per query (0: a fifth of num_leaves, >= 1).
+    candidates_per_neighbour: K' = this times K candidates go to the exact re-rank.
+    quantize: score candidates with anisotropic 4-bit codes (faster, approximate)
+      instead of exact dot products of the embedding.
+    fit_sample_size: source descriptors the PCA is fitted on.
+  """
+  dimensions: int = 128
+  num_leaves: int = 0
+  leaves_to_search: int = 0
+  candidates_per_neighbour: int = 4
+  quantize: bool = False
+  fit_sample_size: int = 20000
+
+  def leaves(self, num_sources: int, num_candidates: int) -> tuple[int, int]:
+    """(partitions, partitions searched); those searched hold at least twice the
+    candidates asked for, on average (a search cannot return more than they hold)."""
+    num_leaves = self.num_leaves or max(1, int(math.sqrt(num_sources)))
+    num_leaves = min(num_leaves, num_sources)
+    searched = self.leaves_to_search or max(1, num_leaves // 5)
+    enough = math.ceil(2 * num_candidates * num_leaves / max(num_sources, 1))
+    return num_leaves, min(max(searched, enough), num_leaves)
+
+
+def build(embeddings: np.ndarray, config: IndexConfig, num_neighbours: int):
+  """A ScaNN searcher (TF ops) over embeddings [n, d], squared L2 distance."""
+  num_leaves, searched = config.leaves(len(embeddings), num_neighbours)
+  builder = scann_ops.builder(embeddings, num_neighbours, "squared_l2")
+  if num_leaves > 1:
+    builder = builder.tree(num_leaves=num_leaves, num_leaves_to_search=searched,
+                           training_sample_size=min(len(embeddings), 250000))
+  if config.quantize:
+    builder = builder.score_ah(2, anisotropic_quantization_threshold=float("nan")).reorder(
+        num_neighbours)
+  else:
+    builder = builder.score_brute_force()
+  return builder.build()
+
+
+def save(directory: str, searcher, projection: embedding.HellingerPCA,
+         config: IndexConfig, num_sources: int) -> None:
+  """Writes embedding.npz, scann/ (a TF SavedModel) and index_config.json."""
+  os.makedirs(directory, exist_ok=True)
+  projection.save(os.path.join(directory, EMBEDDING_FILENAME))
+  tf.saved_model.save(searcher.serialize_to_module(),
+                      os.path.join(directory, SEARCHER_DIRNAME))
+  files.write_json_atomic(os.path.join(directory, INDEX_CONFIG_FILENAME),
+                          {**dataclasses.asdict(config), "num_sources": num_sources})
+
+
+def load(directory: str):
+  """(searcher, projection) of a saved index."""
+  module = tf.saved_model.load(os.path.join(directory, SEARCHER_DIRNAME))
+  searcher = scann_ops.searcher_from_module(module)
+  return searcher, embedding.HellingerPCA.load(os.path.join(directory, EMBEDDING_FILENAME))
+
+
+def candidates(searcher, queries: np.ndarray, count: int, batch: int = 4096) -> np.ndarray:
+  """int64 [n, count] candidate source indices (-1 where fewer exist)."""
+  found = []
+  for i in range(0, len(queries), batch):
+    indices, _ = searcher.search_batched_parallel(queries[i:i + batch],
+                                                  final_num_neighbors=count)
+    found.append(indices.numpy().astype(np.int64))
+  result = np.concatenate(found)
+  if result.shape[1] < count:
+    result = np.pad(result, ((0, 0), (0, count - result.shape[1])), constant_values=-1)
+  return result
+
+
+def rerank(targets: np.ndarray, candidate_indices: np.ndarray, source_blocks,
+           weights: np.ndarray, k: int, epsilon: float = divergence.DEFAULT_EPSILON):
+  """Exact divergences of each target's candidates; keeps the best k.
+
+  The candidates' rows are copied out of the streamed source blocks into one compact
+  array (memory: distinct candidates x D x 8 bytes), then each target is compared with
+  its own rows (`divergence.divergence_to_rows`).
+  Args:
+    targets: float [n, D].
+    candidate_indices: int64 [n, c] source indices (-1: none).
+    source_blocks: iterable of float [n_i, D] source blocks in source order.
+  Returns:
+    (distances float32 [n, k], indices int64 [n, k]) ascending; missing entries have
+    distance inf and index -1.
+  """
+  valid = candidate_indices >= 0
+  union, inverse = np.unique(candidate_indices[valid], return_inverse=True)
+  compact_rows = np.zeros(candidate_indices.shape, np.int64)
+  compact_rows[valid] = inverse
+  compact, offset = None, 0
+  for block in source_blocks:
+    block = np.asarray(block)
+    if compact is None:
+      compact = np.zeros((len(union), block.shape[1]), np.float32)
+    low, high = np.searchsorted(union, [offset, offset + len(block)])
+    compact[low:high] = block[union[low:high] - offset]
+    offset += len(block)
+  sources = divergence.prepare(compact, weights, epsilon, weighted=False)
+  del compact
+  distances = divergence.divergence_to_rows(
+      divergence.prepare(targets, weights, epsilon), sources, compact_rows)
+  distances[~valid] = np.inf
+  n = len(targets)
+  return exact.merge_top_k(np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64),
+                           distances, np.where(valid, candidate_indices, -1), k)

@@ -1,0 +1,157 @@
+"""The selection manifest: each target image's ranked source neighbours, its level, its
+pool, and what follows from them (the selected subset, sampling weights, the source
+classes the source head keeps).
+
+Files of a round (`<output_dir>/round_NNN/`):
+  selection.json   format version, round, parameters, datasets, retained source
+                   classes (source-head label = index), counts
+  selection.npz    arrays: target_ids, target_labels, levels, neighbours [nt, K_max]
+                   (indices into source_ids), distances, source_ids, source_labels,
+                   pool_sizes, selected (indices into source_ids), weights, head_labels
+  subset/          the selected source images as TFRecords + dataset_spec.json, labels
+                   re-indexed to the source head (written by sjft_tf.selection.subset)
+
+Pairing rule (the paper's data layer): draw a target image with probability
+proportional to its level, then one source image uniformly from its pool. A source
+image's sampling weight is the probability this draws it; the weights sum to 1.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from sjft_tf import files
+
+FORMAT_VERSION = 1
+JSON_FILENAME = "selection.json"
+ARRAYS_FILENAME = "selection.npz"
+SUBSET_DIRNAME = "subset"
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionParams:
+  """Pool sizes and class retention.
+
+  Attributes:
+    k0: pool size per level: a level-L target's pool is its first k0 * L neighbours
+      (the authors used 300 for MIT Indoor 67).
+    max_neighbours: ranked neighbours kept per target (K_max, the cap of every pool).
+    min_images_per_class: a source class needs this many selected images to keep a
+      source-head output; images of dropped classes leave the pools.
+  """
+  k0: int = 300
+  max_neighbours: int = 5000
+  min_images_per_class: int = 5
+
+
+def round_dir(output_dir: str, round_index: int) -> str:
+  return os.path.join(output_dir, f"round_{round_index:03d}")
+
+
+@dataclasses.dataclass
+class Selection:
+  """One round's selection (see the module docstring for the files)."""
+  round_index: int
+  params: SelectionParams
+  info: dict                  # datasets, search method, free-form provenance
+  target_ids: np.ndarray      # str [nt]
+  target_labels: np.ndarray   # int32 [nt]
+  levels: np.ndarray          # int32 [nt]
+  neighbours: np.ndarray      # int64 [nt, K] indices into source_ids, nearest first
+  distances: np.ndarray       # float32 [nt, K]
+  source_ids: np.ndarray      # str [ns]
+  source_labels: np.ndarray   # int32 [ns] labels of the source dataset
+  source_class_names: list    # names of the source dataset's labels
+  # Derived by `derive`:
+  pool_sizes: np.ndarray = None     # int32 [nt]
+  selected: np.ndarray = None       # int64 [n_selected] indices into source_ids
+  weights: np.ndarray = None        # float64 [n_selected], sum 1
+  head_labels: np.ndarray = None    # int32 [n_selected] source-head labels
+  retained_classes: list = None     # source-head label -> source class name
+
+  def pools(self) -> list[np.ndarray]:
+    """Each target's pool: indices into source_ids (retained classes only)."""
+    kept = np.zeros(len(self.source_ids), bool)
+    kept[self.selected] = True
+    return [row[:size][kept[row[:size]]] for row, size in zip(self.neighbours, self._raw_sizes())]
+
+  def _raw_sizes(self) -> np.ndarray:
+    return np.minimum(self.params.k0 * self.levels.astype(np.int64), self.neighbours.shape[1])
+
+
+def derive(selection: Selection) -> Selection:
+  """Fills pools, the selected subset, weights and retained classes from the levels."""
+  raw_sizes = selection._raw_sizes()
+  in_pool = np.zeros(len(selection.source_ids), bool)
+  for row, size in zip(selection.neighbours, raw_sizes):
+    in_pool[row[:size]] = True
+  candidates = np.nonzero(in_pool)[0]
+  counts = np.bincount(selection.source_labels[candidates],
+                       minlength=len(selection.source_class_names))
+  retained = np.nonzero(counts >= selection.params.min_images_per_class)[0]
+  keep = np.isin(selection.source_labels[candidates], retained)
+  selection.selected = candidates[keep]
+  selection.retained_classes = [selection.source_class_names[c] for c in retained]
+  head_of = np.full(len(selection.source_class_names), -1, np.int64)
+  head_of[retained] = np.arange(len(retained))
+  selection.head_labels = head_of[selection.source_labels[selection.selected]].astype(np.int32)
+
+  pools = selection.pools()
+  selection.pool_sizes = np.array([len(p) for p in pools], np.int32)
+  position = np.full(len(selection.source_ids), -1, np.int64)
+  position[selection.selected] = np.arange(len(selection.selected))
+  active = selection.pool_sizes > 0
+  target_share = np.where(active, selection.levels, 0).astype(np.float64)
+  target_share /= max(target_share.sum(), 1e-300)
+  weights = np.zeros(len(selection.selected), np.float64)
+  for pool, share in zip(pools, target_share):
+    if len(pool):
+      np.add.at(weights, position[pool], share / len(pool))
+  selection.weights = weights
+  return selection
+
+
+def save(selection: Selection, output_dir: str) -> str:
+  """Writes the round's selection.json and selection.npz; returns the round folder."""
+  folder = round_dir(output_dir, selection.round_index)
+  arrays = {name: getattr(selection, name) for name in (
+      "target_ids", "target_labels", "levels", "neighbours", "distances", "source_ids",
+      "source_labels", "pool_sizes", "selected", "weights", "head_labels")}
+  files.save_npz_atomic(os.path.join(folder, ARRAYS_FILENAME), **arrays)
+  files.write_json_atomic(os.path.join(folder, JSON_FILENAME), {
+      "format_version": FORMAT_VERSION,
+      "round": selection.round_index,
+      "params": dataclasses.asdict(selection.params),
+      "info": selection.info,
+      "source_class_names": list(selection.source_class_names),
+      "retained_classes": selection.retained_classes,
+      "counts": {
+          "targets": int(len(selection.target_ids)),
+          "targets_without_pool": int((selection.pool_sizes == 0).sum()),
+          "selected_images": int(len(selection.selected)),
+          "retained_classes": len(selection.retained_classes),
+          "mean_pool_size": float(selection.pool_sizes.mean()) if len(selection.pool_sizes) else 0.0,
+          "levels": {str(v): int(c) for v, c in zip(*np.unique(selection.levels,
+                                                                return_counts=True))},
+      },
+  })
+  return folder
+
+
+def load(folder: str) -> Selection:
+  """Reads a round folder written by `save`."""
+  path = os.path.join(folder, JSON_FILENAME)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no selection at {path}: run sjft-select first")
+  with open(path) as f:
+    meta = json.load(f)
+  if meta.get("format_version") != FORMAT_VERSION:
+    raise ValueError(f"{path}: format_version {meta.get('format_version')!r}, expected "
+                     f"{FORMAT_VERSION}")
+  with np.load(os.path.join(folder, ARRAYS_FILENAME)) as data:
+    arrays = {k: data[k] for k in data.files}
+  return Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
+                   info=meta["info"], source_class_names=meta["source_class_names"],
+                   retained_classes=meta["retained_classes"], **arrays)

@@ -1,0 +1,90 @@
+"""Nearest source images of every target image, from a descriptor folder.
+
+"exact" streams the source shards through `exact.exact_search`; "scann" fits the
+embedding on a sample, builds (and saves) a ScaNN index, and re-ranks its candidates
+exactly; "auto" picks exact while target x source pairs stay small.
+"""
+
+import dataclasses
+import logging
+import os
+import time
+
+import numpy as np
+
+from sjft_tf.descriptors import store
+from sjft_tf.selection import divergence, embedding, exact
+from sjft_tf.selection import index as index_lib
+
+AUTO_EXACT_MAX_PAIR_VALUES = 2e12  # targets x sources x dimension: ~2-3 min exact here
+
+
+@dataclasses.dataclass
+class SearchConfig:
+  """How neighbours are found.
+
+  Attributes:
+    method: "exact", "scann" or "auto".
+    num_neighbours: K, neighbours per target.
+    epsilon: added inside the logs of the divergence.
+    index: ScaNN parameters (method "scann").
+    index_dir: where the index is saved ("" : not saved).
+  """
+  method: str = "auto"
+  num_neighbours: int = 5000
+  epsilon: float = divergence.DEFAULT_EPSILON
+  index: index_lib.IndexConfig = dataclasses.field(default_factory=index_lib.IndexConfig)
+  index_dir: str = ""
+
+
+@dataclasses.dataclass
+class Neighbours:
+  distances: np.ndarray   # float32 [nt, K]
+  indices: np.ndarray     # int64 [nt, K] into the source descriptors, in shard order
+  method: str
+  seconds: float
+
+
+def _source_blocks(descriptors_dir: str):
+  for path in store.shard_paths(descriptors_dir, "source"):
+    yield store.load_shard(path).descriptors
+
+
+def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
+         config: SearchConfig) -> Neighbours:
+  """Neighbours of targets [nt, D] among the folder's source descriptors."""
+  weights = store.load_edges(descriptors_dir).dimension_weights()
+  k = min(config.num_neighbours, num_sources)
+  method = config.method
+  if method == "auto":
+    work = float(len(targets)) * num_sources * targets.shape[1]
+    method = "exact" if work <= AUTO_EXACT_MAX_PAIR_VALUES else "scann"
+  start = time.perf_counter()
+  if method == "exact":
+    distances, indices = exact.exact_search(targets, _source_blocks(descriptors_dir), weights,
+                                            k, config.epsilon)
+  elif method == "scann":
+    distances, indices = _approximate(descriptors_dir, targets, num_sources, weights, k, config)
+  else:
+    raise ValueError(f"unknown search method {method!r} (exact, scann, auto)")
+  seconds = time.perf_counter() - start
+  logging.info("%s search: %d targets x %d sources in %.1f s", method, len(targets),
+               num_sources, seconds)
+  return Neighbours(distances, indices, method, seconds)
+
+
+def _approximate(descriptors_dir, targets, num_sources, weights, k, config):
+  every = max(1, num_sources // config.index.fit_sample_size)
+  sample = np.concatenate([b[::every] for b in _source_blocks(descriptors_dir)])
+  projection = embedding.fit(sample, weights, config.index.dimensions)
+  del sample
+  embedded = np.concatenate([projection.embed(b) for b in _source_blocks(descriptors_dir)])
+  count = k * config.index.candidates_per_neighbour
+  searcher = index_lib.build(embedded, config.index, min(count, num_sources))
+  if config.index_dir:
+    index_lib.save(config.index_dir, searcher, projection, config.index, num_sources)
+  del embedded
+  candidate_indices = index_lib.candidates(searcher, projection.embed(targets),
+                                       min(count, num_sources))
+  return index_lib.rerank(targets, candidate_indices, _source_blocks(descriptors_dir), weights,
+                      k, config.epsilon)

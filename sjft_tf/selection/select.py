@@ -1,0 +1,98 @@
+"""The selection stage's API: the initial selection from descriptors, and the next
+round's selection from predictions on the target training images."""
+
+import os
+
+import numpy as np
+
+from sjft_tf.descriptors import store
+from sjft_tf.selection import levels as levels_lib
+from sjft_tf.selection import manifest, search, subset
+
+
+def _entry(metadata: dict, role: str, split: str | None = None) -> dict:
+  for entry in metadata["datasets"]:
+    if entry["role"] == role and split in (None, entry["split"]):
+      return entry
+  raise ValueError(f"descriptor metadata has no {role} descriptors"
+                   f"{f' for split {split}' if split else ''}")
+
+
+def _write_subset(selection: manifest.Selection, folder: str) -> None:
+  source = selection.info["source"]
+  subset.write_subset(
+      source["spec_dir"], source["split"],
+      dict(zip(selection.source_ids[selection.selected].tolist(),
+               selection.head_labels.tolist())),
+      selection.retained_classes, os.path.join(folder, manifest.SUBSET_DIRNAME),
+      f"{source['dataset']}_selected_round{selection.round_index}",
+      metadata={"selection_round": selection.round_index})
+
+
+def initial_selection(descriptors_dir: str, output_dir: str,
+                      params: manifest.SelectionParams = manifest.SelectionParams(),
+                      config: search.SearchConfig | None = None,
+                      target_split: str = "train", write_subset: bool = True):
+  """Round 0: every target at level 1, its K_max nearest sources found and ranked.
+
+  Returns:
+    (the Selection, its round folder).
+  """
+  config = config or search.SearchConfig()
+  config.num_neighbours = params.max_neighbours
+  metadata = store.load_metadata(descriptors_dir)
+  target_entry, source_entry = _entry(metadata, "target", target_split), _entry(metadata, "source")
+  targets = store.load_all(descriptors_dir, "target", target_split)
+  source_ids, source_labels = [], []
+  for path in store.shard_paths(descriptors_dir, "source"):
+    shard = store.load_shard(path)
+    source_ids.append(shard.ids)
+    source_labels.append(shard.labels)
+  source_ids, source_labels = np.concatenate(source_ids), np.concatenate(source_labels)
+  found = search.find(descriptors_dir, targets.descriptors, len(source_ids), config)
+  selection = manifest.Selection(
+      round_index=0, params=params,
+      info={"descriptors_dir": os.path.abspath(descriptors_dir),
+            "search": {"method": found.method, "seconds": round(found.seconds, 2)},
+            "target": {k: target_entry[k] for k in ("dataset", "spec_dir", "split")},
+            "source": {k: source_entry[k] for k in ("dataset", "spec_dir", "split")}},
+      target_ids=targets.ids, target_labels=targets.labels,
+      levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
+      distances=found.distances, source_ids=source_ids, source_labels=source_labels,
+      source_class_names=source_entry["class_names"])
+  manifest.derive(selection)
+  folder = manifest.save(selection, output_dir)
+  if write_subset:
+    _write_subset(selection, folder)
+  return selection, folder
+
+
+def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
+               rule: levels_lib.LevelRule = levels_lib.LevelRule(),
+               output_dir: str | None = None, write_subset: bool = True):
+  """The next round: levels updated from predictions, pools grown, no new search.
+
+  Args:
+    previous_folder: a round folder (…/round_NNN).
+    target_ids: str [n] ids of the predicted target images (any order; all of them).
+    probabilities: float [n, classes] target-class probabilities for those ids.
+    output_dir: where round_NNN+1 goes (default: beside the previous round).
+  Returns:
+    (the new Selection, its round folder).
+  """
+  selection = manifest.load(previous_folder)
+  order = {str(i): n for n, i in enumerate(np.asarray(target_ids).tolist())}
+  missing = [i for i in selection.target_ids.tolist() if i not in order]
+  if missing:
+    raise ValueError(f"predictions lack {len(missing)} target images, e.g. {missing[:3]}")
+  rows = np.array([order[i] for i in selection.target_ids.tolist()])
+  selection.levels = levels_lib.update_levels(selection.levels, np.asarray(probabilities)[rows],
+                                              selection.target_labels, rule)
+  selection.round_index += 1
+  selection.info = {**selection.info, "previous_round": os.path.abspath(previous_folder),
+                    "level_rule": rule.__dict__}
+  manifest.derive(selection)
+  folder = manifest.save(selection, output_dir or os.path.dirname(os.path.abspath(previous_folder)))
+  if write_subset:
+    _write_subset(selection, folder)
+  return selection, folder

@@ -1,0 +1,69 @@
+"""Writes the selected source images as a dataset of their own: TFRecord shards whose
+labels are source-head labels (retained classes re-indexed contiguously) and a
+dataset_spec.json, readable by sjft_tf.data.pipeline like any ingested dataset."""
+
+import math
+import os
+
+import tensorflow as tf
+
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.data import tfrecord
+from sjft_tf.data.ingest import shard_name
+
+
+def write_subset(source_spec_dir: str, split: str, head_label_of: dict[str, int],
+                 class_names: list[str], output_dir: str, name: str,
+                 shard_size: int = 2048, metadata: dict | None = None) -> spec_lib.DatasetSpec:
+  """Copies the examples whose id is in `head_label_of`, relabelled, in source order.
+
+  Args:
+    source_spec_dir: the ingested source dataset.
+    split: its split the descriptors came from.
+    head_label_of: example id -> source-head label.
+    class_names: source-head label -> class name.
+  Returns:
+    The subset's spec (split "train"). An existing complete subset is reused.
+  """
+  if os.path.exists(spec_lib.spec_path(output_dir)):
+    existing = spec_lib.load_spec(output_dir)
+    if existing.splits["train"].num_examples == len(head_label_of):
+      return existing
+  source = spec_lib.load_spec(source_spec_dir)
+  os.makedirs(output_dir, exist_ok=True)
+  num_shards = max(1, math.ceil(len(head_label_of) / shard_size))
+  shards, counts = [], [0] * len(class_names)
+  writer, written, tmp_path = None, 0, None
+
+  def close():
+    writer.close()
+    os.replace(tmp_path, os.path.join(output_dir, shards[-1]))
+
+  for raw in tf.data.TFRecordDataset(source.shard_paths(split)).as_numpy_iterator():
+    example = tf.train.Example.FromString(raw)
+    feature = example.features.feature
+    example_id = feature[tfrecord.ID_KEY].bytes_list.value[0].decode()
+    if example_id not in head_label_of:
+      continue
+    if written % shard_size == 0:
+      if writer is not None:
+        close()
+      shards.append(shard_name("train", len(shards), num_shards))
+      tmp_path = os.path.join(output_dir, shards[-1]) + f".tmp-{os.getpid()}"
+      writer = tf.io.TFRecordWriter(tmp_path)
+    label = head_label_of[example_id]
+    feature[tfrecord.LABEL_KEY].int64_list.value[:] = [label]
+    writer.write(example.SerializeToString())
+    counts[label] += 1
+    written += 1
+  if writer is not None:
+    close()
+  if written != len(head_label_of):
+    raise ValueError(f"{source_spec_dir}/{split}: found {written} of the "
+                     f"{len(head_label_of)} selected ids; the descriptors and the dataset "
+                     f"disagree")
+  subset = spec_lib.DatasetSpec(name, list(class_names),
+                                {"train": spec_lib.SplitSpec(written, counts, shards)},
+                                metadata or {}, os.path.abspath(output_dir))
+  spec_lib.save_spec(subset)
+  return subset

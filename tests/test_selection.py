@@ -1,0 +1,211 @@
+"""Source selection: exact and approximate search, manifest, levels, subset, CLI."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sjft_tf.data import ingest, pipeline, sources, spec as spec_lib, synthetic
+from sjft_tf.descriptors import extract
+from sjft_tf.selection import (divergence, embedding, exact, index, levels, manifest,
+                               search, select)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _histograms(rng, n, channels=4, bins=8, concentration=0.5):
+  raw = rng.gamma(concentration, 1.0, size=(n, channels, bins)) + 1e-3
+  return (raw / raw.sum(-1, keepdims=True)).reshape(n, channels * bins).astype(np.float32)
+
+
+def _naive(t, s, w, eps=divergence.DEFAULT_EPSILON):
+  t, s = t.astype(np.float64), s.astype(np.float64)
+  return 0.5 * sum(w[k] * (t[k] * np.log((t[k] + eps) / (s[k] + eps))
+                           + s[k] * np.log((s[k] + eps) / (t[k] + eps))) for k in range(len(t)))
+
+
+def test_exact_search_equals_a_naive_per_pair_loop():
+  rng = np.random.default_rng(0)
+  targets, sources_ = _histograms(rng, 7), _histograms(rng, 53)
+  weights = np.repeat(rng.uniform(0.1, 1, 4), 8).astype(np.float32)
+  naive = np.array([[_naive(t, s, weights) for s in sources_] for t in targets])
+  blocks = [sources_[i:i + 10] for i in range(0, 53, 10)]
+  distances, indices = exact.exact_search(targets, blocks, weights, k=5, target_batch=3)
+  np.testing.assert_array_equal(indices, np.argsort(naive, axis=1, kind="stable")[:, :5])
+  np.testing.assert_allclose(distances, np.sort(naive, axis=1)[:, :5], rtol=1e-4, atol=1e-6)
+  rows = rng.integers(0, 53, size=(7, 6))
+  pairs = divergence.divergence_to_rows(divergence.prepare(targets, weights),
+                                        divergence.prepare(sources_, weights, weighted=False),
+                                        rows)
+  np.testing.assert_allclose(pairs, np.take_along_axis(naive, rows, 1), rtol=1e-4, atol=1e-6)
+
+
+def test_scann_with_rerank_finds_planted_neighbours_and_reloads(tmp_path):
+  rng = np.random.default_rng(1)
+  targets = _histograms(rng, 40, channels=6, bins=16)
+  weights = np.full(96, 1 / 6, np.float32)
+  # Five planted near-copies of every target among 4,000 unrelated histograms.
+  planted = np.repeat(targets, 5, axis=0) * rng.uniform(0.9, 1.1, (200, 96)).astype(np.float32)
+  planted /= planted.reshape(200, 6, 16).sum(-1).repeat(16, -1)
+  database = np.concatenate([_histograms(rng, 4000, 6, 16), planted])
+  owner = np.concatenate([np.full(4000, -1), np.repeat(np.arange(40), 5)])
+  projection = embedding.fit(database, weights, dimensions=32)
+  config = index.IndexConfig(dimensions=32)
+  searcher = index.build(projection.embed(database), config, 20)
+  index.save(str(tmp_path / "index"), searcher, projection, config, len(database))
+  reloaded, reloaded_projection = index.load(str(tmp_path / "index"))
+  before = index.candidates(searcher, projection.embed(targets), 20)
+  after = index.candidates(reloaded, reloaded_projection.embed(targets), 20)
+  np.testing.assert_array_equal(before, after)
+  blocks = [database[i:i + 1000] for i in range(0, len(database), 1000)]
+  distances, found = index.rerank(targets, after, blocks, weights, k=5)
+  recall = np.mean([np.isin(np.nonzero(owner == i)[0], found[i]).mean() for i in range(40)])
+  assert recall >= 0.95
+  exact_d, exact_i = exact.exact_search(targets, blocks, weights, k=5)
+  hit = found == exact_i
+  # float32: self terms near -2 cancel to distances near 1e-3, summed in other orders.
+  np.testing.assert_allclose(distances[hit], exact_d[hit], atol=2e-6)
+
+
+def test_level_update_rule():
+  probabilities = np.array([[0.9, 0.05, 0.05],    # correct, confident -> +0
+                            [0.2, 0.7, 0.1],      # wrong -> +4
+                            [0.4, 0.35, 0.25],    # correct, uncertain -> +2
+                            [0.1, 0.8, 0.1]])     # wrong, capped
+  labels = np.array([0, 0, 0, 0])
+  new = levels.update_levels(np.array([1, 1, 3, 9]), probabilities, labels)
+  np.testing.assert_array_equal(new, [1, 5, 5, 10])
+  assert levels.normalised_entropy(np.full((1, 4), 0.25))[0] == pytest.approx(1.0)
+
+
+def _selection(rng, k0=3, min_images=2):
+  num_sources, num_targets = 60, 8
+  neighbours = np.stack([rng.permutation(num_sources)[:20] for _ in range(num_targets)])
+  selection = manifest.Selection(
+      round_index=0, params=manifest.SelectionParams(k0, 20, min_images), info={},
+      target_ids=np.array([f"t{i}" for i in range(num_targets)]),
+      target_labels=np.zeros(num_targets, np.int32),
+      levels=rng.integers(1, 4, num_targets).astype(np.int32), neighbours=neighbours,
+      distances=np.sort(rng.random((num_targets, 20)), 1).astype(np.float32),
+      source_ids=np.array([f"s{j}" for j in range(num_sources)]),
+      source_labels=(np.arange(num_sources) % 7).astype(np.int32),
+      source_class_names=[f"c{c}" for c in range(7)])
+  return manifest.derive(selection)
+
+
+def test_weights_match_a_monte_carlo_of_the_pairing_rule():
+  rng = np.random.default_rng(2)
+  selection = _selection(rng)
+  assert selection.weights.sum() == pytest.approx(1.0)
+  pools = selection.pools()
+  draws = 200000
+  share = selection.levels / selection.levels.sum()
+  targets = rng.choice(len(pools), size=draws, p=share)
+  counts = np.zeros(len(selection.source_ids))
+  for t, n in zip(*np.unique(targets, return_counts=True)):
+    picks = rng.integers(0, len(pools[t]), n)
+    np.add.at(counts, pools[t][picks], 1)
+  empirical = counts[selection.selected] / draws
+  # Binomial standard error at 200,000 draws is below 0.0011 for any weight.
+  np.testing.assert_allclose(empirical, selection.weights, atol=0.005)
+  assert counts.sum() == draws and set(np.nonzero(counts)[0]) == set(selection.selected)
+
+
+def test_rare_source_classes_leave_the_pools_and_labels_are_contiguous():
+  rng = np.random.default_rng(3)
+  selection = _selection(rng, k0=1, min_images=3)
+  kept = {selection.source_class_names.index(c) for c in selection.retained_classes}
+  assert all(selection.source_labels[j] in kept for p in selection.pools() for j in p)
+  assert sorted(set(selection.head_labels.tolist())) == list(range(len(kept)))
+  for j, head in zip(selection.selected, selection.head_labels):
+    name = selection.source_class_names[selection.source_labels[j]]
+    assert selection.retained_classes[head] == name
+
+
+def test_selection_files_round_trip(tmp_path):
+  selection = _selection(np.random.default_rng(4))
+  folder = manifest.save(selection, str(tmp_path))
+  assert folder.endswith("round_000")
+  again = manifest.load(folder)
+  for name in ("levels", "neighbours", "selected", "weights", "head_labels", "source_ids"):
+    np.testing.assert_array_equal(getattr(again, name), getattr(selection, name))
+  assert again.retained_classes == selection.retained_classes
+  assert again.params == selection.params
+
+
+@pytest.fixture(scope="module")
+def descriptor_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("selection")
+  synthetic.generate(str(root / "images"), synthetic.SyntheticConfig(
+      source_images_per_class=6, num_target_classes=3,
+      target_split_sizes={"train": 4}))
+  for role in ("target", "source"):
+    ingest.ingest(sources.list_folder(str(root / "images" / role)), ingest.IngestConfig(
+        output_dir=str(root / role), dataset_name=f"demo_{role}", shard_size=40,
+        show_progress=False))
+  config = extract.ExtractionConfig(output_dir=str(root / "descriptors"),
+                                    bank=extract.BankConfig(kind="gabor"), resize_size=64,
+                                    crop_size=64, lookup_cells=1024, show_progress=False)
+  extract.extract(config, str(root / "target"), str(root / "source"))
+  return str(root / "descriptors")
+
+
+def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp_path):
+  params = manifest.SelectionParams(k0=4, max_neighbours=30, min_images_per_class=1)
+  first, folder = select.initial_selection(descriptor_dir, str(tmp_path), params,
+                                           search.SearchConfig(method="exact"))
+  assert first.neighbours.shape == (12, 30) and (first.pool_sizes == 4).all()
+  subset = spec_lib.load_spec(os.path.join(folder, "subset"))
+  assert subset.class_names == first.retained_classes
+  read = {ex["id"].decode(): int(ex["label"])
+          for ex in pipeline.read_examples(subset, "train").as_numpy_iterator()}
+  assert read == dict(zip(first.source_ids[first.selected].tolist(),
+                          first.head_labels.tolist()))
+
+  # Targets 0-5 misclassified (level 5: pools of 20), the rest confidently right.
+  probabilities = np.eye(3)[first.target_labels]
+  probabilities[:6] = np.eye(3)[(first.target_labels[:6] + 1) % 3]
+  second, folder2 = select.next_round(folder, first.target_ids, probabilities)
+  assert folder2.endswith("round_001")
+  np.testing.assert_array_equal(second.levels, [5] * 6 + [1] * 6)
+  assert (second.pool_sizes[:6] == 20).all() and (second.pool_sizes[6:] == 4).all()
+  assert set(first.selected) <= set(second.selected)
+  np.testing.assert_array_equal(second.neighbours, first.neighbours)  # no new search
+  with pytest.raises(ValueError, match="predictions lack 12 target images"):
+    select.next_round(folder, np.array(["nobody"]), probabilities[:1])
+
+
+def test_scann_search_agrees_with_exact_on_real_descriptors(descriptor_dir):
+  from sjft_tf.descriptors import store
+  targets = store.load_all(descriptor_dir, "target").descriptors
+  config = search.SearchConfig(method="exact", num_neighbours=10)
+  truth = search.find(descriptor_dir, targets, 126, config)
+  config.method = "scann"
+  config.index = index.IndexConfig(dimensions=16, candidates_per_neighbour=4)
+  found = search.find(descriptor_dir, targets, 126, config)
+  recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth.indices, found.indices)])
+  assert recall >= 0.9
+
+
+def test_cli_initial_and_update(descriptor_dir, tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  tool = os.path.join(os.path.dirname(sys.executable), "sjft-select")
+  done = subprocess.run([tool, f"--descriptors_dir={descriptor_dir}",
+                         f"--output_dir={tmp_path}", "--k0=3", "--max_neighbours=20",
+                         "--min_images_per_class=1"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert "12 target images, levels 1: 12" in done.stdout and "search: exact" in done.stdout
+  first = manifest.load(str(tmp_path / "round_000"))
+  probabilities = np.full((12, 3), 1 / 3)  # all uncertain; argmax 0 is right for label 0
+  np.savez(tmp_path / "predictions.npz", ids=first.target_ids, probabilities=probabilities)
+  done = subprocess.run([tool, f"--previous_round={tmp_path / 'round_000'}",
+                         f"--predictions={tmp_path / 'predictions.npz'}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  second = manifest.load(str(tmp_path / "round_001"))
+  expected = np.where(first.target_labels == 0, 3, 5)  # uncertain+right: +2, wrong: +4
+  np.testing.assert_array_equal(second.levels, expected)
+  assert "round 1" in done.stdout

@@ -1,0 +1,87 @@
+r"""sjft-select: choose source images for the target (round 0), or update the choice from
+predictions on the target's training images (round N+1).
+
+  sjft-select --descriptors_dir=runs/flowers102/descriptors --output_dir=runs/flowers102/selection \
+      --k0=300 --max_neighbours=5000 [--search=auto|exact|scann]
+  sjft-select --previous_round=runs/flowers102/selection/round_000 \
+      --predictions=runs/flowers102/train/round_000/target_train_predictions.npz
+The predictions file is an .npz with `ids` (target training ids) and `probabilities`
+([n, target classes]).
+"""
+
+import numpy as np
+from absl import app, flags
+
+from sjft_tf.selection import index, levels, manifest, search, select
+
+_DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).")
+_PREVIOUS_ROUND = flags.DEFINE_string("previous_round", None, "A round folder to update from --predictions.")
+_PREDICTIONS = flags.DEFINE_string("predictions", None, "npz with ids and probabilities of the target training images.")
+
+_K0 = flags.DEFINE_integer("k0", manifest.SelectionParams.k0, "Pool size per level: a level-L target's pool is its first k0*L neighbours.", lower_bound=1)
+_MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", manifest.SelectionParams.max_neighbours, "Ranked neighbours kept per target (caps every pool).", lower_bound=1)
+_MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", manifest.SelectionParams.min_images_per_class, "Selected images a source class needs to keep a source-head output.", lower_bound=1)
+_TARGET_SPLIT = flags.DEFINE_string("target_split", "train", "Target split whose images get neighbours.")
+_WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected source images as TFRecords (subset/).")
+
+_SEARCH = flags.DEFINE_enum("search", "auto", ["auto", "exact", "scann"], "Neighbour search: exact, ScaNN + exact re-rank, or auto by size.")
+_DIMENSIONS = flags.DEFINE_integer("index_dimensions", index.IndexConfig.dimensions, "PCA dimensions of the ScaNN embedding (0: none).")
+_LEAVES = flags.DEFINE_integer("index_leaves", 0, "ScaNN partitions (0: sqrt of the source size).")
+_LEAVES_SEARCHED = flags.DEFINE_integer("index_leaves_to_search", 0, "Partitions searched per query (0: a fifth).")
+_CANDIDATES = flags.DEFINE_integer("index_candidates_per_neighbour", index.IndexConfig.candidates_per_neighbour, "Candidates re-ranked exactly per neighbour kept.")
+_QUANTIZE = flags.DEFINE_bool("index_quantize", index.IndexConfig.quantize, "Score with anisotropic 4-bit codes (faster, lower recall).")
+
+_MISCLASSIFIED_STEP = flags.DEFINE_integer("misclassified_step", levels.LevelRule.misclassified_step, "Level added to a misclassified target image.")
+_UNCERTAIN_STEP = flags.DEFINE_integer("uncertain_step", levels.LevelRule.uncertain_step, "Level added to a correct but uncertain one.")
+_ENTROPY_THRESHOLD = flags.DEFINE_float("entropy_threshold", levels.LevelRule.entropy_threshold, "Uncertain: entropy / log(classes) above this.")
+_MAX_LEVEL = flags.DEFINE_integer("max_level", levels.LevelRule.max_level, "Levels are capped here.")
+
+
+def summary(selection: manifest.Selection, folder: str) -> str:
+  values, counts = np.unique(selection.levels, return_counts=True)
+  return "\n".join([
+      f"round {selection.round_index} in {folder}",
+      f"  {len(selection.target_ids)} target images, levels "
+      + ", ".join(f"{v}: {c}" for v, c in zip(values, counts)),
+      f"  {len(selection.selected)} source images selected from "
+      f"{len(selection.retained_classes)} source classes "
+      f"(mean pool {selection.pool_sizes.mean():.0f}, "
+      f"{int((selection.pool_sizes == 0).sum())} targets without a pool)",
+      f"  search: {selection.info['search']['method']}"])
+
+
+def main(argv):
+  del argv
+  if bool(_DESCRIPTORS_DIR.value) == bool(_PREVIOUS_ROUND.value):
+    raise app.UsageError("give --descriptors_dir (round 0) or --previous_round (an update)")
+  if _PREVIOUS_ROUND.value:
+    if not _PREDICTIONS.value:
+      raise app.UsageError("--previous_round needs --predictions")
+    with np.load(_PREDICTIONS.value) as data:
+      ids, probabilities = data["ids"], data["probabilities"]
+    rule = levels.LevelRule(_MISCLASSIFIED_STEP.value, _UNCERTAIN_STEP.value,
+                            _ENTROPY_THRESHOLD.value, _MAX_LEVEL.value)
+    selection, folder = select.next_round(_PREVIOUS_ROUND.value, ids, probabilities, rule,
+                                          _OUTPUT_DIR.value, _WRITE_SUBSET.value)
+  else:
+    if not _OUTPUT_DIR.value:
+      raise app.UsageError("--descriptors_dir needs --output_dir")
+    params = manifest.SelectionParams(_K0.value, _MAX_NEIGHBOURS.value, _MIN_IMAGES.value)
+    config = search.SearchConfig(
+        method=_SEARCH.value,
+        index=index.IndexConfig(_DIMENSIONS.value, _LEAVES.value, _LEAVES_SEARCHED.value,
+                                _CANDIDATES.value, _QUANTIZE.value),
+        index_dir=f"{_OUTPUT_DIR.value}/index")
+    selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
+                                                 params, config, _TARGET_SPLIT.value,
+                                                 _WRITE_SUBSET.value)
+  print(summary(selection, folder))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
