@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 CACHE := .cache/shared
+# TensorFlow start-up chatter (CUDA probes, oneDNN notices) hidden; override to see it.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: venv test demo shared-data clean-demo
 
@@ -25,6 +27,7 @@ demo: $(STAMP)
 	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_source.flags
 	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_target.flags
 	$(BIN)/sjft-descriptors --flagfile=flags/descriptors/demo.flags
+	$(BIN)/sjft-select --flagfile=flags/select/demo.flags
 
 # Unpacks the real datasets of ../shared into .cache/shared (ignored by git).
 shared-data:

@@ -24,3 +24,23 @@ def save_npz_atomic(path: str, **arrays: np.ndarray) -> None:
   tmp = f"{path}.tmp-{os.getpid()}.npz"
   np.savez(tmp, **arrays)
   os.replace(tmp, path)
+
+
+def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:
+  """Reads a JSON file written with {"format_version": ...}; checks the version.
+
+  Raises:
+    FileNotFoundError: no file (the message names the command `made_by` that makes it).
+    ValueError: not valid JSON, or another format version.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no {os.path.basename(path)} at {path}: run {made_by} first")
+  with open(path) as f:
+    try:
+      payload = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: not valid JSON ({e})") from e
+  if payload.get("format_version") != format_version:
+    raise ValueError(f"{path}: format_version {payload.get('format_version')!r}, this "
+                     f"sjft_tf reads {format_version}")
+  return payload

@@ -96,6 +96,17 @@ def test_structural_errors_are_clear(tmp_path):
     ingest.ingest(sources.list_folder(str(tmp_path / "all_bad")), _config(tmp_path / "o1"))
 
 
+def test_corrupt_or_foreign_spec_is_a_clear_error(tmp_path):
+  (tmp_path / spec_lib.SPEC_FILENAME).write_text('{"name": "x", "class_na')
+  with pytest.raises(ValueError, match="dataset_spec.json: not valid JSON"):
+    spec_lib.load_spec(str(tmp_path))
+  (tmp_path / spec_lib.SPEC_FILENAME).write_text('{"format_version": 99}')
+  with pytest.raises(ValueError, match="format_version 99, this sjft_tf reads 1"):
+    spec_lib.load_spec(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="run sjft-ingest first"):
+    spec_lib.load_spec(str(tmp_path / "nowhere"))
+
+
 def test_class_list_must_match_existing_spec(tmp_path):
   _tree(tmp_path / "in", np.random.default_rng(3))
   out = tmp_path / "out"

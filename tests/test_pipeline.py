@@ -3,7 +3,6 @@ and flip of the resized image, and seeded training input is repeatable."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import image_factory
 from sjft_tf.data import ingest, pipeline, sources

@@ -5,7 +5,6 @@ label order, and per split the example count, per-class counts and shard files.
 """
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -80,17 +79,7 @@ def load_spec(directory_or_file: str) -> DatasetSpec:
   path = directory_or_file
   if os.path.isdir(path):
     path = spec_path(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no dataset spec at {path}: run sjft-ingest first")
-  with open(path) as f:
-    try:
-      raw = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not a valid dataset spec ({e})") from e
-  version = raw.get("format_version")
-  if version != SPEC_FORMAT_VERSION:
-    raise ValueError(f"{path}: spec format_version {version!r}, this sjft_tf reads "
-                     f"{SPEC_FORMAT_VERSION}")
+  raw = files.read_versioned_json(path, SPEC_FORMAT_VERSION, "sjft-ingest")
   return DatasetSpec(
       name=raw["name"],
       class_names=list(raw["class_names"]),

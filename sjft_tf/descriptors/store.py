@@ -10,7 +10,6 @@ renamed, so a present file is a complete file.
 """
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -119,12 +118,5 @@ def save_metadata(directory: str, metadata: dict) -> None:
 
 
 def load_metadata(directory: str) -> dict:
-  path = os.path.join(directory, METADATA_FILENAME)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no descriptor metadata at {path}: run sjft-descriptors first")
-  with open(path) as f:
-    metadata = json.load(f)
-  if metadata.get("format_version") != FORMAT_VERSION:
-    raise ValueError(f"{path}: format_version {metadata.get('format_version')!r}, expected "
-                     f"{FORMAT_VERSION}")
-  return metadata
+  return files.read_versioned_json(os.path.join(directory, METADATA_FILENAME),
+                                   FORMAT_VERSION, "sjft-descriptors")

@@ -34,16 +34,22 @@ class Prepared:
 
 
 def prepare(descriptors: np.ndarray, weights: np.ndarray,
-            epsilon: float = DEFAULT_EPSILON, weighted: bool = True) -> Prepared:
+            epsilon: float = DEFAULT_EPSILON, weighted: bool = True,
+            valid_rows: int | None = None) -> Prepared:
   """Precomputes the divergence terms of descriptors [n, D] with weights [D].
 
   Args:
     weighted: also keep w * x and w * log(x + e), needed on the target side only
       (the source side of `divergence_to_rows` saves that memory with False).
+    valid_rows: rows after this many are padding: their terms are 0, not computed.
   """
   values = np.asarray(descriptors, np.float32)
-  logs = np.log(values + np.float32(epsilon))
-  self_terms = np.einsum("nd,nd,d->n", values, logs, weights.astype(np.float32))
+  count = len(values) if valid_rows is None else valid_rows
+  logs = np.zeros_like(values)
+  np.log(values[:count] + np.float32(epsilon), out=logs[:count])
+  self_terms = np.zeros(len(values), np.float32)
+  self_terms[:count] = np.einsum("nd,nd,d->n", values[:count], logs[:count],
+                                 weights.astype(np.float32))
   if not weighted:
     return Prepared(None, None, values, logs, self_terms)
   return Prepared(values * weights, logs * weights, values, logs, self_terms)
@@ -65,20 +71,26 @@ def _to_rows(target_weighted, target_weighted_logs, target_self, source_values,
   return 0.5 * (target_self[:, None] + tf.gather(source_self, rows) - cross)
 
 
-def divergence_to_rows(targets: Prepared, sources: Prepared, rows: np.ndarray,
-                       target_chunk: int = 256) -> np.ndarray:
+GATHER_BUDGET_BYTES = 256 * 2**20
+
+
+def divergence_to_rows(targets: Prepared, sources: Prepared, rows: np.ndarray) -> np.ndarray:
   """float32 [n_targets, c]: d(t_i, s_rows[i, j]), each target against its own rows.
 
   Args:
     rows: int [n_targets, c] indices into `sources` (weighted=False is enough there).
+  Targets go in chunks whose gathered rows (chunk x c x D floats, which XLA may
+  materialise) stay within GATHER_BUDGET_BYTES.
   """
+  row_bytes = max(1, rows.shape[1] * sources.values.shape[1] * 4)
+  target_chunk = int(max(1, min(len(rows), GATHER_BUDGET_BYTES // row_bytes)))
   source_tensors = [tf.constant(a) for a in (sources.values, sources.logs, sources.self_terms)]
   out = []
   for i in range(0, len(rows), target_chunk):
     part = slice(i, i + target_chunk)
     count = len(rows[part])
 
-    def padded(array):  # one chunk shape: XLA compiles once
+    def padded(array, count=count):  # one chunk shape: XLA compiles once
       return np.pad(array, [(0, target_chunk - count)] + [(0, 0)] * (array.ndim - 1))
 
     out.append(_to_rows(padded(targets.weighted[part]), padded(targets.weighted_logs[part]),

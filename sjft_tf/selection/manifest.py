@@ -17,7 +17,6 @@ image's sampling weight is the probability this draws it; the weights sum to 1.
 """
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -142,14 +141,8 @@ def save(selection: Selection, output_dir: str) -> str:
 
 def load(folder: str) -> Selection:
   """Reads a round folder written by `save`."""
-  path = os.path.join(folder, JSON_FILENAME)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no selection at {path}: run sjft-select first")
-  with open(path) as f:
-    meta = json.load(f)
-  if meta.get("format_version") != FORMAT_VERSION:
-    raise ValueError(f"{path}: format_version {meta.get('format_version')!r}, expected "
-                     f"{FORMAT_VERSION}")
+  meta = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
+                                   "sjft-select")
   with np.load(os.path.join(folder, ARRAYS_FILENAME)) as data:
     arrays = {k: data[k] for k in data.files}
   return Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),

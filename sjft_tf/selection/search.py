@@ -7,7 +7,6 @@ exactly; "auto" picks exact while target x source pairs stay small.
 
 import dataclasses
 import logging
-import os
 import time
 
 import numpy as np
@@ -17,6 +16,8 @@ from sjft_tf.selection import divergence, embedding, exact
 from sjft_tf.selection import index as index_lib
 
 AUTO_EXACT_MAX_PAIR_VALUES = 2e12  # targets x sources x dimension: ~2-3 min exact here
+IN_MEMORY_MAX_BYTES = 8 * 2**30    # sources held as float16 (as stored) up to this size
+BLOCK_ROWS = 20000
 
 
 @dataclasses.dataclass
@@ -45,9 +46,33 @@ class Neighbours:
   seconds: float
 
 
-def _source_blocks(descriptors_dir: str):
+def _shard_blocks(descriptors_dir: str):
   for path in store.shard_paths(descriptors_dir, "source"):
     yield store.load_shard(path).descriptors
+
+
+class SourceDescriptors:
+  """The source descriptors of a folder: held in memory as float16 when they fit
+  IN_MEMORY_MAX_BYTES (float16 is how shards store them, so nothing is lost), else
+  read shard by shard on every pass."""
+
+  def __init__(self, descriptors_dir: str, num_sources: int, dimension: int):
+    self.directory = descriptors_dir
+    self.array = None
+    if num_sources * dimension * 2 <= IN_MEMORY_MAX_BYTES:
+      self.array = np.concatenate([b.astype(np.float16) for b in _shard_blocks(descriptors_dir)])
+
+  def blocks(self):
+    """float32 blocks in source order."""
+    if self.array is None:
+      yield from _shard_blocks(self.directory)
+      return
+    for start in range(0, len(self.array), BLOCK_ROWS):
+      yield self.array[start:start + BLOCK_ROWS].astype(np.float32)
+
+  def rows_source(self):
+    """What `index.rerank` reads candidate rows from."""
+    return self.array if self.array is not None else self.blocks()
 
 
 def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
@@ -60,11 +85,12 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
     work = float(len(targets)) * num_sources * targets.shape[1]
     method = "exact" if work <= AUTO_EXACT_MAX_PAIR_VALUES else "scann"
   start = time.perf_counter()
+  sources = SourceDescriptors(descriptors_dir, num_sources, targets.shape[1])
   if method == "exact":
-    distances, indices = exact.exact_search(targets, _source_blocks(descriptors_dir), weights,
-                                            k, config.epsilon)
+    distances, indices = exact.exact_search(targets, sources.blocks(), weights, k,
+                                            config.epsilon)
   elif method == "scann":
-    distances, indices = _approximate(descriptors_dir, targets, num_sources, weights, k, config)
+    distances, indices = _approximate(sources, targets, num_sources, weights, k, config)
   else:
     raise ValueError(f"unknown search method {method!r} (exact, scann, auto)")
   seconds = time.perf_counter() - start
@@ -73,12 +99,12 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
   return Neighbours(distances, indices, method, seconds)
 
 
-def _approximate(descriptors_dir, targets, num_sources, weights, k, config):
+def _approximate(sources: SourceDescriptors, targets, num_sources, weights, k, config):
   every = max(1, num_sources // config.index.fit_sample_size)
-  sample = np.concatenate([b[::every] for b in _source_blocks(descriptors_dir)])
+  sample = np.concatenate([b[::every] for b in sources.blocks()])
   projection = embedding.fit(sample, weights, config.index.dimensions)
   del sample
-  embedded = np.concatenate([projection.embed(b) for b in _source_blocks(descriptors_dir)])
+  embedded = np.concatenate([projection.embed(b) for b in sources.blocks()])
   count = k * config.index.candidates_per_neighbour
   searcher = index_lib.build(embedded, config.index, min(count, num_sources))
   if config.index_dir:
@@ -86,5 +112,5 @@ def _approximate(descriptors_dir, targets, num_sources, weights, k, config):
   del embedded
   candidate_indices = index_lib.candidates(searcher, projection.embed(targets),
                                        min(count, num_sources))
-  return index_lib.rerank(targets, candidate_indices, _source_blocks(descriptors_dir), weights,
-                      k, config.epsilon)
+  return index_lib.rerank(targets, candidate_indices, sources.rows_source(), weights, k,
+                          config.epsilon)
