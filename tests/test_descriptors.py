@@ -102,8 +102,11 @@ def test_end_to_end_gabor_descriptor_matches_reference(real_images):
   for i, image in enumerate(real_images):
     expected = reference.gabor_descriptor(image, edges, floor)
     per_channel_l1 = np.abs(ours[i] - expected).reshape(48, 32).sum(axis=1)
-    # Responses within float rounding of an edge may land on either side of it.
-    assert per_channel_l1.max() < 1e-3
+    # Responses within float rounding of an edge may land on either side of it; each
+    # such tie moves 2 / pixels of its map. The 1e-3 bound holds for large maps; these
+    # are 96 px down to 12 px, so up to two ties a channel are allowed.
+    pixels = np.repeat([96 * 96, 48 * 48, 24 * 24, 12 * 12], 12)
+    assert np.all(per_channel_l1 <= np.maximum(1e-3, 4 / pixels) + 1e-6), per_channel_l1
     np.testing.assert_allclose(ours[i].reshape(48, 32).sum(axis=1), 1.0, atol=1e-6)
 
 
