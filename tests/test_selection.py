@@ -59,6 +59,17 @@ def test_scann_with_rerank_finds_planted_neighbours_and_reloads(tmp_path):
   before = index.candidates(searcher, projection.embed(targets), 20)
   after = index.candidates(reloaded, reloaded_projection.embed(targets), 20)
   np.testing.assert_array_equal(before, after)
+
+  # In-graph use: the saved module's searcher inside a tf.function.
+  import tensorflow as tf
+  from scann.scann_ops.py import scann_ops
+  module = tf.saved_model.load(str(tmp_path / "index" / index.SEARCHER_DIRNAME))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 32], tf.float32)])
+  def in_graph(queries):
+    return scann_ops.searcher_from_module(module).search_batched(queries, 20)[0]
+
+  np.testing.assert_array_equal(in_graph(projection.embed(targets)).numpy(), before)
   blocks = [database[i:i + 1000] for i in range(0, len(database), 1000)]
   distances, found = index.rerank(targets, after, blocks, weights, k=5)
   recall = np.mean([np.isin(np.nonzero(owner == i)[0], found[i]).mean() for i in range(40)])
@@ -141,14 +152,18 @@ def descriptor_dir(tmp_path_factory):
   synthetic.generate(str(root / "images"), synthetic.SyntheticConfig(
       source_images_per_class=6, num_target_classes=3,
       target_split_sizes={"train": 4}))
-  for role in ("target", "source"):
-    ingest.ingest(sources.list_folder(str(root / "images" / role)), ingest.IngestConfig(
-        output_dir=str(root / role), dataset_name=f"demo_{role}", shard_size=40,
-        show_progress=False))
+  ingest.ingest(sources.list_folder(str(root / "images" / "target")), ingest.IngestConfig(
+      output_dir=str(root / "target"), dataset_name="demo_target", show_progress=False))
+  # A source of two splits, both described: selections and subsets span them.
+  ingest.ingest(sources.list_folder(str(root / "images" / "source" / "train"), layout="class",
+                                    split_fractions="train=0.7,val=0.3"),
+                ingest.IngestConfig(output_dir=str(root / "source"), dataset_name="demo_source",
+                                    shard_size=40, show_progress=False))
   config = extract.ExtractionConfig(output_dir=str(root / "descriptors"),
                                     bank=extract.BankConfig(kind="gabor"), resize_size=64,
                                     crop_size=64, lookup_cells=1024, show_progress=False)
-  extract.extract(config, str(root / "target"), str(root / "source"))
+  extract.extract(config, str(root / "target"), str(root / "source"),
+                  source_splits=("train", "val"))
   return str(root / "descriptors")
 
 
@@ -163,6 +178,11 @@ def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp
           for ex in pipeline.read_examples(subset, "train").as_numpy_iterator()}
   assert read == dict(zip(first.source_ids[first.selected].tolist(),
                           first.head_labels.tolist()))
+  assert first.info["source"]["splits"] == ["train", "val"]
+  source_spec = first.info["source"]["spec_dir"]
+  both_splits = {ex["id"].decode() for split in ("train", "val")
+                 for ex in pipeline.read_examples(source_spec, split).as_numpy_iterator()}
+  assert set(first.source_ids.tolist()) == both_splits and len(both_splits) == 126
 
   # Targets 0-5 misclassified (level 5: pools of 20), the rest confidently right.
   probabilities = np.eye(3)[first.target_labels]
@@ -183,10 +203,12 @@ def test_scann_search_agrees_with_exact_on_real_descriptors(descriptor_dir):
   config = search.SearchConfig(method="exact", num_neighbours=10)
   truth = search.find(descriptor_dir, targets, 126, config)
   config.method = "scann"
-  config.index = index.IndexConfig(dimensions=16, candidates_per_neighbour=4)
+  # One partition: ScaNN's k-means is not deterministic, and on 126 sources one
+  # neighbour more or less moves recall by 0.008 (the tree is tested above).
+  config.index = index.IndexConfig(dimensions=16, candidates_per_neighbour=4, num_leaves=1)
   found = search.find(descriptor_dir, targets, 126, config)
   recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth.indices, found.indices)])
-  assert recall >= 0.9
+  assert recall >= 0.9, recall
 
 
 def test_cli_initial_and_update(descriptor_dir, tmp_path):

@@ -10,18 +10,21 @@ from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest, search, subset
 
 
-def _entry(metadata: dict, role: str, split: str | None = None) -> dict:
-  for entry in metadata["datasets"]:
-    if entry["role"] == role and split in (None, entry["split"]):
-      return entry
-  raise ValueError(f"descriptor metadata has no {role} descriptors"
-                   f"{f' for split {split}' if split else ''}")
+def _entries(metadata: dict, role: str, split: str | None = None) -> list[dict]:
+  entries = [e for e in metadata["datasets"]
+             if e["role"] == role and split in (None, e["split"])]
+  if not entries:
+    raise ValueError(f"descriptor metadata has no {role} descriptors"
+                     f"{f' for split {split}' if split else ''}")
+  if len({e["spec_dir"] for e in entries}) > 1:
+    raise ValueError(f"{role} descriptors come from several datasets")
+  return entries
 
 
 def _write_subset(selection: manifest.Selection, folder: str) -> None:
   source = selection.info["source"]
   subset.write_subset(
-      source["spec_dir"], source["split"],
+      source["spec_dir"], source["splits"],
       dict(zip(selection.source_ids[selection.selected].tolist(),
                selection.head_labels.tolist())),
       selection.retained_classes, os.path.join(folder, manifest.SUBSET_DIRNAME),
@@ -41,7 +44,8 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   config = config or search.SearchConfig()
   config.num_neighbours = params.max_neighbours
   metadata = store.load_metadata(descriptors_dir)
-  target_entry, source_entry = _entry(metadata, "target", target_split), _entry(metadata, "source")
+  target_entry = _entries(metadata, "target", target_split)[0]
+  source_entries = _entries(metadata, "source")
   targets = store.load_all(descriptors_dir, "target", target_split)
   source_ids, source_labels = [], []
   for path in store.shard_paths(descriptors_dir, "source"):
@@ -55,11 +59,13 @@ def initial_selection(descriptors_dir: str, output_dir: str,
       info={"descriptors_dir": os.path.abspath(descriptors_dir),
             "search": {"method": found.method, "seconds": round(found.seconds, 2)},
             "target": {k: target_entry[k] for k in ("dataset", "spec_dir", "split")},
-            "source": {k: source_entry[k] for k in ("dataset", "spec_dir", "split")}},
+            "source": {"dataset": source_entries[0]["dataset"],
+                       "spec_dir": source_entries[0]["spec_dir"],
+                       "splits": [e["split"] for e in source_entries]}},
       target_ids=targets.ids, target_labels=targets.labels,
       levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
       distances=found.distances, source_ids=source_ids, source_labels=source_labels,
-      source_class_names=source_entry["class_names"])
+      source_class_names=source_entries[0]["class_names"])
   manifest.derive(selection)
   folder = manifest.save(selection, output_dir)
   if write_subset:

@@ -12,14 +12,14 @@ from sjft_tf.data import tfrecord
 from sjft_tf.data.ingest import shard_name
 
 
-def write_subset(source_spec_dir: str, split: str, head_label_of: dict[str, int],
+def write_subset(source_spec_dir: str, splits: list[str], head_label_of: dict[str, int],
                  class_names: list[str], output_dir: str, name: str,
                  shard_size: int = 2048, metadata: dict | None = None) -> spec_lib.DatasetSpec:
   """Copies the examples whose id is in `head_label_of`, relabelled, in source order.
 
   Args:
     source_spec_dir: the ingested source dataset.
-    split: its split the descriptors came from.
+    splits: its splits the descriptors came from.
     head_label_of: example id -> source-head label.
     class_names: source-head label -> class name.
   Returns:
@@ -39,7 +39,8 @@ def write_subset(source_spec_dir: str, split: str, head_label_of: dict[str, int]
     writer.close()
     os.replace(tmp_path, os.path.join(output_dir, shards[-1]))
 
-  for raw in tf.data.TFRecordDataset(source.shard_paths(split)).as_numpy_iterator():
+  paths = [p for split in splits for p in source.shard_paths(split)]
+  for raw in tf.data.TFRecordDataset(paths).as_numpy_iterator():
     example = tf.train.Example.FromString(raw)
     feature = example.features.feature
     example_id = feature[tfrecord.ID_KEY].bytes_list.value[0].decode()
@@ -59,7 +60,7 @@ def write_subset(source_spec_dir: str, split: str, head_label_of: dict[str, int]
   if writer is not None:
     close()
   if written != len(head_label_of):
-    raise ValueError(f"{source_spec_dir}/{split}: found {written} of the "
+    raise ValueError(f"{source_spec_dir} {splits}: found {written} of the "
                      f"{len(head_label_of)} selected ids; the descriptors and the dataset "
                      f"disagree")
   subset = spec_lib.DatasetSpec(name, list(class_names),
