@@ -156,7 +156,7 @@ def compiled_descriptors(model: keras.Model):
   2-5x slower than TensorFlow's own (oneDNN) kernels, while the histogram's chain of
   element-wise ops and gathers runs 8x faster fused by XLA.
   """
-  bank = model.layers[1]
+  bank = next(layer for layer in model.layers if hasattr(layer, "channel_groups"))
   histograms = model.get_layer("histograms")
   responses = tf.function(lambda images: bank(images, training=False))
   binned = tf.function(lambda maps: histograms(maps), jit_compile=True)

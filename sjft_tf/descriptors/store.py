@@ -92,6 +92,12 @@ def load_shard(path: str) -> DescriptorShard:
     return DescriptorShard(data["ids"], data["labels"], descriptors)
 
 
+def load_ids_labels(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """(ids, labels) of a shard, without reading its descriptors."""
+  with np.load(path) as data:
+    return data["ids"], data["labels"]
+
+
 def shard_paths(directory: str, role: str) -> list[str]:
   """Descriptor shard files of a role ("target" or "source"), as the metadata lists them."""
   metadata = load_metadata(directory)

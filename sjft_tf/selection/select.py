@@ -47,12 +47,9 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   target_entry = _entries(metadata, "target", target_split)[0]
   source_entries = _entries(metadata, "source")
   targets = store.load_all(descriptors_dir, "target", target_split)
-  source_ids, source_labels = [], []
-  for path in store.shard_paths(descriptors_dir, "source"):
-    shard = store.load_shard(path)
-    source_ids.append(shard.ids)
-    source_labels.append(shard.labels)
-  source_ids, source_labels = np.concatenate(source_ids), np.concatenate(source_labels)
+  shards = [store.load_ids_labels(p) for p in store.shard_paths(descriptors_dir, "source")]
+  source_ids = np.concatenate([ids for ids, _ in shards])
+  source_labels = np.concatenate([labels for _, labels in shards])
   found = search.find(descriptors_dir, targets.descriptors, len(source_ids), config)
   selection = manifest.Selection(
       round_index=0, params=params,
