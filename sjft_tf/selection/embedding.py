@@ -7,8 +7,16 @@ AlexNet descriptors ten times that. The Hellinger distance sum_k w_k (sqrt t_k -
 s_k)^2 is, like the symmetric KL, an f-divergence that agrees with it to second order
 for nearby histograms, so its nearest neighbours are good candidates; 128 PCA
 dimensions keep a million sources in 0.5 GB; the exact divergence then re-ranks the
-candidates (`index.search`). The benchmark (tools/benchmark_selection.py) measures the
+candidates (`index.rerank`). The benchmark (tools/benchmark_selection.py) measures the
 recall this gives against exact search.
+
+Measured on Flowers 102 train x 30,000 Tiny ImageNet learned-bank descriptors (2,400-d),
+ScaNN tree of 173 partitions with a fifth searched: the exact inner-product embedding
+gave recall@100 0.969 at 3.3x the speed of exhaustive search with no re-rank, but a
+549 MiB index built in 11.7 s (18 GiB at a million sources), and its speed-up cannot
+pass 1 / (fraction of partitions searched). This embedding gave 0.975 at 3.0x, a 15 MiB
+index built in 0.3 s, and a speed-up that grows with the source (5.5x at 100,000, 58x
+at a million).
 """
 
 import dataclasses
