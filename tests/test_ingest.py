@@ -209,6 +209,35 @@ def test_split_fractions_are_stratified_and_order_free(tmp_path):
     sources.parse_split_fractions("train=0.7,val=0.2")
 
 
+def test_split_counts_take_a_fixed_number_per_class(tmp_path):
+  records = [sources.ImageRecord(f"{c}/{i}.jpg", c)
+             for c in CLASSES for i in range(8 + 2 * CLASSES.index(c))]
+  counts = sources.parse_split_counts("train=3,val=2,test=rest")
+  split = sources.assign_split_counts(records, counts)
+  for c in CLASSES:
+    per_class = {name: sum(r.class_name == c for r in split[name]) for name in split}
+    assert per_class == {"train": 3, "val": 2, "test": 3 + 2 * CLASSES.index(c)}
+  again = sources.assign_split_counts(list(reversed(records)), counts)
+  assert {r.example_id for r in again["train"]} == {r.example_id for r in split["train"]}
+  # Without "rest" the remainder is left out; too small a class is an error.
+  only = sources.assign_split_counts(records, sources.parse_split_counts("train=4"))
+  assert len(only["train"]) == 12 and set(only) == {"train"}
+  with pytest.raises(ValueError, match="class cat has 8 images, fewer than the 9"):
+    sources.assign_split_counts(records, sources.parse_split_counts("train=9"))
+  with pytest.raises(ValueError, match="only the last may be name=rest"):
+    sources.parse_split_counts("train=rest,test=3")
+  # Through the folder listing, as sjft-ingest --layout=class --split_counts does.
+  _tree(tmp_path / "in", np.random.default_rng(9), splits=("all",), per_class=5)
+  listed = sources.list_folder(str(tmp_path / "in" / "all"), layout="class",
+                               split_counts="train=2,test=rest")
+  spec = ingest.ingest(listed, _config(tmp_path / "out"))
+  assert spec.splits["train"].class_counts == [2, 2, 2]
+  assert spec.splits["test"].class_counts == [3, 4, 5]
+  with pytest.raises(ValueError, match="not both"):
+    sources.list_folder(str(tmp_path / "in" / "all"), layout="class",
+                        split_counts="train=2", split_fractions="train=1.0")
+
+
 def test_tfds_dataset_ingests_offline_from_data_dir(tmp_path):
   import tensorflow_datasets as tfds
 

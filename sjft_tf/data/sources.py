@@ -19,6 +19,8 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from sjft_tf.data.images import ImageError
 
 KNOWN_SPLIT_NAMES = ("train", "val", "validation", "test")
@@ -97,6 +99,36 @@ def parse_split_fractions(text: str) -> dict[str, float]:
   return fractions
 
 
+def parse_split_counts(text: str) -> dict[str, int | None]:
+  """Parses "train=30,test=rest" into {"train": 30, "test": None} (None: the rest)."""
+  counts: dict[str, int | None] = {}
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    name, sep, value = item.partition("=")
+    if not sep:
+      raise ValueError(f"split count {item!r} is not of the form name=count or name=rest")
+    counts[name.strip()] = None if value.strip() == "rest" else int(value)
+  if not counts or None in list(counts.values())[:-1]:
+    raise ValueError(f"split counts {text!r}: give name=count items; only the last may "
+                     f"be name=rest")
+  return counts
+
+
+def _split_each_class(records: Sequence[ImageRecord], names: list[str],
+                      stops) -> dict[str, list[ImageRecord]]:
+  """Per class, records ordered by the hash of their id are cut at stops(count)."""
+  by_class: dict[str, list[ImageRecord]] = {}
+  for record in records:
+    by_class.setdefault(record.class_name, []).append(record)
+  result: dict[str, list[ImageRecord]] = {name: [] for name in names}
+  for class_name, class_records in by_class.items():
+    ordered = sorted(class_records, key=lambda r: _id_hash(r.example_id))
+    start = 0
+    for name, stop in zip(names, stops(class_name, len(ordered))):
+      result[name].extend(ordered[start:stop])
+      start = stop
+  return result
+
+
 def assign_splits(records: Sequence[ImageRecord],
                   fractions: dict[str, float]) -> dict[str, list[ImageRecord]]:
   """Splits each class by the given fractions, by hash of id (stable, stratified).
@@ -105,20 +137,30 @@ def assign_splits(records: Sequence[ImageRecord],
   round(fraction * count) go to the first split, and so on; the last split takes the
   rest, so every record lands in exactly one split.
   """
-  by_class: dict[str, list[ImageRecord]] = {}
-  for record in records:
-    by_class.setdefault(record.class_name, []).append(record)
-  result: dict[str, list[ImageRecord]] = {name: [] for name in fractions}
-  names = list(fractions)
-  for class_records in by_class.values():
-    ordered = sorted(class_records, key=lambda r: _id_hash(r.example_id))
-    start, cumulative = 0, 0.0
-    for i, name in enumerate(names):
-      cumulative += fractions[name]
-      stop = len(ordered) if i == len(names) - 1 else round(cumulative * len(ordered))
-      result[name].extend(ordered[start:stop])
-      start = stop
-  return result
+  cumulative = np.cumsum(list(fractions.values()))
+  return _split_each_class(
+      records, list(fractions),
+      lambda _, n: [round(c * n) for c in cumulative[:-1]] + [n])
+
+
+def assign_split_counts(records: Sequence[ImageRecord],
+                        counts: dict[str, int | None]) -> dict[str, list[ImageRecord]]:
+  """Splits each class by fixed image counts (e.g. 30 a class to train, the rest to
+  test, as in Caltech-256's protocol), by hash of id like `assign_splits`.
+
+  Records beyond the counts are left out unless the last split is "rest" (None).
+  Raises:
+    ValueError: a class has fewer images than the fixed counts add up to.
+  """
+  fixed = np.cumsum([c for c in counts.values() if c is not None]).tolist()
+
+  def stops(class_name, n):
+    if fixed and n < fixed[-1]:
+      raise ValueError(f"class {class_name} has {n} images, fewer than the {fixed[-1]} "
+                       f"the split counts {counts} need")
+    return fixed + ([n] if None in counts.values() else [])
+
+  return _split_each_class(records, list(counts), stops)
 
 
 def _list_files(directory: str) -> list[str]:
@@ -151,8 +193,21 @@ def _filtered_classes(found: Iterable[str], include: Sequence[str] | None,
   return names
 
 
+def _divide(records: list[ImageRecord], split_fractions: str,
+            split_counts: str) -> dict[str, list[ImageRecord]]:
+  """Unsplit records -> splits, by fractions or by per-class counts (not both)."""
+  if split_fractions and split_counts:
+    raise ValueError("give split fractions or split counts, not both")
+  if split_fractions:
+    return assign_splits(records, parse_split_fractions(split_fractions))
+  if split_counts:
+    return assign_split_counts(records, parse_split_counts(split_counts))
+  return {"train": records}
+
+
 def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
-                classes: Sequence[str] | None = None) -> ListedSource:
+                classes: Sequence[str] | None = None,
+                split_counts: str = "") -> ListedSource:
   """Lists `ROOT/<split>/<class>/*` or `ROOT/<class>/*`.
 
   Args:
@@ -162,6 +217,7 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
     split_fractions: for the "class" layout, e.g. "train=0.8,val=0.2"; empty puts
       everything in "train".
     classes: keep only these class folders (None keeps all).
+    split_counts: instead of fractions, images per class, e.g. "train=30,test=rest".
   Raises:
     FileNotFoundError: root does not exist.
     ValueError: an empty class folder, no classes, or an unknown layout.
@@ -197,9 +253,7 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
     records_by_split[split] = records
 
   if layout == "class":
-    all_records = records_by_split.pop("")
-    records_by_split = (assign_splits(all_records, parse_split_fractions(split_fractions))
-                        if split_fractions else {"train": all_records})
+    records_by_split = _divide(records_by_split.pop(""), split_fractions, split_counts)
   return ListedSource(class_names,
                       {s: _plan_from_records(r) for s, r in records_by_split.items()},
                       {"input": {"kind": "folder", "root": os.path.abspath(root),
@@ -207,12 +261,12 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
 
 
 def list_csv(csv_path: str, split_fractions: str = "",
-             classes: Sequence[str] | None = None) -> ListedSource:
+             classes: Sequence[str] | None = None, split_counts: str = "") -> ListedSource:
   """Lists a CSV manifest with a header `path,label[,split]`.
 
   Relative paths are taken from the CSV's folder; the example id is the path relative
   to that folder. Without a split column every row is "train", unless
-  `split_fractions` divides them.
+  `split_fractions` or `split_counts` divide them.
   Raises:
     FileNotFoundError: the CSV does not exist.
     ValueError: a missing column, a duplicate path, or an empty row.
@@ -248,9 +302,7 @@ def list_csv(csv_path: str, split_fractions: str = "",
   if "" in records_by_split:
     if len(records_by_split) > 1:
       raise ValueError(f"{csv_path}: some rows have a split and some do not")
-    unsplit = records_by_split.pop("")
-    records_by_split = (assign_splits(unsplit, parse_split_fractions(split_fractions))
-                        if split_fractions else {"train": unsplit})
+    records_by_split = _divide(records_by_split.pop(""), split_fractions, split_counts)
   return ListedSource(class_names,
                       {s: _plan_from_records(r) for s, r in records_by_split.items()},
                       {"input": {"kind": "csv", "path": os.path.abspath(csv_path)}})
