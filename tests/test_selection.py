@@ -178,6 +178,21 @@ def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp
           for ex in pipeline.read_examples(subset, "train").as_numpy_iterator()}
   assert read == dict(zip(first.source_ids[first.selected].tolist(),
                           first.head_labels.tolist()))
+  # Rerunning round 0 with other pools into the same folder rewrites the subset, even
+  # where the new selection happens to hold as many images.
+  from sjft_tf.selection import subset as subset_lib
+  source_spec_dir = first.info["source"]["spec_dir"]
+  relabelled = dict(zip(first.source_ids[first.selected].tolist(),
+                        (first.head_labels[::-1]).tolist()))
+  rewritten = subset_lib.write_subset(source_spec_dir,
+                                      ["train", "val"], relabelled, first.retained_classes,
+                                      os.path.join(folder, "subset"), "again")
+  assert rewritten.name == "again"
+  assert {ex["id"].decode(): int(ex["label"]) for ex in
+          pipeline.read_examples(rewritten, "train").as_numpy_iterator()} == relabelled
+  assert subset_lib.write_subset(source_spec_dir, ["train", "val"], relabelled,
+                                 first.retained_classes, os.path.join(folder, "subset"),
+                                 "reused").name == "again"
   assert first.info["source"]["splits"] == ["train", "val"]
   source_spec = first.info["source"]["spec_dir"]
   both_splits = {ex["id"].decode() for split in ("train", "val")

@@ -1,8 +1,9 @@
 """Nearest source images of every target image, from a descriptor folder.
 
-"exact" streams the source shards through `exact.exact_search`; "scann" fits the
-embedding on a sample, builds (and saves) a ScaNN index, and re-ranks its candidates
-exactly; "auto" picks exact while target x source pairs stay small.
+"exact" streams the source shards once through `exact.exact_search`; "scann" (which
+passes over the source several times and re-reads candidate rows) holds it in memory
+when it fits, fits the embedding on a sample, builds (and saves) a ScaNN index, and
+re-ranks its candidates exactly; "auto" picks exact while target x source pairs stay small.
 """
 
 import dataclasses
@@ -85,11 +86,11 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
     work = float(len(targets)) * num_sources * targets.shape[1]
     method = "exact" if work <= AUTO_EXACT_MAX_PAIR_VALUES else "scann"
   start = time.perf_counter()
-  sources = SourceDescriptors(descriptors_dir, num_sources, targets.shape[1])
-  if method == "exact":
-    distances, indices = exact.exact_search(targets, sources.blocks(), weights, k,
-                                            config.epsilon)
+  if method == "exact":  # one streamed pass: nothing to hold in memory
+    distances, indices = exact.exact_search(targets, _shard_blocks(descriptors_dir), weights,
+                                            k, config.epsilon)
   elif method == "scann":
+    sources = SourceDescriptors(descriptors_dir, num_sources, targets.shape[1])
     distances, indices = _approximate(sources, targets, num_sources, weights, k, config)
   else:
     raise ValueError(f"unknown search method {method!r} (exact, scann, auto)")

@@ -1,6 +1,7 @@
 """The selection stage's API: the initial selection from descriptors, and the next
 round's selection from predictions on the target training images."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -93,7 +94,7 @@ def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
                                               selection.target_labels, rule)
   selection.round_index += 1
   selection.info = {**selection.info, "previous_round": os.path.abspath(previous_folder),
-                    "level_rule": rule.__dict__}
+                    "level_rule": dataclasses.asdict(rule)}
   manifest.derive(selection)
   folder = manifest.save(selection, output_dir or os.path.dirname(os.path.abspath(previous_folder)))
   if write_subset:

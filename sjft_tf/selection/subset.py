@@ -2,6 +2,7 @@
 labels are source-head labels (retained classes re-indexed contiguously) and a
 dataset_spec.json, readable by sjft_tf.data.pipeline like any ingested dataset."""
 
+import hashlib
 import math
 import os
 
@@ -23,11 +24,16 @@ def write_subset(source_spec_dir: str, splits: list[str], head_label_of: dict[st
     head_label_of: example id -> source-head label.
     class_names: source-head label -> class name.
   Returns:
-    The subset's spec (split "train"). An existing complete subset is reused.
+    The subset's spec (split "train"). A subset already in output_dir is reused only
+    if it holds exactly these ids with these labels (a fingerprint in its metadata).
   """
+  digest = hashlib.sha1()
+  for example_id, label in sorted(head_label_of.items()):
+    digest.update(f"{example_id}\t{label}\n".encode())
+  fingerprint = digest.hexdigest()
   if os.path.exists(spec_lib.spec_path(output_dir)):
     existing = spec_lib.load_spec(output_dir)
-    if existing.splits["train"].num_examples == len(head_label_of):
+    if existing.metadata.get("selection_fingerprint") == fingerprint:
       return existing
   source = spec_lib.load_spec(source_spec_dir)
   os.makedirs(output_dir, exist_ok=True)
@@ -65,6 +71,7 @@ def write_subset(source_spec_dir: str, splits: list[str], head_label_of: dict[st
                      f"disagree")
   subset = spec_lib.DatasetSpec(name, list(class_names),
                                 {"train": spec_lib.SplitSpec(written, counts, shards)},
-                                metadata or {}, os.path.abspath(output_dir))
+                                {**(metadata or {}), "selection_fingerprint": fingerprint},
+                                os.path.abspath(output_dir))
   spec_lib.save_spec(subset)
   return subset
