@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_target.flags
 	$(BIN)/sjft-descriptors --flagfile=flags/descriptors/demo.flags
 	$(BIN)/sjft-select --flagfile=flags/select/demo.flags
+	$(BIN)/sjft-train --flagfile=flags/train/demo.flags
 
 # Unpacks the real datasets of ../shared into .cache/shared (ignored by git).
 shared-data:

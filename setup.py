@@ -21,6 +21,7 @@ TOOLS = {
     "sjft-benchmark-descriptors": "tools.benchmark_descriptors",
     "sjft-select": "tools.select",
     "sjft-benchmark-selection": "tools.benchmark_selection",
+    "sjft-train": "tools.train",
 }
 
 setuptools.setup(

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from sjft_tf import applications
 from sjft_tf.data import archives, synthetic
 from sjft_tf.data.images import decode_rgb
 from sjft_tf.descriptors import gabor, histogram, learned, reference
@@ -220,7 +221,7 @@ def test_fused_activation_is_removed_not_reapplied():
   images = np.random.default_rng(1).uniform(0, 255, (1, 20, 20, 3)).astype(np.float32)
   response = np.asarray(bank(images)[0])
   activated = keras.Model(network.input, network.get_layer("block1_conv1").output)
-  after = np.asarray(activated(learned.preprocess(images, "caffe")))
+  after = np.asarray(activated(applications.preprocess(images, "caffe")))
   np.testing.assert_allclose(np.maximum(response, 0), after, atol=1e-4)
   assert response.min() < 0
 
@@ -229,4 +230,4 @@ def test_bad_edges_and_modes_are_refused():
   with pytest.raises(ValueError, match="non-decreasing"):
     histogram.HistogramLayer(np.array([[0.0, 2.0, 1.0]]))
   with pytest.raises(ValueError, match="unknown preprocessing mode 'bgr'"):
-    learned.preprocess(np.zeros((1, 1, 1, 3)), "bgr")
+    applications.preprocess(np.zeros((1, 1, 1, 3)), "bgr")

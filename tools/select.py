@@ -12,7 +12,8 @@ The predictions file is an .npz with `ids` (target training ids) and `probabilit
 import numpy as np
 from absl import app, flags
 
-from sjft_tf.selection import index, levels, manifest, search, select
+from sjft_tf.selection import index, manifest, search, select
+from tools import level_flags
 
 _DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).")
@@ -31,11 +32,6 @@ _LEAVES = flags.DEFINE_integer("index_leaves", 0, "ScaNN partitions (0: sqrt of 
 _LEAVES_SEARCHED = flags.DEFINE_integer("index_leaves_to_search", 0, "Partitions searched per query (0: a fifth).")
 _CANDIDATES = flags.DEFINE_integer("index_candidates_per_neighbour", index.IndexConfig.candidates_per_neighbour, "Candidates re-ranked exactly per neighbour kept.")
 _QUANTIZE = flags.DEFINE_bool("index_quantize", index.IndexConfig.quantize, "Score with anisotropic 4-bit codes (faster, lower recall).")
-
-_MISCLASSIFIED_STEP = flags.DEFINE_integer("misclassified_step", levels.LevelRule.misclassified_step, "Level added to a misclassified target image.")
-_UNCERTAIN_STEP = flags.DEFINE_integer("uncertain_step", levels.LevelRule.uncertain_step, "Level added to a correct but uncertain one.")
-_ENTROPY_THRESHOLD = flags.DEFINE_float("entropy_threshold", levels.LevelRule.entropy_threshold, "Uncertain: entropy / log(classes) above this.")
-_MAX_LEVEL = flags.DEFINE_integer("max_level", levels.LevelRule.max_level, "Levels are capped here.")
 
 
 def summary(selection: manifest.Selection, folder: str) -> str:
@@ -60,8 +56,7 @@ def main(argv):
       raise app.UsageError("--previous_round needs --predictions")
     with np.load(_PREDICTIONS.value) as data:
       ids, probabilities = data["ids"], data["probabilities"]
-    rule = levels.LevelRule(_MISCLASSIFIED_STEP.value, _UNCERTAIN_STEP.value,
-                            _ENTROPY_THRESHOLD.value, _MAX_LEVEL.value)
+    rule = level_flags.level_rule()
     selection, folder = select.next_round(_PREVIOUS_ROUND.value, ids, probabilities, rule,
                                           _OUTPUT_DIR.value, _WRITE_SUBSET.value)
   else:

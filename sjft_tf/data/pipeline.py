@@ -226,3 +226,46 @@ def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderCon
                           drop_remainder=training and config.drop_remainder,
                           num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   return dataset.prefetch(AUTOTUNE).with_options(_options(deterministic))
+
+
+def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None) -> dict[str, np.ndarray]:
+  """The stored (still encoded) images of `splits`, in memory, for random access.
+
+  Args:
+    spec: a DatasetSpec or the folder holding it.
+    splits: split names to read.
+    ids: keep only these example ids, returned in this order; every one must exist.
+  Returns:
+    {"id": str [n], "label": int64 [n], "encoded": object [n] (bytes), "format": object
+    [n] (b"jpeg" / b"png"), "height", "width": int64 [n]}.
+  """
+  if isinstance(spec, str):
+    spec = spec_lib.load_spec(spec)
+  paths = [p for split in splits for p in spec.shard_paths(split)]
+  keys = {"id": tfrecord.ID_KEY, "label": tfrecord.LABEL_KEY, "encoded": tfrecord.IMAGE_KEY,
+          "format": tfrecord.FORMAT_KEY, "height": tfrecord.HEIGHT_KEY,
+          "width": tfrecord.WIDTH_KEY}
+  dataset = tf.data.TFRecordDataset(paths, num_parallel_reads=AUTOTUNE).map(
+      lambda serialized: {name: tfrecord.parse_example(serialized)[key]
+                          for name, key in keys.items()}, num_parallel_calls=AUTOTUNE)
+  if ids is not None:
+    ids = np.asarray(ids).astype(str)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(ids, np.arange(len(ids), dtype=np.int64)), -1)
+    dataset = dataset.filter(lambda ex: table.lookup(ex["id"]) >= 0)
+  parts = {name: [] for name in keys}
+  for batch in dataset.batch(4096).as_numpy_iterator():
+    for name in keys:
+      parts[name].append(batch[name])
+  loaded = {name: np.concatenate(values) if values else np.zeros(0, object)
+            for name, values in parts.items()}
+  loaded["id"] = loaded["id"].astype(str)
+  if ids is None:
+    return loaded
+  row_of = {example_id: row for row, example_id in enumerate(loaded["id"].tolist())}
+  missing = [i for i in ids.tolist() if i not in row_of]
+  if missing:
+    raise ValueError(f"{len(missing)} ids are not in splits {list(splits)} of "
+                     f"{spec.directory}, e.g. {missing[:3]}")
+  rows = np.array([row_of[i] for i in ids.tolist()], np.int64)
+  return {name: values[rows] for name, values in loaded.items()}

@@ -12,35 +12,7 @@ fused activation (VGG's Conv2D(activation="relu")), a linear copy sharing its we
 import keras
 from keras import ops
 
-# keras.applications input scaling per family (the modes of imagenet_utils).
-APPLICATION_PREPROCESSING = {
-    "MobileNet": "tf", "MobileNetV2": "tf", "ResNet50V2": "tf", "ResNet101V2": "tf",
-    "ResNet152V2": "tf", "Xception": "tf", "InceptionV3": "tf",
-    "VGG16": "caffe", "VGG19": "caffe", "ResNet50": "caffe", "ResNet101": "caffe",
-    "ResNet152": "caffe", "DenseNet121": "torch", "EfficientNetB0": "none",
-}
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def preprocess(images, mode: str):
-  """keras.applications input scaling of float RGB [..., 3] in [0, 255].
-
-  Modes: "tf" (to [-1, 1]), "caffe" (BGR, ImageNet mean subtracted), "torch" (to [0, 1],
-  ImageNet mean/std), "none".
-  """
-  images = ops.cast(images, "float32")
-  if mode == "tf":
-    return images / 127.5 - 1.0
-  if mode == "caffe":
-    return ops.flip(images, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR)
-  if mode == "torch":
-    return (images / 255.0 - ops.convert_to_tensor(_TORCH_MEAN)) / ops.convert_to_tensor(
-        _TORCH_STD)
-  if mode == "none":
-    return images
-  raise ValueError(f"unknown preprocessing mode {mode!r} (tf, caffe, torch, none)")
-
+from sjft_tf.applications import APPLICATION_PREPROCESSING, build_application, preprocess
 
 def _consumers(model: keras.Model, tensor) -> list[keras.layers.Layer]:
   return [layer for layer in model.layers
@@ -128,11 +100,7 @@ def application_bank(application: str, layer_names, weights=None,
     weights: "imagenet" (downloads), a weights file path, or None (random).
     application_kwargs: e.g. alpha=0.25 for MobileNet.
   """
-  if application not in APPLICATION_PREPROCESSING:
-    raise ValueError(f"unknown application {application!r}; known: "
-                     f"{sorted(APPLICATION_PREPROCESSING)}")
-  model = getattr(keras.applications, application)(
-      include_top=False, weights=weights, input_shape=(None, None, 3), **application_kwargs)
+  model = build_application(application, weights, (None, None, 3), **application_kwargs)
   return LearnedKernelBank(preactivation_extractor(model, layer_names),
                            APPLICATION_PREPROCESSING[application], layer_names,
                            name=f"{application.lower()}_bank")

@@ -1,0 +1,76 @@
+"""keras.applications networks as we use them: built by name, with their input scaling.
+
+Shared by the learned filter bank (descriptors) and the joint model (training), so both
+read images as float RGB in [0, 255] and scale them the way the network was trained.
+"""
+
+import keras
+from keras import ops
+
+# keras.applications input scaling per family (the modes of imagenet_utils).
+APPLICATION_PREPROCESSING = {
+    "MobileNet": "tf", "MobileNetV2": "tf", "ResNet50V2": "tf", "ResNet101V2": "tf",
+    "ResNet152V2": "tf", "Xception": "tf", "InceptionV3": "tf",
+    "VGG16": "caffe", "VGG19": "caffe", "ResNet50": "caffe", "ResNet101": "caffe",
+    "ResNet152": "caffe", "DenseNet121": "torch", "EfficientNetB0": "none",
+}
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def preprocess(images, mode: str):
+  """keras.applications input scaling of float RGB [..., 3] in [0, 255].
+
+  Modes: "tf" (to [-1, 1]), "caffe" (BGR, ImageNet mean subtracted), "torch" (to [0, 1],
+  ImageNet mean/std), "none" (EfficientNet scales inside the network).
+  """
+  images = ops.cast(images, "float32")
+  if mode == "tf":
+    return images / 127.5 - 1.0
+  if mode == "caffe":
+    return ops.flip(images, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR)
+  if mode == "torch":
+    return (images / 255.0 - ops.convert_to_tensor(_TORCH_MEAN)) / ops.convert_to_tensor(
+        _TORCH_STD)
+  if mode == "none":
+    return images
+  raise ValueError(f"unknown preprocessing mode {mode!r} (tf, caffe, torch, none)")
+
+
+@keras.saving.register_keras_serializable(package="sjft_tf")
+class ApplicationPreprocessing(keras.layers.Layer):
+  """`preprocess` as a layer, so a saved model takes images in [0, 255].
+
+  Call: float [batch, h, w, 3] RGB in [0, 255] -> float32 of the same shape.
+  """
+
+  def __init__(self, mode: str = "tf", **kwargs):
+    super().__init__(**kwargs)
+    preprocess(ops.zeros((1, 1, 1, 3)), mode)  # fail early on a bad mode
+    self.mode = mode
+
+  def call(self, images):
+    return preprocess(images, self.mode)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "mode": self.mode}
+
+
+def build_application(application: str, weights=None, input_shape=(None, None, 3),
+                      **application_kwargs) -> keras.Model:
+  """A keras.applications network without its top.
+
+  Args:
+    application: class name in keras.applications, e.g. "ResNet152V2", "MobileNet".
+    weights: "imagenet" (downloads), a weights file path, or None (random).
+    input_shape: (height, width, 3); None sides accept any size.
+    application_kwargs: e.g. alpha=0.25 for MobileNet, pooling="avg".
+  """
+  if application not in APPLICATION_PREPROCESSING:
+    raise ValueError(f"unknown application {application!r}; known: "
+                     f"{sorted(APPLICATION_PREPROCESSING)}")
+  return getattr(keras.applications, application)(
+      include_top=False, weights=weights, input_shape=input_shape, **application_kwargs)

@@ -1,0 +1,1 @@
+"""Joint fine-tuning: the two-head model, the paired input, the training drivers."""

@@ -1,0 +1,110 @@
+"""Keras callbacks that turn a user's own `model.fit` into selective joint fine-tuning.
+
+    sampler = PairSampler("runs/x/selection/round_000", PairConfig(batch_size=32))
+    model = build_joint_model(ModelConfig(...), len(sampler.target_class_names),
+                              len(sampler.source_class_names))
+    compile_joint(model, keras.optimizers.SGD(0.01, momentum=0.9))
+    model.fit(sampler.dataset(), steps_per_epoch=100, epochs=30, callbacks=[
+        SelectiveRounds(sampler, "runs/x/rounds", epochs_per_round=10)])
+
+See examples/selective_fit.py for a runnable script.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from sjft_tf import files
+from sjft_tf.data import pipeline
+from sjft_tf.selection import levels as levels_lib
+from sjft_tf.selection import manifest, select
+from sjft_tf.training import predict
+from sjft_tf.training.sampler import PairSampler
+
+PREDICTIONS_TEMPLATE = "predictions_after_round_{:03d}.npz"
+
+
+class SelectiveRounds(keras.callbacks.Callback):
+  """Iterative hard-sample retrieval (Ge & Yu 2017, section 3.3) inside model.fit.
+
+  Every `epochs_per_round` epochs it predicts the target training images with the
+  target head, raises the levels of the misclassified and uncertain ones (LevelRule),
+  and switches the sampler to the grown pools: no new search, no new dataset. Round r
+  (r >= 1) is written to output_dir/round_NNN with the predictions that made it; a
+  resumed fit (BackupAndRestore) reads the rounds already written instead of
+  recomputing them, and the sampler continues at the pair where the fit resumes.
+
+  Within one long fit, the batches already prefetched when a round starts (a few)
+  still come from the previous round's pools; sjft-train runs one fit per round
+  (initial_epoch=first epoch of the round) so that each round's pools apply exactly
+  and a resumed run repeats an uninterrupted one.
+
+  Adds to the epoch logs (so History, CSVLogger and TensorBoard record them):
+  selection_round, mean_level, mean_pool_size, selected_images.
+
+  Args:
+    sampler: the PairSampler whose dataset the fit reads.
+    output_dir: where rounds 1, 2, ... go.
+    epochs_per_round: a round lasts this many epochs; 0 never starts a new round
+      (the pairing and the logs still work: selective joint fine-tuning without
+      iteration).
+    rule: the level update rule.
+    reader: how target images are read for the predictions (evaluation crop); by
+      default the sampler's sizes and batch.
+  """
+
+  def __init__(self, sampler: PairSampler, output_dir: str, epochs_per_round: int = 0,
+               rule: levels_lib.LevelRule = levels_lib.LevelRule(),
+               reader: pipeline.ReaderConfig | None = None):
+    super().__init__()
+    if rule.max_level > sampler.config.max_level:
+      raise ValueError(f"rule.max_level {rule.max_level} exceeds the sampler's max_level "
+                       f"{sampler.config.max_level}")
+    self.sampler = sampler
+    self.output_dir = output_dir
+    self.epochs_per_round = epochs_per_round
+    self.rule = rule
+    self.reader = reader or pipeline.ReaderConfig(
+        batch_size=sampler.config.batch_size, resize_size=sampler.config.resize_size,
+        crop_size=sampler.config.crop_size)
+    self._first_round = sampler.round_index
+    self._first_folder = sampler.first_round_folder
+    self._started = False
+
+  def _round_folder(self, round_index: int) -> str:
+    """Round `round_index`'s folder, made from the previous round when missing."""
+    if round_index == self._first_round:
+      return self._first_folder
+    folder = manifest.round_dir(self.output_dir, round_index)
+    if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
+      previous = self._round_folder(round_index - 1)
+      ids, _, probabilities = predict.target_probabilities(
+          self.model, self.sampler.target_spec_dir, self.sampler.target_split, self.reader)
+      files.save_npz_atomic(
+          os.path.join(self.output_dir, PREDICTIONS_TEMPLATE.format(round_index - 1)),
+          ids=ids, probabilities=probabilities)
+      select.next_round(previous, ids, probabilities, self.rule, self.output_dir,
+                        write_subset=False)
+    return folder
+
+  def on_train_begin(self, logs=None):
+    self._started = False
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if not self._started:
+      # Resuming at `epoch`: the pair stream continues where that epoch starts.
+      steps = self.params.get("steps") or 0
+      self.sampler.start_at(epoch * steps * (self.sampler.config.batch_size // 2))
+      self._started = True
+    round_index = self._first_round + (epoch // self.epochs_per_round
+                                       if self.epochs_per_round else 0)
+    if round_index != self.sampler.round_index:
+      self.sampler.set_selection(manifest.load(self._round_folder(round_index)))
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs.update(selection_round=float(self.sampler.round_index),
+                  mean_level=float(np.mean(self.sampler.levels)),
+                  mean_pool_size=float(np.mean(self.sampler.pool_sizes)),
+                  selected_images=float(self.sampler.selected_images))

@@ -1,0 +1,94 @@
+"""The joint model of Ge & Yu 2017 (section 3.4): one shared base, two linear heads.
+
+Input: float RGB [batch, size, size, 3] in [0, 255] (the network's own input scaling is
+a layer of the model). Outputs: {"target": logits [batch, target classes], "source":
+logits [batch, source-head classes]}; a model built without source classes has the
+target head only (plain fine-tuning, and what export keeps).
+
+Pure keras.layers: the same model runs under the TensorFlow and JAX backends.
+"""
+
+import dataclasses
+import re
+
+import keras
+
+from sjft_tf import applications
+
+TARGET_HEAD = "target"
+SOURCE_HEAD = "source"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  """The shared base and the heads.
+
+  Attributes:
+    base: a keras.applications class name: the paper's pre-activation family
+      (ResNet50V2, ResNet101V2, ResNet152V2), MobileNet, MobileNetV2, EfficientNetB0...
+    weights: "imagenet" (downloaded by Keras), a weights file of the base without its
+      top (e.g. ../shared/weights/.../mobilenet_2_5_224_tf_no_top.h5), or "" for a
+      random initialisation.
+    input_size: side of the square input in pixels.
+    alpha: MobileNet / MobileNetV2 width multiplier (None for other bases).
+    freeze: a regular expression; base layers whose name matches it are frozen (not
+      trained; batch norm among them runs in inference mode). "" trains everything,
+      as the paper does; e.g. "^conv1" freezes ResNet-V2's stem.
+    dropout: dropout rate on the pooled feature, before both heads.
+    head_init_stddev: heads' kernels start from N(0, stddev^2), biases from 0 (paper:
+      0.01, Caffe's gaussian filler).
+  """
+  base: str = "ResNet50V2"
+  weights: str = "imagenet"
+  input_size: int = 224
+  alpha: float | None = None
+  freeze: str = ""
+  dropout: float = 0.0
+  head_init_stddev: float = 0.01
+
+
+def build_base(config: ModelConfig) -> keras.Model:
+  """The pretrained base with global average pooling: [b, s, s, 3] -> [b, features]."""
+  kwargs = {"alpha": config.alpha} if config.alpha is not None else {}
+  base = applications.build_application(
+      config.base, config.weights or None, (config.input_size, config.input_size, 3),
+      pooling="avg", **kwargs)
+  if config.freeze:
+    pattern = re.compile(config.freeze)
+    frozen = [layer for layer in base.layers if pattern.search(layer.name)]
+    if not frozen:
+      raise ValueError(f"freeze pattern {config.freeze!r} matches no layer of "
+                       f"{config.base}")
+    for layer in frozen:
+      layer.trainable = False
+  return base
+
+
+def _head(name: str, classes: int, stddev: float) -> keras.layers.Dense:
+  return keras.layers.Dense(
+      classes, name=name,
+      kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
+      bias_initializer="zeros")
+
+
+def build_joint_model(config: ModelConfig, target_classes: int,
+                      source_classes: int = 0) -> keras.Model:
+  """The shared base with a `target` head and, when source_classes > 0, a `source` head.
+
+  Returns:
+    A functional keras.Model: images [batch, s, s, 3] in [0, 255] -> dict of logits
+    (see the module docstring). Heads output logits; apply softmax for probabilities.
+  """
+  if target_classes < 1:
+    raise ValueError(f"target_classes must be >= 1, got {target_classes}")
+  base = build_base(config)
+  images = keras.Input((config.input_size, config.input_size, 3), name="image")
+  scaled = applications.ApplicationPreprocessing(
+      applications.APPLICATION_PREPROCESSING[config.base], name="preprocessing")(images)
+  features = base(scaled)
+  if config.dropout:
+    features = keras.layers.Dropout(config.dropout, name="dropout")(features)
+  outputs = {TARGET_HEAD: _head(TARGET_HEAD, target_classes, config.head_init_stddev)(features)}
+  if source_classes:
+    outputs[SOURCE_HEAD] = _head(SOURCE_HEAD, source_classes, config.head_init_stddev)(features)
+  return keras.Model(images, outputs, name=f"sjft_{config.base.lower()}")

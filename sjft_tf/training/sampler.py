@@ -1,0 +1,245 @@
+"""The paired input of joint fine-tuning (Ge & Yu 2017, section 3.4), as tf.data.
+
+Each pair: a target training image drawn with probability proportional to its level,
+and one source image drawn uniformly from that target's current pool. A batch of
+`batch_size` images holds batch_size / 2 pairs, interleaved (target, source, target,
+...), so batch norm sees the mixed batch and any even split across replicas holds as
+many images of each domain. Labels: {"target": target label or IGNORE_LABEL, "source":
+source-head label or IGNORE_LABEL} (see losses.py).
+
+Rounds change the levels and pools while `model.fit` runs: they live in variables that
+the input pipeline reads, so `set_selection` takes effect without a new dataset (after
+the batches already prefetched). The source images of every pool a run can reach (each
+target's first k0 * max_level neighbours) are held in memory still encoded, so a round
+never reads the source dataset again.
+
+The source head's classes are fixed for the run: the source classes with at least
+min_images_per_class images among those reachable neighbours. They include every
+round's retained classes (pools only grow), so the head never changes shape.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from sjft_tf.data import pipeline
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.selection import manifest
+from sjft_tf.training.losses import IGNORE_LABEL
+from sjft_tf.training.model import SOURCE_HEAD, TARGET_HEAD
+
+_MAX_INDEX = np.iinfo(np.int64).max
+
+
+@dataclasses.dataclass
+class PairConfig:
+  """How pairs are drawn and augmented.
+
+  Attributes:
+    batch_size: images per batch, both domains together (even; paper: 20).
+    resize_size: images are resized to a square of this side first (paper: 256)...
+    crop_size: ...then randomly cropped to this side and flipped (paper: 224).
+    seed: the pairs and augmentations of a run are a function of (seed, pair index).
+    max_level: the highest level a target can reach (LevelRule.max_level); fixes the
+      source images held in memory.
+    max_encoded_gib: refuse to hold more than this many GiB of encoded images.
+  """
+  batch_size: int = 32
+  resize_size: int = 256
+  crop_size: int = 224
+  seed: int = 0
+  max_level: int = 10
+  max_encoded_gib: float = 8.0
+
+
+def _check_no_strategy() -> None:
+  if tf.distribute.has_strategy():
+    raise RuntimeError("build the PairSampler outside strategy.scope(): its variables "
+                       "belong to the input pipeline, not to the replicas")
+
+
+class PairSampler:
+  """The paired input of a run of rounds that starts from one selection round.
+
+  Args:
+    first_round: a selection round folder (round_000 from sjft-select).
+    config: PairConfig.
+  Attributes:
+    target_class_names: target-head class names (the target dataset's labels).
+    source_class_names: source-head class names, head label = index.
+    target_spec_dir, target_split: where the target training images are.
+    round_index, levels, pool_sizes, selected_images: the round the pipeline samples
+      from now, its levels int [targets], pool sizes int [targets] and the number of
+      source images in its pools.
+  """
+
+  def __init__(self, first_round, config: PairConfig = PairConfig()):
+    _check_no_strategy()
+    if config.batch_size % 2:
+      raise ValueError(f"batch_size {config.batch_size} must be even (1:1 pairs)")
+    selection = manifest.load(first_round)
+    self.config = config
+    self._target_ids = selection.target_ids
+    self._source_ids = selection.source_ids
+    target_info, source_info = selection.info["target"], selection.info["source"]
+    self.target_class_names = spec_lib.load_spec(target_info["spec_dir"]).class_names
+    self.target_spec_dir, self.target_split = target_info["spec_dir"], target_info["split"]
+    self.first_round_folder = first_round
+
+    reach = min(selection.params.k0 * config.max_level, selection.neighbours.shape[1])
+    candidates = np.unique(selection.neighbours[:, :reach])
+    candidates = candidates[candidates >= 0]
+    counts = np.bincount(selection.source_labels[candidates],
+                         minlength=len(selection.source_class_names))
+    head_classes = np.nonzero(counts >= selection.params.min_images_per_class)[0]
+    if not len(head_classes):
+      raise ValueError("no source class has min_images_per_class images in reach: "
+                       "nothing to train the source head on")
+    self.source_class_names = [selection.source_class_names[c] for c in head_classes]
+    candidates = candidates[np.isin(selection.source_labels[candidates], head_classes)]
+    self._position = np.full(len(selection.source_ids), -1, np.int64)
+    self._position[candidates] = np.arange(len(candidates))
+    head_of = np.full(len(selection.source_class_names), IGNORE_LABEL, np.int64)
+    head_of[head_classes] = np.arange(len(head_classes))
+
+    targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
+                                    ids=selection.target_ids)
+    sources = pipeline.load_encoded(source_info["spec_dir"], source_info["splits"],
+                                    ids=selection.source_ids[candidates])
+    encoded_bytes = sum(len(b) for b in targets["encoded"]) + sum(
+        len(b) for b in sources["encoded"])
+    if encoded_bytes > config.max_encoded_gib * 2**30:
+      raise ValueError(
+          f"the reachable source images need {encoded_bytes / 2**30:.1f} GiB in memory, "
+          f"over max_encoded_gib={config.max_encoded_gib}: lower k0 or max_level, or "
+          f"ingest the source at a smaller image size")
+    self.num_reachable_sources = len(candidates)
+    self._held_source_ids = selection.source_ids[candidates]
+    self._tables = {
+        domain: {key: tf.constant(images[key]) for key in
+                 ("encoded", "format", "height", "width")}
+        for domain, images in (("target", targets), ("source", sources))}
+    self._tables["target"]["label"] = tf.constant(targets["label"])
+    self._tables["source"]["label"] = tf.constant(
+        head_of[selection.source_labels[candidates]])
+
+    with tf.device("/cpu:0"):
+      def variable(value, dtype):
+        return tf.Variable(np.asarray(value), dtype=dtype, trainable=False,
+                           shape=tf.TensorShape(None))
+      self._target_cdf = variable([1.0], tf.float64)
+      self._pool_values = variable([0], tf.int64)
+      self._pool_starts = variable([0], tf.int64)
+      self._pool_sizes = variable([1], tf.int64)
+      self._start_pair = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.set_selection(selection)
+
+  def set_selection(self, selection: manifest.Selection) -> None:
+    """Samples from this round's levels and pools from now on."""
+    if not np.array_equal(selection.target_ids, self._target_ids) or not np.array_equal(
+        selection.source_ids, self._source_ids):
+      raise ValueError(f"round {selection.round_index} has other target or source images "
+                       f"than the round this sampler was built from")
+    pools = [self._position[pool] for pool in selection.pools()]
+    if any((pool < 0).any() for pool in pools):
+      raise ValueError(f"round {selection.round_index} reaches beyond the first "
+                       f"{selection.params.k0} x max_level={self.config.max_level} "
+                       f"neighbours this sampler holds")
+    fallback = self._position[selection.selected]
+    fallback = fallback[fallback >= 0]
+    if not len(fallback):
+      raise ValueError(f"round {selection.round_index} selects no source image")
+    # A target whose pool is empty (all its neighbours in dropped classes) pairs with
+    # any selected source image.
+    sizes = np.array([len(p) for p in pools], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    empty = sizes == 0
+    starts[empty], sizes[empty] = sizes.sum(), len(fallback)
+    levels = selection.levels.astype(np.float64)
+    self._pool_values.assign(np.concatenate(pools + [fallback]).astype(np.int64))
+    self._pool_starts.assign(starts)
+    self._pool_sizes.assign(sizes)
+    self._target_cdf.assign(np.cumsum(levels) / levels.sum())
+    self.round_index = selection.round_index
+    self.levels = selection.levels
+    self.pool_sizes = np.array([len(p) for p in pools], np.int64)
+    self.selected_images = len(fallback)
+
+  def start_at(self, pair_index: int) -> None:
+    """The next pair drawn is pair `pair_index` of the run (resuming at a step)."""
+    self._start_pair.assign(pair_index)
+
+  def _image(self, domain: str, row: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    table = self._tables[domain]
+    image = pipeline.decode_resized(
+        tf.gather(table["encoded"], row), tf.gather(table["format"], row),
+        tf.gather(table["height"], row), tf.gather(table["width"], row),
+        self.config.resize_size)
+    return pipeline.random_crop_and_flip(image, self.config.crop_size, seed)
+
+  def _draw(self, pair_index: tf.Tensor):
+    """(target row, held source row, seed for each image) of pair `pair_index`."""
+    seeds = tf.random.experimental.stateless_split(
+        tf.stack([tf.constant(self.config.seed, tf.int64), pair_index]), 4)
+    u = tf.random.stateless_uniform([], seeds[0], dtype=tf.float64)
+    last = tf.size(self._target_cdf, out_type=tf.int64) - 1
+    target = tf.minimum(
+        tf.searchsorted(self._target_cdf, [u], side="right", out_type=tf.int64)[0], last)
+    size = tf.gather(self._pool_sizes, target)
+    offset = tf.minimum(tf.cast(tf.random.stateless_uniform(
+        [], seeds[1], dtype=tf.float64) * tf.cast(size, tf.float64), tf.int64), size - 1)
+    source = tf.gather(self._pool_values, tf.gather(self._pool_starts, target) + offset)
+    return target, source, seeds[2:]
+
+  def pair_ids(self, first_pair: int, num_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (target id, source id) of pairs first_pair ... first_pair + num_pairs - 1
+    under the current round (what `dataset` decodes; for inspection and tests)."""
+    rows = tf.data.Dataset.range(first_pair, first_pair + num_pairs).map(
+        lambda index: self._draw(index)[:2]).batch(max(num_pairs, 1))
+    targets, sources = next(iter(rows)) if num_pairs else (np.zeros(0, int),) * 2
+    return (self._target_ids[np.asarray(targets)],
+            self._held_source_ids[np.asarray(sources)])
+
+  def _pair(self, pair_index: tf.Tensor):
+    target, source, seeds = self._draw(pair_index)
+    images = tf.stack([self._image("target", target, seeds[0]),
+                       self._image("source", source, seeds[1])])
+    ignore = tf.constant(IGNORE_LABEL, tf.int64)
+    labels = {TARGET_HEAD: tf.stack([tf.gather(self._tables["target"]["label"], target), ignore]),
+              SOURCE_HEAD: tf.stack([ignore, tf.gather(self._tables["source"]["label"], source)])}
+    return images, labels
+
+  def dataset(self, batch_size: int | None = None, shard_index: int = 0,
+              num_shards: int = 1) -> tf.data.Dataset:
+    """The endless paired input.
+
+    Args:
+      batch_size: images per batch (default config.batch_size; even).
+      shard_index, num_shards: this input pipeline takes pairs shard_index,
+        shard_index + num_shards, ... of the run's pair stream (one pipeline per
+        worker under multi-worker training).
+    Returns:
+      Dataset of (images float32 [batch, crop, crop, 3] in [0, 255], {"target": int64
+      [batch], "source": int64 [batch]}), domains interleaved.
+    """
+    batch_size = batch_size or self.config.batch_size
+    if batch_size % 2:
+      raise ValueError(f"batch_size {batch_size} must be even (1:1 pairs)")
+    crop = self.config.crop_size
+
+    def pair_at(position):
+      return self._pair(self._start_pair + position * num_shards + shard_index)
+
+    def interleave(images, labels):
+      return (tf.reshape(images, [batch_size, crop, crop, 3]),
+              {head: tf.reshape(value, [batch_size]) for head, value in labels.items()})
+
+    options = tf.data.Options()
+    options.deterministic = True
+    return (tf.data.Dataset.range(_MAX_INDEX)
+            .map(pair_at, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size // 2, drop_remainder=True)
+            .map(interleave)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options))

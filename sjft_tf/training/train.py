@@ -1,0 +1,265 @@
+"""The training stage: selective joint fine-tuning rounds (or plain fine-tuning) of one
+model under a tf.distribute strategy, resumable, logged to TensorBoard.
+
+Run folder (`output_dir`):
+  train_config.json   the configuration it ran with (a rerun must match it)
+  backup/             BackupAndRestore's state; a killed run resumes from it
+  logs/               TensorBoard: both heads' loss and accuracy, learning rate, pool
+                      sizes, levels, per epoch (an epoch = `steps_per_epoch` batches)
+  history.csv         the same per epoch
+  rounds/             selection rounds 1, 2, ... and the predictions that made them
+  model.keras         the trained model (written last)
+  train_report.json   classes, counts, images/s, final metrics
+
+Two drivers share the model, its compiled loss and `model.train_step`: Keras'
+`model.fit` (one device, MirroredStrategy) and a custom loop that calls the same train
+step through `strategy.run` (MultiWorkerMirroredStrategy, where Keras 3's fit fails:
+keras#20585). Both run the same callbacks.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+
+from sjft_tf import files
+from sjft_tf.data import pipeline
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.selection import levels as levels_lib
+from sjft_tf.training import callbacks as callbacks_lib
+from sjft_tf.training import losses, optimization
+from sjft_tf.training.model import TARGET_HEAD, ModelConfig, build_joint_model
+from sjft_tf.training.sampler import PairConfig, PairSampler
+
+CONFIG_FILENAME = "train_config.json"
+REPORT_FILENAME = "train_report.json"
+MODEL_FILENAME = "model.keras"
+STRATEGIES = ("mirrored", "multi_worker", "one_device")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """One training run.
+
+  Attributes:
+    output_dir: the run folder (module docstring).
+    first_round: the selection round to start from (round_000 of sjft-select); ""
+      trains on the target alone (plain fine-tuning, the baseline).
+    target_spec_dir, target_split: the target training images when first_round is ""
+      (otherwise the selection names them).
+    model: the shared base and heads.
+    optimizer: SGD, schedule, accumulation.
+    pairs: batch (images of both domains), augmentation sizes, seed, max level.
+    total_steps: batches to train, all rounds together.
+    steps_per_epoch: batches per epoch: the interval of backups, logs and rounds.
+    epochs_per_round: a selection round lasts this many epochs; 0: one round, no
+      hard-sample retrieval.
+    target_loss_weight, source_loss_weight: weights of the heads' losses (paper: 0.5).
+    level_rule: the hard-sample rule between rounds.
+    strategy: "mirrored" (all local GPUs, else the CPU), "multi_worker" (TF_CONFIG
+      cluster, custom loop) or "one_device".
+    verbose: Keras progress output (0 silent, 1 bar, 2 a line an epoch).
+  """
+  output_dir: str
+  first_round: str = ""
+  target_spec_dir: str = ""
+  target_split: str = "train"
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  optimizer: optimization.OptimizerConfig = dataclasses.field(
+      default_factory=optimization.OptimizerConfig)
+  pairs: PairConfig = dataclasses.field(default_factory=PairConfig)
+  total_steps: int = 1000
+  steps_per_epoch: int = 100
+  epochs_per_round: int = 0
+  target_loss_weight: float = 0.5
+  source_loss_weight: float = 0.5
+  level_rule: levels_lib.LevelRule = dataclasses.field(default_factory=levels_lib.LevelRule)
+  strategy: str = "mirrored"
+  verbose: int = 2
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+  """The tf.distribute strategy called `name` (see TrainConfig.strategy)."""
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "one_device":
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  raise ValueError(f"unknown strategy {name!r}; known: {STRATEGIES}")
+
+
+def target_only_dataset(spec, split: str, pairs: PairConfig) -> tf.data.Dataset:
+  """Plain fine-tuning input: (images [batch, crop, crop, 3], {"target": labels})."""
+  reader = pipeline.ReaderConfig(batch_size=pairs.batch_size, resize_size=pairs.resize_size,
+                                 crop_size=pairs.crop_size, seed=pairs.seed, repeat=True)
+  return pipeline.make_dataset(spec, split, reader, training=True).map(
+      lambda batch: (batch["image"], {TARGET_HEAD: batch["label"]}))
+
+
+def custom_fit(model: keras.Model, strategy: tf.distribute.Strategy, dataset_fn,
+               epochs: int, steps_per_epoch: int, callbacks, verbose: int = 2,
+               initial_epoch: int = 0):
+  """model.fit's loop for strategies where Keras' fit fails: `model.train_step` through
+  `strategy.run`, the same callbacks (BackupAndRestore included).
+
+  Args:
+    dataset_fn: tf.distribute.InputContext -> this input pipeline's dataset, batched
+      per replica.
+  Returns:
+    The History callback.
+  """
+  history = keras.callbacks.History()
+  callback_list = keras.callbacks.CallbackList(
+      list(callbacks) + [history], add_progbar=verbose != 0, model=model,
+      verbose=verbose, epochs=epochs, steps=steps_per_epoch)
+
+  @tf.function
+  def train_step(iterator):
+    per_replica = strategy.run(model.train_step, args=(next(iterator),))
+    return {name: strategy.reduce("MEAN", value, axis=None)
+            for name, value in per_replica.items()}
+
+  callback_list.on_train_begin()
+  # BackupAndRestore tells a resumed run where to start through this attribute.
+  initial_epoch = getattr(model, "_initial_epoch", None) or initial_epoch
+  iterator = None
+  for epoch in range(initial_epoch, epochs):
+    model.reset_metrics()
+    callback_list.on_epoch_begin(epoch)
+    if iterator is None:  # after the first epoch's callbacks placed the input
+      iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    logs = {}
+    for step in range(steps_per_epoch):
+      callback_list.on_train_batch_begin(step)
+      logs = {name: float(value) for name, value in train_step(iterator).items()}
+      callback_list.on_train_batch_end(step, logs)
+    callback_list.on_epoch_end(epoch, dict(logs))
+  callback_list.on_train_end()
+  return history
+
+
+def _worker_output_dir(config: TrainConfig, strategy: tf.distribute.Strategy) -> str:
+  """The chief writes to output_dir; other workers of a cluster to output_dir/worker_N
+  (every worker saves, TF's collectives need it, but only the chief's files count)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  task_type = getattr(resolver, "task_type", None)
+  task_id = getattr(resolver, "task_id", None) or 0
+  if task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and
+                                       "chief" not in resolver.cluster_spec().as_dict()):
+    return config.output_dir
+  return os.path.join(config.output_dir, f"{task_type}_{task_id}")
+
+
+def _check_config(config: TrainConfig) -> None:
+  if config.total_steps % config.steps_per_epoch:
+    raise ValueError(f"total_steps {config.total_steps} is not a multiple of "
+                     f"steps_per_epoch {config.steps_per_epoch}")
+  if config.epochs_per_round and not config.first_round:
+    raise ValueError("rounds need a selection: set first_round")
+  path = os.path.join(config.output_dir, CONFIG_FILENAME)
+  saved = json.load(open(path)) if os.path.exists(path) else None
+  if saved is not None and saved != json.loads(json.dumps(dataclasses.asdict(config))):
+    raise ValueError(f"{path} holds another configuration: resume with the same one or "
+                     f"use a fresh output_dir")
+  files.write_json_atomic(path, dataclasses.asdict(config))
+
+
+def train(config: TrainConfig, extra_callbacks=()) -> dict:
+  """Trains (or resumes) the run and returns its report (also in train_report.json).
+
+  A run whose report and model already exist is not trained again.
+  Args:
+    extra_callbacks: Keras callbacks run after ours (which back up and log first).
+  """
+  strategy = make_strategy(config.strategy)
+  config = dataclasses.replace(config, output_dir=_worker_output_dir(config, strategy))
+  report_path = os.path.join(config.output_dir, REPORT_FILENAME)
+  model_path = os.path.join(config.output_dir, MODEL_FILENAME)
+  _check_config(config)
+  if os.path.exists(report_path) and os.path.exists(model_path):
+    return json.load(open(report_path))
+  replicas = strategy.num_replicas_in_sync
+  if config.pairs.batch_size % (2 * replicas):
+    raise ValueError(f"batch_size {config.pairs.batch_size} must be a multiple of 2 x "
+                     f"{replicas} replicas (equal halves of each domain per replica)")
+
+  run_callbacks, source_classes = [], []
+  if config.first_round:
+    sampler = PairSampler(config.first_round, config.pairs)
+    target_classes, source_classes = sampler.target_class_names, sampler.source_class_names
+    run_callbacks.append(callbacks_lib.SelectiveRounds(
+        sampler, os.path.join(config.output_dir, "rounds"), config.epochs_per_round,
+        config.level_rule))
+
+    def dataset_fn(context=None):
+      if context is None:
+        return sampler.dataset()
+      return sampler.dataset(context.get_per_replica_batch_size(config.pairs.batch_size),
+                             context.input_pipeline_id, context.num_input_pipelines)
+  else:
+    spec = spec_lib.load_spec(config.target_spec_dir)
+    target_classes = spec.class_names
+
+    def dataset_fn(context=None):
+      dataset = target_only_dataset(spec, config.target_split, config.pairs)
+      if context is None:
+        return dataset
+      return dataset.shard(context.num_input_pipelines, context.input_pipeline_id).rebatch(
+          context.get_per_replica_batch_size(config.pairs.batch_size))
+
+  keras.utils.set_random_seed(config.pairs.seed)
+  with strategy.scope():
+    model = build_joint_model(config.model, len(target_classes), len(source_classes))
+    losses.compile_joint(model, optimization.make_optimizer(config.optimizer,
+                                                            config.total_steps),
+                         config.target_loss_weight, config.source_loss_weight)
+  backup_dir = os.path.join(config.output_dir, "backup")
+  run_callbacks += [
+      keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+      keras.callbacks.CSVLogger(os.path.join(config.output_dir, "history.csv"), append=True),
+      keras.callbacks.TensorBoard(os.path.join(config.output_dir, "logs"),
+                                  write_graph=False)] + list(extra_callbacks)
+  epochs = config.total_steps // config.steps_per_epoch
+  round_epochs = config.epochs_per_round or epochs
+  histories = []
+  started = time.time()
+  # One fit per round, each with a fresh input iterator: the round's pools apply from
+  # its first batch exactly (in one long fit, batches prefetched before the switch
+  # would still use the old pools), so a resumed run repeats an uninterrupted one.
+  for first_epoch in range(0, epochs, round_epochs):
+    last_epoch = min(first_epoch + round_epochs, epochs)
+    if config.strategy == "multi_worker":
+      histories.append(custom_fit(model, strategy, dataset_fn, last_epoch,
+                                  config.steps_per_epoch, run_callbacks, config.verbose,
+                                  initial_epoch=first_epoch))
+    else:
+      histories.append(model.fit(dataset_fn(), initial_epoch=first_epoch, epochs=last_epoch,
+                                 steps_per_epoch=config.steps_per_epoch,
+                                 callbacks=run_callbacks, verbose=config.verbose,
+                                 shuffle=False))
+  seconds = time.time() - started
+  trained_epochs = sum(len(h.epoch) for h in histories)
+  last_logs = {k: float(v[-1]) for h in histories for k, v in h.history.items() if v}
+
+  temporary = os.path.join(config.output_dir, f".tmp.{os.getpid()}.{MODEL_FILENAME}")
+  model.save(temporary)
+  os.replace(temporary, model_path)
+  report = {
+      "target_class_names": list(target_classes),
+      "source_class_names": list(source_classes),
+      "replicas": replicas,
+      "epochs_trained_this_call": trained_epochs,
+      "seconds_this_call": round(seconds, 1),
+      "images_per_s": round(trained_epochs * config.steps_per_epoch
+                            * config.pairs.batch_size / max(seconds, 1e-9), 1),
+      "final_epoch_logs": last_logs,
+  }
+  files.write_json_atomic(report_path, report)
+  shutil.rmtree(backup_dir, ignore_errors=True)  # the model is saved: nothing to resume
+  return report
