@@ -22,6 +22,7 @@ TOOLS = {
     "sjft-select": "tools.select",
     "sjft-benchmark-selection": "tools.benchmark_selection",
     "sjft-train": "tools.train",
+    "sjft-benchmark-training": "tools.benchmark_training",
 }
 
 setuptools.setup(
