@@ -29,6 +29,8 @@ demo: $(STAMP)
 	$(BIN)/sjft-descriptors --flagfile=flags/descriptors/demo.flags
 	$(BIN)/sjft-select --flagfile=flags/select/demo.flags
 	$(BIN)/sjft-train --flagfile=flags/train/demo.flags
+	$(BIN)/sjft-eval --flagfile=flags/eval/demo.flags
+	$(BIN)/sjft-export --flagfile=flags/export/demo.flags
 
 # Unpacks the real datasets of ../shared into .cache/shared (ignored by git).
 shared-data:

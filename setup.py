@@ -23,6 +23,8 @@ TOOLS = {
     "sjft-benchmark-selection": "tools.benchmark_selection",
     "sjft-train": "tools.train",
     "sjft-benchmark-training": "tools.benchmark_training",
+    "sjft-eval": "tools.evaluate",
+    "sjft-export": "tools.export",
 }
 
 setuptools.setup(

@@ -159,6 +159,22 @@ def centre_crop(image: tf.Tensor, crop_size: int) -> tf.Tensor:
   return image[top:top + crop_size, left:left + crop_size]
 
 
+def ten_crops(image: tf.Tensor, crop_size: int) -> tf.Tensor:
+  """The multi-crop test views of [h, w, 3]: centre, top-left, top-right, bottom-left,
+  bottom-right crop_size windows, then the same five flipped left-right.
+
+  Returns:
+    [10, crop_size, crop_size, 3].
+  """
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  bottom, right = height - crop_size, width - crop_size
+  corners = [((height - crop_size) // 2, (width - crop_size) // 2), (0, 0), (0, right),
+             (bottom, 0), (bottom, right)]
+  views = tf.stack([image[top:top + crop_size, left:left + crop_size]
+                    for top, left in corners])
+  return tf.concat([views, tf.reverse(views, axis=[2])], axis=0)
+
+
 def random_crop_and_flip(image: tf.Tensor, crop_size: int, seed: tf.Tensor) -> tf.Tensor:
   """Random crop_size x crop_size window of [h, w, 3], flipped left-right half the time.
 
@@ -226,6 +242,25 @@ def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderCon
                           drop_remainder=training and config.drop_remainder,
                           num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   return dataset.prefetch(AUTOTUNE).with_options(_options(deterministic))
+
+
+def make_multicrop_dataset(spec: spec_lib.DatasetSpec | str, split: str,
+                           config: ReaderConfig) -> tf.data.Dataset:
+  """Evaluation input with the ten views of `ten_crops` per image, in spec order.
+
+  Returns:
+    Dataset of {"image": float32 [batch, 10, crop, crop, 3] in [0, 255], "label": int64
+    [batch], "id": string [batch]}.
+  """
+  _check_sizes(config)
+
+  def views(serialized):
+    ex = _decoded_resized(serialized, config.resize_size)
+    return {**ex, "image": ten_crops(ex["image"], config.crop_size)}
+
+  return (_shards(spec, split, None, True).map(views, num_parallel_calls=AUTOTUNE)
+          .batch(config.batch_size, num_parallel_calls=AUTOTUNE)
+          .prefetch(AUTOTUNE).with_options(_options(True)))
 
 
 def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None) -> dict[str, np.ndarray]:

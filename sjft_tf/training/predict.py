@@ -6,24 +6,38 @@ import tensorflow as tf
 from sjft_tf.data import pipeline
 from sjft_tf.training.model import TARGET_HEAD
 
+VIEWS = ("centre", "ten_crops")
 
-def target_probabilities(model, spec, split: str,
-                         reader: pipeline.ReaderConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Softmax of the target head on every image of `split`, centre-cropped.
+
+def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
+                         views: str = "centre") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Softmax of the target head on every image of `split`.
 
   Args:
     model: a model from `build_joint_model` (or any model with a `target` output).
     spec: the target DatasetSpec or its folder.
     reader: evaluation reading (resize_size, crop_size, batch_size).
+    views: "centre" (one centre crop) or "ten_crops" (centre + 4 corners and their
+      flips, probabilities averaged: the multi-crop test of the paper).
   Returns:
     (ids str [n], labels int64 [n], probabilities float32 [n, classes]) in spec order.
   """
+  if views not in VIEWS:
+    raise ValueError(f"unknown views {views!r}; known: {VIEWS}")
+
   @tf.function(reduce_retracing=True)
   def probabilities(images):
-    return tf.nn.softmax(model(images, training=False)[TARGET_HEAD])
+    if views == "centre":
+      return tf.nn.softmax(model(images, training=False)[TARGET_HEAD])
+    shape = tf.shape(images)
+    flat = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
+    per_view = tf.nn.softmax(model(flat, training=False)[TARGET_HEAD])
+    return tf.reduce_mean(tf.reshape(per_view, [shape[0], shape[1], -1]), axis=1)
 
+  dataset = (pipeline.make_dataset(spec, split, reader, training=False) if views == "centre"
+             else pipeline.make_multicrop_dataset(spec, split, reader))
   ids, labels, rows = [], [], []
-  for batch in pipeline.make_dataset(spec, split, reader, training=False):
+  for batch in dataset:
     rows.append(probabilities(batch["image"]).numpy())
     ids.append(batch["id"].numpy().astype(str))
     labels.append(batch["label"].numpy())

@@ -263,3 +263,36 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   files.write_json_atomic(report_path, report)
   shutil.rmtree(backup_dir, ignore_errors=True)  # the model is saved: nothing to resume
   return report
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A finished run's model and what reading images for it needs.
+
+  Attributes:
+    model: the Keras model (target head, and source head if joint).
+    target_class_names: target-head class names, label = index.
+    resize_size, crop_size: the run's image sizes (evaluation resizes, then crops).
+    run_dir: the run folder.
+  """
+  model: keras.Model
+  target_class_names: list
+  resize_size: int
+  crop_size: int
+  run_dir: str
+
+
+def load_trained(run_dir: str) -> TrainedModel:
+  """Loads `run_dir`/model.keras with its class names and image sizes."""
+  paths = [os.path.join(run_dir, name) for name in (MODEL_FILENAME, REPORT_FILENAME,
+                                                    CONFIG_FILENAME)]
+  missing = [p for p in paths if not os.path.exists(p)]
+  if missing:
+    raise FileNotFoundError(f"{run_dir} is not a finished sjft-train run: no "
+                            f"{', '.join(os.path.basename(p) for p in missing)}")
+  with open(paths[1]) as f:
+    report = json.load(f)
+  with open(paths[2]) as f:
+    pairs = json.load(f)["pairs"]
+  return TrainedModel(keras.saving.load_model(paths[0]), report["target_class_names"],
+                      pairs["resize_size"], pairs["crop_size"], run_dir)

@@ -1,0 +1,102 @@
+"""Evaluates a finished training run on a split of a TFRecord dataset.
+
+Writes next to the model (the run folder):
+  evaluation_<split>.json           per view (centre crop, ten crops): top-1, mean
+                                    per-class accuracy, per-class accuracies, confusion
+                                    matrix (rows true, columns predicted)
+  evaluation_<split>_per_class.png  the per-class accuracies of each view
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from sjft_tf import files
+from sjft_tf.data import pipeline
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.evaluation import metrics
+from sjft_tf.training import predict, train
+
+
+@dataclasses.dataclass
+class EvalConfig:
+  """What to evaluate.
+
+  Attributes:
+    split: the split of the dataset.
+    views: any of "centre" (one centre crop) and "ten_crops" (centre + 4 corners and
+      their flips, probabilities averaged; the paper's multi-crop test).
+    batch_size: images per batch (ten views each for "ten_crops").
+    resize_size, crop_size: 0 takes the training run's sizes.
+  """
+  split: str = "test"
+  views: tuple = ("centre", "ten_crops")
+  batch_size: int = 64
+  resize_size: int = 0
+  crop_size: int = 0
+
+
+def result_paths(run_dir: str, split: str) -> tuple[str, str]:
+  """(JSON path, PNG path) of the evaluation of `split`."""
+  stem = os.path.join(run_dir, f"evaluation_{split}")
+  return f"{stem}.json", f"{stem}_per_class.png"
+
+
+def plot_per_class(results: dict, path: str) -> None:
+  """Bar chart of each view's per-class accuracy (written atomically)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(next(iter(results["views"].values()))["per_class"])
+  width = 0.8 / len(results["views"])
+  figure, axes = plt.subplots(figsize=(max(6.0, 0.12 * len(names) + 2), 3.5))
+  for i, (view, result) in enumerate(results["views"].items()):
+    values = [np.nan if c["accuracy"] is None else c["accuracy"]
+              for c in result["per_class"].values()]
+    axes.bar(np.arange(len(names)) + i * width, values, width,
+             label=f"{view}: top-1 {result['top1']:.3f}, "
+                   f"mean per class {result['mean_per_class_accuracy']:.3f}")
+  axes.set_xticks(np.arange(len(names)) + 0.4 - width / 2)
+  axes.set_xticklabels(names, rotation=90, fontsize=5 if len(names) > 30 else 8)
+  axes.set_ylim(0, 1.3)  # room for the legend above the bars
+  axes.set_ylabel("accuracy")
+  axes.set_title(f"{os.path.basename(os.path.abspath(results['run_dir']))}: "
+                 f"{results['split']} split, per class")
+  axes.legend(fontsize=7, loc="upper left")
+  figure.tight_layout()
+  temporary = f"{path}.tmp.{os.getpid()}.png"
+  figure.savefig(temporary, dpi=120)
+  plt.close(figure)
+  os.replace(temporary, path)
+
+
+def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> dict:
+  """Evaluates the run's target head on `config.split` of the dataset in `spec_dir`.
+
+  Returns:
+    The results written to evaluation_<split>.json (module docstring).
+  Raises:
+    ValueError: the dataset's classes are not the model's target classes.
+  """
+  trained = train.load_trained(run_dir)
+  spec = spec_lib.load_spec(spec_dir)
+  if spec.class_names != trained.target_class_names:
+    raise ValueError(f"{spec_dir}: its {len(spec.class_names)} classes are not the "
+                     f"{len(trained.target_class_names)} target classes of {run_dir}")
+  spec.split(config.split)  # names the split in the error when it is missing
+  reader = pipeline.ReaderConfig(batch_size=config.batch_size,
+                                 resize_size=config.resize_size or trained.resize_size,
+                                 crop_size=config.crop_size or trained.crop_size)
+  results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory,
+             "split": config.split, "resize_size": reader.resize_size,
+             "crop_size": reader.crop_size, "views": {}}
+  for view in config.views:
+    ids, labels, probabilities = predict.target_probabilities(
+        trained.model, spec, config.split, reader, view)
+    results["views"][view] = metrics.classification_metrics(labels, probabilities,
+                                                           spec.class_names)
+  json_path, png_path = result_paths(run_dir, config.split)
+  files.write_json_atomic(json_path, results)
+  plot_per_class(results, png_path)
+  return results

@@ -1,0 +1,1 @@
+"""Export of the target classifier as a SavedModel for TF Serving."""

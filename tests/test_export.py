@@ -1,0 +1,233 @@
+"""Evaluation and export: metrics against NumPy, the SavedModel against Keras, TF
+Serving's request formats, bad inputs."""
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from sjft_tf.data import pipeline
+from sjft_tf.evaluation import evaluate, metrics
+from sjft_tf.export import serving
+from sjft_tf.selection import manifest
+from sjft_tf.training import optimization, predict, train
+import training_fixtures as fx
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """(run_dir, target spec dir): a joint run of 8 batches on the small problem."""
+  root = tmp_path_factory.mktemp("export")
+  first_round = fx.make_problem(str(root))
+  run_dir = str(root / "run")
+  train.train(train.TrainConfig(
+      output_dir=run_dir, first_round=first_round, model=fx.TINY_MODEL, pairs=fx.PAIRS,
+      total_steps=8, steps_per_epoch=4, strategy="one_device", verbose=0,
+      optimizer=optimization.OptimizerConfig(learning_rate=0.05)))
+  return run_dir, manifest.load(first_round).info["target"]["spec_dir"]
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+  run_dir, _ = run
+  trained = train.load_trained(run_dir)
+  export_dir = str(tmp_path_factory.mktemp("served"))
+  path = serving.export(trained.model, trained.target_class_names, export_dir,
+                        trained.resize_size, trained.crop_size, top_k=2)
+  return trained, export_dir, path, tf.saved_model.load(path)
+
+
+def test_metrics_match_a_hand_count():
+  labels = np.array([0, 0, 1, 2, 2, 2])
+  probabilities = np.eye(4)[[0, 1, 1, 2, 0, 2]]
+  result = metrics.classification_metrics(labels, probabilities, ["a", "b", "c", "d"])
+  assert result["top1"] == pytest.approx(4 / 6)
+  assert result["mean_per_class_accuracy"] == pytest.approx((0.5 + 1 + 2 / 3) / 3)
+  assert result["per_class"]["d"] == {"images": 0, "accuracy": None}
+  assert result["confusion_matrix"][0] == [1, 1, 0, 0]
+  assert result["confusion_matrix"][2] == [1, 0, 2, 0]
+
+
+def test_ten_crops_are_the_centre_the_corners_and_their_flips():
+  image = np.arange(6 * 7 * 3, dtype=np.float32).reshape(6, 7, 3)
+  views = pipeline.ten_crops(tf.constant(image), 4).numpy()
+  expected = [image[1:5, 1:5], image[:4, :4], image[:4, 3:], image[2:, :4], image[2:, 3:]]
+  np.testing.assert_array_equal(views[:5], expected)
+  np.testing.assert_array_equal(views[5:], [v[:, ::-1] for v in expected])
+
+
+def test_evaluation_writes_what_the_model_predicts(run):
+  run_dir, spec_dir = run
+  results = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(batch_size=5))
+  json_path, png_path = evaluate.result_paths(run_dir, "test")
+  assert json.loads(open(json_path).read()) == json.loads(json.dumps(results))
+  assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  trained = train.load_trained(run_dir)
+  reader = pipeline.ReaderConfig(batch_size=64, resize_size=trained.resize_size,
+                                 crop_size=trained.crop_size)
+  examples = list(pipeline.make_dataset(spec_dir, "test", reader, training=False).unbatch())
+  images = np.stack([ex["image"] for ex in examples])
+  labels = np.array([int(ex["label"]) for ex in examples])
+  centre = tf.nn.softmax(trained.model(images, training=False)["target"]).numpy()
+  assert results["views"]["centre"] == metrics.classification_metrics(
+      labels, centre, trained.target_class_names)
+  # Ten crops: the mean of the softmax over the views of `ten_crops`.
+  resized = [pipeline.decode_resized(ex["image/encoded"], ex["image/format"],
+                                     ex["image/height"], ex["image/width"],
+                                     trained.resize_size)
+             for ex in tf.data.TFRecordDataset(
+                 pipeline.spec_lib.load_spec(spec_dir).shard_paths("test")).map(
+                     pipeline.tfrecord.parse_example)]
+  views = np.stack([pipeline.ten_crops(r, trained.crop_size) for r in resized])
+  averaged = tf.nn.softmax(trained.model(views.reshape(-1, *views.shape[2:]),
+                                         training=False)["target"]).numpy()
+  averaged = averaged.reshape(len(views), 10, -1).mean(axis=1)
+  _, _, ours = predict.target_probabilities(trained.model, spec_dir, "test", reader,
+                                            "ten_crops")
+  np.testing.assert_allclose(ours, averaged, atol=1e-6)
+  assert results["views"]["ten_crops"]["top1"] == pytest.approx(
+      np.mean(averaged.argmax(1) == labels))
+
+
+def test_the_served_model_reproduces_keras_and_the_evaluation(run, exported):
+  run_dir, spec_dir = run
+  trained, _, path, loaded = exported
+  assert os.path.basename(path) == "1"
+  stored = pipeline.load_encoded(spec_dir, ["test"])
+  served = loaded.signatures[serving.SERVING_SIGNATURE](
+      images=tf.constant(stored["encoded"]))
+  reader = pipeline.ReaderConfig(batch_size=64, resize_size=trained.resize_size,
+                                 crop_size=trained.crop_size)
+  ids, labels, keras_probabilities = predict.target_probabilities(
+      trained.model, spec_dir, "test", reader)
+  assert ids.tolist() == stored["id"].tolist()
+  np.testing.assert_allclose(served["probabilities"].numpy(), keras_probabilities, atol=1e-5)
+  top = np.argsort(-keras_probabilities, axis=1, kind="stable")[:, :2]
+  np.testing.assert_array_equal(served["top_k_indices"].numpy()[:, 0], top[:, 0])
+  assert served["top_k_classes"].numpy()[0, 0].decode() == trained.target_class_names[top[0, 0]]
+  evaluation = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",)))
+  served_top1 = np.mean(served["probabilities"].numpy().argmax(1) == labels)
+  assert served_top1 == evaluation["views"]["centre"]["top1"]
+  # The pixels signature takes the evaluation's crops.
+  images = np.stack([ex["image"] for ex in pipeline.make_dataset(
+      spec_dir, "test", reader, training=False).unbatch()])
+  pixels = loaded.signatures[serving.PIXELS_SIGNATURE](images=tf.constant(images))
+  np.testing.assert_allclose(pixels["probabilities"].numpy(), keras_probabilities, atol=1e-5)
+
+
+def test_saved_model_cli_shows_the_documented_signatures(exported):
+  path = exported[2]
+  shown = subprocess.run([os.path.join(BIN, "saved_model_cli"), "show", "--dir", path, "--all"],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert shown.returncode == 0, shown.stderr[-2000:]
+  text = " ".join(shown.stdout.split())
+  crop = fx.IMAGE_SIZE
+  for expected in [
+      "signature_def['serving_default']",
+      "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)",
+      "outputs['probabilities'] tensor_info: dtype: DT_FLOAT shape: (-1, 3)",
+      "outputs['top_k_classes'] tensor_info: dtype: DT_STRING shape: (-1, 2)",
+      "outputs['top_k_indices'] tensor_info: dtype: DT_INT32 shape: (-1, 2)",
+      "outputs['top_k_probabilities'] tensor_info: dtype: DT_FLOAT shape: (-1, 2)",
+      "signature_def['predict_images']",
+      f"inputs['images'] tensor_info: dtype: DT_FLOAT shape: (-1, {crop}, {crop}, 3)"]:
+    assert expected in text, expected
+
+
+def _encoded(array: np.ndarray, image_format: str) -> bytes:
+  out = io.BytesIO()
+  Image.fromarray(array).save(out, format=image_format)
+  return out.getvalue()
+
+
+def test_tf_serving_requests_feed_the_signature(exported):
+  from tensorflow_serving.apis import predict_pb2
+  _, _, _, loaded = exported
+  rng = np.random.default_rng(0)
+  images = [_encoded(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), "JPEG"),
+            _encoded(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8), "PNG")]
+  signature = loaded.signatures[serving.SERVING_SIGNATURE]
+  direct = signature(images=tf.constant(images))["probabilities"].numpy()
+
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = "sjft"
+  request.model_spec.signature_name = serving.SERVING_SIGNATURE
+  request.inputs[serving.INPUT_NAME].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
+  received = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+  fed = tf.make_ndarray(received.inputs[serving.INPUT_NAME])
+  np.testing.assert_array_equal(signature(images=tf.constant(fed))["probabilities"], direct)
+
+  # REST: {"signature_name", "instances": [{"b64": ...}]}; binary values go base64.
+  body = json.dumps({"signature_name": serving.SERVING_SIGNATURE,
+                     "instances": [{"b64": base64.b64encode(b).decode()} for b in images]})
+  decoded = [base64.b64decode(row["b64"]) for row in json.loads(body)["instances"]]
+  np.testing.assert_array_equal(signature(images=tf.constant(decoded))["probabilities"],
+                                direct)
+
+
+def test_bad_images_fail_their_request_and_odd_ones_work(exported):
+  _, _, _, loaded = exported
+  signature = loaded.signatures[serving.SERVING_SIGNATURE]
+  rng = np.random.default_rng(1)
+  rgb = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
+  good = _encoded(rgb, "PNG")
+  for bad, message in [(b"", "request image.*1.*is empty"),
+                       (b"GIF89a-not-supported", "request image.*1.*neither JPEG nor PNG"),
+                       (_encoded(rgb, "JPEG")[:200], "JPEG")]:
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+      signature(images=tf.constant([good, bad]))
+  # The next request is served as if nothing happened.
+  probabilities = signature(images=tf.constant([good]))["probabilities"].numpy()
+  assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+
+  # Alpha is dropped (as at ingestion); grayscale becomes three equal channels.
+  rgba = np.concatenate([rgb, rng.integers(0, 256, (36, 36, 1), dtype=np.uint8)], axis=2)
+  np.testing.assert_allclose(
+      signature(images=tf.constant([_encoded(rgba, "PNG")]))["probabilities"], probabilities,
+      atol=1e-6)
+  gray = rgb[..., 0]
+  np.testing.assert_allclose(
+      signature(images=tf.constant([_encoded(gray, "PNG")]))["probabilities"],
+      signature(images=tf.constant([_encoded(np.stack([gray] * 3, -1), "PNG")]))[
+          "probabilities"], atol=1e-6)
+  gray_jpeg = signature(images=tf.constant([_encoded(gray, "JPEG")]))["probabilities"]
+  assert gray_jpeg.shape == (1, 3) and float(tf.reduce_sum(gray_jpeg)) == pytest.approx(1, abs=1e-5)
+
+
+def test_cli_evaluates_and_exports_new_versions_only(run, exported, tmp_path):
+  run_dir, spec_dir = run
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  evaluated = subprocess.run(
+      [os.path.join(BIN, "sjft-eval"), f"--run_dir={run_dir}", f"--spec_dir={spec_dir}",
+       "--split=train", "--views=centre"], capture_output=True, text=True, env=env, timeout=300)
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  result = json.loads(open(evaluate.result_paths(run_dir, "train")[0]).read())
+  assert f"train (12 images), centre: top-1 {result['views']['centre']['top1']:.4f}" in (
+      evaluated.stdout)
+  _, export_dir, _, _ = exported
+  for expected in ("2", "3"):
+    done = subprocess.run([os.path.join(BIN, "sjft-export"), f"--run_dir={run_dir}",
+                           f"--export_dir={export_dir}"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith(os.path.join(export_dir, expected))
+  again = subprocess.run([os.path.join(BIN, "sjft-export"), f"--run_dir={run_dir}",
+                          f"--export_dir={export_dir}", "--version=2"],
+                         capture_output=True, text=True, env=env, timeout=300)
+  assert again.returncode != 0 and "versions are never overwritten" in again.stderr
+  assert sorted(n for n in os.listdir(export_dir) if not n.startswith(".")) == ["1", "2", "3"]
+  unfinished = subprocess.run([os.path.join(BIN, "sjft-eval"), f"--run_dir={tmp_path}",
+                               f"--spec_dir={spec_dir}"], capture_output=True, text=True,
+                              env=env, timeout=300)
+  assert unfinished.returncode != 0 and "is not a finished sjft-train run" in unfinished.stderr
