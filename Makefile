@@ -23,14 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 demo: $(STAMP)
-	$(BIN)/sjft-make-demo-data --flagfile=flags/demo/make_demo_data.flags
-	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_source.flags
-	$(BIN)/sjft-ingest --flagfile=flags/ingest/demo_target.flags
-	$(BIN)/sjft-descriptors --flagfile=flags/descriptors/demo.flags
-	$(BIN)/sjft-select --flagfile=flags/select/demo.flags
-	$(BIN)/sjft-train --flagfile=flags/train/demo.flags
-	$(BIN)/sjft-eval --flagfile=flags/eval/demo.flags
-	$(BIN)/sjft-export --flagfile=flags/export/demo.flags
+	$(BIN)/sjft-run --flagfile=flags/run/demo.flags
 
 # Unpacks the real datasets of ../shared into .cache/shared (ignored by git).
 shared-data:

@@ -25,6 +25,8 @@ TOOLS = {
     "sjft-benchmark-training": "tools.benchmark_training",
     "sjft-eval": "tools.evaluate",
     "sjft-export": "tools.export",
+    "sjft-reproduce": "tools.reproduce",
+    "sjft-run": "tools.run",
 }
 
 setuptools.setup(

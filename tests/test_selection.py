@@ -212,6 +212,22 @@ def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp
     select.next_round(folder, np.array(["nobody"]), probabilities[:1])
 
 
+def test_round_zero_is_reused_only_when_made_the_same_way(descriptor_dir, tmp_path):
+  params = manifest.SelectionParams(k0=4, max_neighbours=30, min_images_per_class=1)
+  exact = search.SearchConfig(method="exact")
+  first, folder = select.initial_selection(descriptor_dir, str(tmp_path), params, exact,
+                                           write_subset=False)
+  stamp = os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME))
+  again, _ = select.initial_selection(descriptor_dir, str(tmp_path), params, exact,
+                                      write_subset=False)
+  assert again.info == first.info  # the search's recorded time too: nothing was redone
+  assert os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME)) == stamp
+  wider = manifest.SelectionParams(k0=6, max_neighbours=30, min_images_per_class=1)
+  changed, _ = select.initial_selection(descriptor_dir, str(tmp_path), wider, exact,
+                                        write_subset=False)
+  assert (changed.pool_sizes == 6).all() and manifest.load(folder).params == wider
+
+
 def test_scann_search_agrees_with_exact_on_real_descriptors(descriptor_dir):
   from sjft_tf.descriptors import store
   targets = store.load_all(descriptor_dir, "target").descriptors

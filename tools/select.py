@@ -24,6 +24,7 @@ _K0 = flags.DEFINE_integer("k0", manifest.SelectionParams.k0, "Pool size per lev
 _MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", manifest.SelectionParams.max_neighbours, "Ranked neighbours kept per target (caps every pool).", lower_bound=1)
 _MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", manifest.SelectionParams.min_images_per_class, "Selected images a source class needs to keep a source-head output.", lower_bound=1)
 _TARGET_SPLIT = flags.DEFINE_string("target_split", "train", "Target split whose images get neighbours.")
+_REUSE = flags.DEFINE_bool("reuse", True, "Keep a round 0 already in --output_dir made from the same descriptors and parameters (rerun = resume).")
 _WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected source images as TFRecords (subset/).")
 
 _SEARCH = flags.DEFINE_enum("search", "auto", ["auto", "exact", "scann"], "Neighbour search: exact, ScaNN + exact re-rank, or auto by size.")
@@ -70,7 +71,7 @@ def main(argv):
         index_dir=f"{_OUTPUT_DIR.value}/index")
     selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
                                                  params, config, _TARGET_SPLIT.value,
-                                                 _WRITE_SUBSET.value)
+                                                 _WRITE_SUBSET.value, _REUSE.value)
   print(summary(selection, folder))
 
 

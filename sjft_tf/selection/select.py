@@ -33,16 +33,41 @@ def _write_subset(selection: manifest.Selection, folder: str) -> None:
       metadata={"selection_round": selection.round_index})
 
 
+def _reusable_round(folder: str, descriptors_dir: str, params: manifest.SelectionParams,
+                    config: search.SearchConfig, target_split: str):
+  """The round 0 already in `folder` when it was made the same way, else None."""
+  if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
+    return None
+  existing = manifest.load(folder)
+  same = (existing.params == params
+          and existing.info.get("descriptors_dir") == os.path.abspath(descriptors_dir)
+          and existing.info.get("target", {}).get("split") == target_split
+          and config.method in ("auto", existing.info.get("search", {}).get("method")))
+  return existing if same else None
+
+
 def initial_selection(descriptors_dir: str, output_dir: str,
                       params: manifest.SelectionParams = manifest.SelectionParams(),
                       config: search.SearchConfig | None = None,
-                      target_split: str = "train", write_subset: bool = True):
+                      target_split: str = "train", write_subset: bool = True,
+                      reuse: bool = True):
   """Round 0: every target at level 1, its K_max nearest sources found and ranked.
 
+  Args:
+    reuse: keep a round 0 already in output_dir made from the same descriptors with
+      the same parameters (a rerun resumes; ScaNN's index is not deterministic, so a
+      new search could change the pools of a training run that already started).
   Returns:
     (the Selection, its round folder).
   """
   config = config or search.SearchConfig()
+  folder = manifest.round_dir(output_dir, 0)
+  existing = _reusable_round(folder, descriptors_dir, params, config, target_split) if (
+      reuse) else None
+  if existing is not None:
+    if write_subset:
+      _write_subset(existing, folder)
+    return existing, folder
   config.num_neighbours = params.max_neighbours
   metadata = store.load_metadata(descriptors_dir)
   target_entry = _entries(metadata, "target", target_split)[0]

@@ -1,0 +1,131 @@
+"""Figures of the ablation report (matplotlib, Agg backend, PNG written atomically)."""
+
+import csv
+import io
+import os
+
+import numpy as np
+
+from sjft_tf.data import pipeline
+from sjft_tf.selection import manifest
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _save(figure, path: str) -> None:
+  temporary = f"{path}.tmp.{os.getpid()}.png"
+  figure.savefig(temporary, dpi=120)
+  _pyplot().close(figure)
+  os.replace(temporary, path)
+
+
+def accuracy_bars(rows: dict, titles: dict, path: str, view: str = "centre") -> None:
+  """Mean test accuracy per row with the seeds' standard deviation as error bars.
+
+  Args:
+    rows: row -> {view: {"mean", "std", "values"}}.
+  """
+  plt = _pyplot()
+  names = list(rows)
+  means = [rows[n][view]["mean"] * 100 for n in names]
+  stds = [rows[n][view]["std"] * 100 for n in names]
+  figure, axes = plt.subplots(figsize=(8, 3.8))
+  axes.bar(range(len(names)), means, yerr=stds, capsize=4, color="#4c72b0")
+  for i, name in enumerate(names):
+    axes.scatter([i] * len(rows[name][view]["values"]),
+                 [v * 100 for v in rows[name][view]["values"]], color="k", s=8, zorder=3)
+  low = min(m - s for m, s in zip(means, stds))
+  axes.set_ylim(max(0, low - 5), max(m + s for m, s in zip(means, stds)) + 2)
+  axes.set_xticks(range(len(names)))
+  axes.set_xticklabels([titles.get(n, n) for n in names], rotation=20, ha="right", fontsize=8)
+  axes.set_ylabel(f"test top-1 % ({view})")
+  axes.set_title("Ablation: mean and std over seeds (dots: seeds)")
+  figure.tight_layout()
+  _save(figure, path)
+
+
+def _decode(encoded: bytes, size: int) -> np.ndarray:
+  from PIL import Image
+  return np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB").resize((size, size)))
+
+
+def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
+                   num_neighbours: int = 8, size: int = 64) -> None:
+  """For a few target images, their nearest source images (the paper's figure 2)."""
+  plt = _pyplot()
+  selection = manifest.load(round_folder)
+  # Targets of distinct classes, spread over the label range.
+  classes = np.unique(selection.target_labels)
+  wanted = classes[np.linspace(0, len(classes) - 1, num_targets).astype(int)]
+  rows = [int(np.nonzero(selection.target_labels == c)[0][0]) for c in wanted]
+  target_info, source_info = selection.info["target"], selection.info["source"]
+  targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
+                                  selection.target_ids[rows])
+  neighbour_rows = selection.neighbours[rows, :num_neighbours]
+  sources = pipeline.load_encoded(source_info["spec_dir"], source_info["splits"],
+                                  selection.source_ids[np.unique(neighbour_rows)])
+  by_id = dict(zip(sources["id"].tolist(), sources["encoded"]))
+  figure, axes = plt.subplots(num_targets, num_neighbours + 1,
+                              figsize=(1.2 * (num_neighbours + 1), 1.35 * num_targets))
+  for r, (row, encoded) in enumerate(zip(rows, targets["encoded"])):
+    axes[r, 0].imshow(_decode(encoded, size))
+    axes[r, 0].set_title(f"target\n{selection.target_ids[row].split('/')[-2][:14]}",
+                         fontsize=6)
+    for c, source in enumerate(neighbour_rows[r]):
+      axes[r, c + 1].imshow(_decode(by_id[selection.source_ids[source]], size))
+      label = selection.source_class_names[selection.source_labels[source]]
+      axes[r, c + 1].set_title(label[:12], fontsize=6)
+  for axis in axes.flat:
+    axis.axis("off")
+  figure.suptitle("Nearest source images by filter-bank statistics", fontsize=8)
+  figure.tight_layout()
+  _save(figure, path)
+
+
+def learning_curves(histories: dict, path: str) -> None:
+  """Loss and accuracy of both heads per epoch.
+
+  Args:
+    histories: name -> path of a history.csv (CSVLogger of sjft-train).
+  """
+  plt = _pyplot()
+  figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(9, 3.5))
+  for name, history_path in histories.items():
+    with open(history_path) as f:
+      rows = list(csv.DictReader(f))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    for head, style in (("target", "-"), ("source", "--")):
+      if f"{head}_loss" in rows[0]:
+        loss_axes.plot(epochs, [float(r[f"{head}_loss"]) for r in rows], style,
+                       label=f"{name}: {head}")
+        accuracy_axes.plot(epochs, [float(r[f"{head}_accuracy"]) for r in rows], style,
+                           label=f"{name}: {head}")
+  loss_axes.set_xlabel("epoch")
+  loss_axes.set_ylabel("training loss (per head)")
+  accuracy_axes.set_xlabel("epoch")
+  accuracy_axes.set_ylabel("training accuracy (per head)")
+  accuracy_axes.legend(fontsize=6)
+  figure.tight_layout()
+  _save(figure, path)
+
+
+def k0_sweep(points: list[dict], path: str, view: str = "centre") -> None:
+  """Test accuracy and selected images against K0."""
+  plt = _pyplot()
+  figure, axes = plt.subplots(figsize=(5, 3.2))
+  k0s = [p["k0"] for p in points]
+  axes.plot(k0s, [p[view] * 100 for p in points], "o-")
+  for p in points:
+    axes.annotate(f"{p['selected_images']:,} imgs", (p["k0"], p[view] * 100), fontsize=7,
+                  textcoords="offset points", xytext=(4, 4))
+  axes.set_xscale("log")
+  axes.set_xlabel("K0 (pool size per level)")
+  axes.set_ylabel(f"test top-1 % ({view})")
+  axes.set_title("Selective, no iteration: K0 sweep (seed 0)", fontsize=9)
+  figure.tight_layout()
+  _save(figure, path)
