@@ -18,6 +18,15 @@ def write_json_atomic(path: str, payload: Any) -> None:
   os.replace(tmp, path)
 
 
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path`."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def save_npz_atomic(path: str, **arrays: np.ndarray) -> None:
   """Writes arrays to an uncompressed .npz at `path`."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -231,3 +231,11 @@ def test_bad_edges_and_modes_are_refused():
     histogram.HistogramLayer(np.array([[0.0, 2.0, 1.0]]))
   with pytest.raises(ValueError, match="unknown preprocessing mode 'bgr'"):
     applications.preprocess(np.zeros((1, 1, 1, 3)), "bgr")
+
+
+def test_gabor_bank_refuses_images_too_small_for_its_pyramid():
+  bank = gabor.GaborBank()
+  assert bank.min_image_size() == 48  # (11 // 2 + 1) * 2 ** 3
+  assert [m.shape[1] for m in bank(np.zeros((1, 48, 48, 3), np.float32))] == [48, 24, 12, 6]
+  with pytest.raises(ValueError, match="32-px images are too small.*needs 48 px"):
+    bank(np.zeros((1, 32, 32, 3), np.float32))

@@ -22,7 +22,7 @@ def _flagfile(path, **values) -> str:
 
 def test_one_command_runs_every_stage_and_a_rerun_resumes(tmp_path):
   d = tmp_path
-  # 64 px images: the Gabor pyramid's smallest level must exceed its kernel's padding.
+  # 64 px images: the Gabor bank needs 48 px or more (GaborBank.min_image_size).
   files = {
       "demo_data_flagfile": _flagfile(
           d / "demo.flags", output_dir=d / "images", image_size=64, source_images_per_class=6,

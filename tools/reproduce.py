@@ -8,6 +8,7 @@ Stages that are complete are reused (rerun = resume). Writes results.json,
 results.md and figures/ under --output_dir.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -141,10 +142,9 @@ def main(argv):
   files.write_json_atomic(os.path.join(config.output_dir, "results.json"), {
       "rows": rows, "k0_sweep": sweep, "seconds": round(seconds, 1),
       "prepare_seconds": stage_seconds,
-      "config": {k: v for k, v in ablation.dataclasses.asdict(config).items()}})
+      "config": dataclasses.asdict(config)})
   table = _table(rows, sweep, config, seconds)
-  with open(os.path.join(config.output_dir, "results.md"), "w") as f:
-    f.write(table + "\n")
+  files.write_text_atomic(os.path.join(config.output_dir, "results.md"), table + "\n")
   print(table)
 
 

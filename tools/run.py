@@ -150,8 +150,7 @@ def main(argv):
   }
   files.write_json_atomic(os.path.join(_OUTPUT_DIR.value, "run_report.json"), report)
   text = summary(report)
-  with open(os.path.join(_OUTPUT_DIR.value, "run_summary.txt"), "w") as f:
-    f.write(text + "\n")
+  files.write_text_atomic(os.path.join(_OUTPUT_DIR.value, "run_summary.txt"), text + "\n")
   print(text)
 
 

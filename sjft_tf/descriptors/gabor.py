@@ -104,7 +104,17 @@ class GaborBank(keras.layers.Layer):
     """(layer name, channels) of the descriptor's layers: the whole bank is one."""
     return [("gabor", self.params.num_scales * 2 * self.params.num_orientations)]
 
+  def min_image_size(self) -> int:
+    """The smallest image side the pyramid accepts, pixels."""
+    return (self.params.kernel_size // 2 + 1) * 2 ** (self.params.num_scales - 1)
+
   def call(self, images):
+    known = [side for side in tuple(images.shape)[1:3] if side is not None]
+    if known and min(known) < self.min_image_size():
+      raise ValueError(
+          f"GaborBank: {min(known)}-px images are too small for {self.params.num_scales} "
+          f"pyramid levels of a {self.params.kernel_size}-px kernel; the bank needs "
+          f"{self.min_image_size()} px or more (resize larger, or use fewer scales)")
     level = to_gray(images)
     responses = []
     for scale in range(self.params.num_scales):
