@@ -267,6 +267,12 @@ def test_a_killed_run_resumes_where_it_stopped(problem, tmp_path):
   b = keras.saving.load_model(tmp_path / "whole" / "model.keras")
   for wa, wb in zip(a.get_weights(), b.get_weights()):
     np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+  tags = {value.tag for path in (tmp_path / "whole" / "logs" / "train").iterdir()
+          for event in tf.compat.v1.train.summary_iterator(str(path))
+          for value in event.summary.value}
+  assert tags >= {f"epoch_{name}" for name in (
+      "loss", "target_loss", "source_loss", "target_accuracy", "source_accuracy",
+      "learning_rate", "selection_round", "mean_level", "mean_pool_size", "selected_images")}
   history = (tmp_path / "resumed" / "history.csv").read_text().splitlines()
   assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2", "3"]
   # Round 1 came from the predictions after round 0, by the level rule.
