@@ -99,12 +99,15 @@ def learning_curves(histories: dict, path: str) -> None:
     with open(history_path) as f:
       rows = list(csv.DictReader(f))
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    for head, style in (("target", "-"), ("source", "--")):
-      if f"{head}_loss" in rows[0]:
-        loss_axes.plot(epochs, [float(r[f"{head}_loss"]) for r in rows], style,
-                       label=f"{name}: {head}")
-        accuracy_axes.plot(epochs, [float(r[f"{head}_accuracy"]) for r in rows], style,
-                           label=f"{name}: {head}")
+    # A target-only model has one head: Keras logs it as plain loss and accuracy.
+    prefixes = ({"target": "target_", "source": "source_"} if "target_loss" in rows[0]
+                else {"target": ""})
+    for head, prefix in prefixes.items():
+      style = "-" if head == "target" else "--"
+      loss_axes.plot(epochs, [float(r[f"{prefix}loss"]) for r in rows], style,
+                     label=f"{name}: {head}")
+      accuracy_axes.plot(epochs, [float(r[f"{prefix}accuracy"]) for r in rows], style,
+                         label=f"{name}: {head}")
   loss_axes.set_xlabel("epoch")
   loss_axes.set_ylabel("training loss (per head)")
   accuracy_axes.set_xlabel("epoch")
