@@ -1,0 +1,61 @@
+"""The ablation's rows: their selections and their training runs."""
+
+import numpy as np
+import pytest
+
+from sjft_tf.experiments import ablation
+from sjft_tf.selection import manifest
+from sjft_tf.training import train as train_lib
+import training_fixtures as fx
+
+
+@pytest.fixture(scope="module")
+def first_round(tmp_path_factory):
+  return fx.make_problem(str(tmp_path_factory.mktemp("ablation")))
+
+
+def test_uniform_rounds_pool_every_given_source_for_every_target(first_round, tmp_path):
+  base = manifest.load(first_round)
+  rows = np.arange(0, len(base.source_ids), 3)
+  folder = ablation.uniform_round(first_round, rows, str(tmp_path / "random"), "random")
+  uniform = manifest.load(folder)
+  kept = rows[np.isin(base.source_labels[rows], [
+      base.source_class_names.index(c) for c in uniform.retained_classes])]
+  assert all(set(pool.tolist()) == set(kept.tolist()) for pool in uniform.pools())
+  assert sorted(uniform.selected.tolist()) == sorted(kept.tolist())
+  np.testing.assert_array_equal(uniform.target_ids, base.target_ids)
+  # Reused, not rewritten, when called again.
+  assert ablation.uniform_round(first_round, rows[:2], str(tmp_path / "random"),
+                                "random") == folder
+  assert len(manifest.load(folder).selected) == len(kept)
+
+
+def test_every_row_gets_the_same_budget_and_its_own_selection_and_seed(first_round):
+  template = train_lib.TrainConfig(output_dir="", target_spec_dir="data/target",
+                                   model=fx.TINY_MODEL, pairs=fx.PAIRS, total_steps=120,
+                                   steps_per_epoch=10)
+  config = ablation.AblationConfig(output_dir="out", learned_descriptors="l",
+                                   gabor_descriptors="g", train=template, rounds=3)
+  runs = {row: ablation.run_config(config, row, 7, None if row == "target_only" else
+                                   first_round, f"out/{row}") for row in ablation.ROWS}
+  assert all((r.total_steps, r.steps_per_epoch, r.pairs.batch_size, r.optimizer, r.model)
+             == (120, 10, fx.PAIRS.batch_size, template.optimizer, template.model)
+             for r in runs.values())
+  assert all(r.pairs.seed == 7 for r in runs.values())
+  assert runs["target_only"].first_round == "" and runs["target_only"].target_spec_dir
+  assert runs["selective_learned"].first_round == first_round
+  assert runs["selective_learned"].target_spec_dir == ""
+  assert runs["selective_learned_iterative"].epochs_per_round == 4  # 12 epochs, 3 rounds
+  assert all(r.epochs_per_round == 0 for name, r in runs.items()
+             if name != "selective_learned_iterative")
+  with pytest.raises(ValueError, match="do not split into 5 rounds"):
+    ablation.run_config(ablation.AblationConfig(
+        output_dir="o", learned_descriptors="l", gabor_descriptors="g", train=template,
+        rounds=5), "selective_learned_iterative", 0, first_round, "x")
+
+
+def test_summaries_are_mean_and_sample_std():
+  summary = ablation.summarise([0.5, 0.6, 0.7])
+  assert summary["mean"] == pytest.approx(0.6)
+  assert summary["std"] == pytest.approx(0.1)
+  assert ablation.summarise([0.4])["std"] == 0.0
