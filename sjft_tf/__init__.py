@@ -5,7 +5,9 @@ Stages, one sub-package each, data flowing one way:
   descriptors  filter-bank layers -> equal-mass histograms -> descriptor shards
   selection    nearest sources (exact or ScaNN + exact re-rank) -> rounds of pools
   training     two-head model, paired input, rounds, tf.distribute drivers
-  (later)      evaluation -> export
+  evaluation   top-1, mean per class, ten crops, confusion matrix
+  export       versioned SavedModel for TF Serving
+  experiments  the paper's ablation table
 """
 
 __version__ = "0.1.0"

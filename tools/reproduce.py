@@ -42,6 +42,7 @@ _INPUT_SIZE = flags.DEFINE_integer("input_size", 96, "Input side in pixels.")
 _RESIZE_SIZE = flags.DEFINE_integer("resize_size", 110, "Square resize before the crop.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch (joint: both domains).")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Base learning rate (cosine).")
+_SOURCE_WEIGHT = flags.DEFINE_float("source_loss_weight", 0.5, "Weight of the source head's loss (joint rows).")
 _TOTAL_STEPS = flags.DEFINE_integer("total_steps", 480, "Batches per run, every row.")
 _STEPS_PER_EPOCH = flags.DEFINE_integer("steps_per_epoch", 32, "Batches per epoch.")
 
@@ -54,7 +55,7 @@ def _template() -> train.TrainConfig:
       optimizer=optimization.OptimizerConfig(learning_rate=_LEARNING_RATE.value),
       pairs=sampler.PairConfig(_BATCH_SIZE.value, _RESIZE_SIZE.value, _INPUT_SIZE.value),
       total_steps=_TOTAL_STEPS.value, steps_per_epoch=_STEPS_PER_EPOCH.value,
-      strategy="one_device", verbose=0)
+      source_loss_weight=_SOURCE_WEIGHT.value, strategy="one_device", verbose=0)
 
 
 def _table(rows: dict, sweep: list, config: ablation.AblationConfig, seconds: float) -> str:

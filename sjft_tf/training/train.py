@@ -173,7 +173,8 @@ def _check_config(config: TrainConfig) -> None:
 def train(config: TrainConfig, extra_callbacks=()) -> dict:
   """Trains (or resumes) the run and returns its report (also in train_report.json).
 
-  A run whose report and model already exist is not trained again.
+  A run whose report and model already exist is not trained again. Seeds Keras'
+  global random state with config.pairs.seed (the initialisation is repeatable).
   Args:
     extra_callbacks: Keras callbacks run after ours (which back up and log first).
   """
