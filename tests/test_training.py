@@ -142,6 +142,10 @@ def test_pairs_follow_levels_and_pools_and_labels_match(problem):
   selection.levels = np.full(12, 11, np.int32)
   with pytest.raises(ValueError, match="reaches beyond"):
     pairs.set_selection(manifest.derive(selection))
+  # The memory cap stops the loading, not after it.
+  with pytest.raises(ValueError, match="need more than max_encoded_gib=1e-05"):
+    sampler_lib.PairSampler(problem, sampler_lib.PairConfig(batch_size=8,
+                                                            max_encoded_gib=1e-5))
 
 
 def test_schedules_and_gradient_accumulation():

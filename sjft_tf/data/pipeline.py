@@ -263,13 +263,15 @@ def make_multicrop_dataset(spec: spec_lib.DatasetSpec | str, split: str,
           .prefetch(AUTOTUNE).with_options(_options(True)))
 
 
-def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None) -> dict[str, np.ndarray]:
+def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None,
+                 max_bytes: float | None = None) -> dict[str, np.ndarray]:
   """The stored (still encoded) images of `splits`, in memory, for random access.
 
   Args:
     spec: a DatasetSpec or the folder holding it.
     splits: split names to read.
     ids: keep only these example ids, returned in this order; every one must exist.
+    max_bytes: stop with MemoryError as soon as the encoded images read exceed this.
   Returns:
     {"id": str [n], "label": int64 [n], "encoded": object [n] (bytes), "format": object
     [n] (b"jpeg" / b"png"), "height", "width": int64 [n]}.
@@ -289,7 +291,12 @@ def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None) -> dict[str
         tf.lookup.KeyValueTensorInitializer(ids, np.arange(len(ids), dtype=np.int64)), -1)
     dataset = dataset.filter(lambda ex: table.lookup(ex["id"]) >= 0)
   parts = {name: [] for name in keys}
+  total_bytes = 0
   for batch in dataset.batch(4096).as_numpy_iterator():
+    total_bytes += sum(len(b) for b in batch["encoded"])
+    if max_bytes is not None and total_bytes > max_bytes:
+      raise MemoryError(f"the images read from {spec.directory} ({list(splits)}) exceed "
+                        f"{max_bytes / 2**30:.2f} GiB encoded")
     for name in keys:
       parts[name].append(batch[name])
   loaded = {name: np.concatenate(values) if values else np.zeros(0, object)

@@ -103,17 +103,18 @@ class PairSampler:
     head_of = np.full(len(selection.source_class_names), IGNORE_LABEL, np.int64)
     head_of[head_classes] = np.arange(len(head_classes))
 
-    targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
-                                    ids=selection.target_ids)
-    sources = pipeline.load_encoded(source_info["spec_dir"], source_info["splits"],
-                                    ids=selection.source_ids[candidates])
-    encoded_bytes = sum(len(b) for b in targets["encoded"]) + sum(
-        len(b) for b in sources["encoded"])
-    if encoded_bytes > config.max_encoded_gib * 2**30:
+    budget = config.max_encoded_gib * 2**30
+    try:
+      targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
+                                      ids=selection.target_ids, max_bytes=budget)
+      sources = pipeline.load_encoded(
+          source_info["spec_dir"], source_info["splits"], ids=selection.source_ids[candidates],
+          max_bytes=budget - sum(len(b) for b in targets["encoded"]))
+    except MemoryError as error:
       raise ValueError(
-          f"the reachable source images need {encoded_bytes / 2**30:.1f} GiB in memory, "
-          f"over max_encoded_gib={config.max_encoded_gib}: lower k0 or max_level, or "
-          f"ingest the source at a smaller image size")
+          f"the target and the {len(candidates)} reachable source images need more than "
+          f"max_encoded_gib={config.max_encoded_gib} in memory ({error}): lower k0 or "
+          f"max_level, or ingest the source at a smaller image size") from error
     self.num_reachable_sources = len(candidates)
     self._held_source_ids = selection.source_ids[candidates]
     self._tables = {
