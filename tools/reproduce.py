@@ -9,7 +9,6 @@ results.md and figures/ under --output_dir.
 """
 
 import dataclasses
-import json
 import os
 import time
 
@@ -108,9 +107,7 @@ def main(argv):
       run_dir = os.path.join(runs_dir, name, f"seed{seed}")
       done = ablation.train_and_evaluate(config, name, seed, firsts[name], run_dir,
                                          _TARGET_DIR.value)
-      selected = (0 if firsts[name] is None else
-                  json.load(open(os.path.join(firsts[name], "selection.json")))["counts"][
-                      "selected_images"])
+      selected = 0 if firsts[name] is None else ablation.selected_images(firsts[name])
       results[name]["runs"].append({
           "seed": seed, "run_dir": run_dir,
           # Training seconds of the call that trained it (a rerun reuses the run).
@@ -131,8 +128,7 @@ def main(argv):
                                        run_dir, _TARGET_DIR.value)
     sweep.append({"k0": k0, "run_dir": run_dir,
                   "train_seconds": done["report"]["seconds_this_call"],
-                  "selected_images": json.load(
-        open(os.path.join(first, "selection.json")))["counts"]["selected_images"],
+                  "selected_images": ablation.selected_images(first),
         **{v: done["evaluation"]["views"][v]["top1"] for v in config.views}})
     print(f"K0 {k0}: {sweep[-1]}", flush=True)
   seconds = time.time() - started

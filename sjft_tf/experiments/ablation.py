@@ -15,6 +15,7 @@ run with its evaluation), results.json, results.md and figures/.
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -144,7 +145,6 @@ def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
   report = train_lib.train(run_config(config, row, seed, first_round, run_dir))
   json_path, _ = evaluate_lib.result_paths(run_dir, config.test_split)
   if os.path.exists(json_path):
-    import json
     with open(json_path) as f:
       results = json.load(f)
     if set(config.views) <= set(results["views"]):
@@ -152,6 +152,12 @@ def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
   return {"report": report, "evaluation": evaluate_lib.evaluate(
       run_dir, target_dir, evaluate_lib.EvalConfig(split=config.test_split,
                                                    views=tuple(config.views)))}
+
+
+def selected_images(round_folder: str) -> int:
+  """The number of selected source images of a round (from its selection.json)."""
+  with open(os.path.join(round_folder, manifest.JSON_FILENAME)) as f:
+    return json.load(f)["counts"]["selected_images"]
 
 
 def summarise(values: list[float]) -> dict:

@@ -163,7 +163,10 @@ def _check_config(config: TrainConfig) -> None:
   if config.epochs_per_round and not config.first_round:
     raise ValueError("rounds need a selection: set first_round")
   path = os.path.join(config.output_dir, CONFIG_FILENAME)
-  saved = json.load(open(path)) if os.path.exists(path) else None
+  saved = None
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
   if saved is not None and saved != json.loads(json.dumps(dataclasses.asdict(config))):
     raise ValueError(f"{path} holds another configuration: resume with the same one or "
                      f"use a fresh output_dir")
@@ -184,7 +187,8 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   model_path = os.path.join(config.output_dir, MODEL_FILENAME)
   _check_config(config)
   if os.path.exists(report_path) and os.path.exists(model_path):
-    return json.load(open(report_path))
+    with open(report_path) as f:
+      return json.load(f)
   replicas = strategy.num_replicas_in_sync
   if config.pairs.batch_size % (2 * replicas):
     raise ValueError(f"batch_size {config.pairs.batch_size} must be a multiple of 2 x "
