@@ -72,6 +72,17 @@ def test_evaluation_writes_what_the_model_predicts(run):
   json_path, png_path = evaluate.result_paths(run_dir, "test")
   assert json.loads(open(json_path).read()) == json.loads(json.dumps(results))
   assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  # Asked again (a subset of the views), the evaluation on disk is returned as it is;
+  # other sizes, or reuse=False, evaluate anew.
+  written = os.path.getmtime(json_path)
+  assert evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",))) == (
+      json.loads(json.dumps(results)))
+  assert os.path.getmtime(json_path) == written
+  other = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",),
+                                                                    resize_size=40))
+  assert other["resize_size"] == 40 and set(other["views"]) == {"centre"}
+  results = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(batch_size=5))
+  assert results["resize_size"] == fx.PAIRS.resize_size and os.path.getmtime(json_path) > written
   trained = train.load_trained(run_dir)
   reader = pipeline.ReaderConfig(batch_size=64, resize_size=trained.resize_size,
                                  crop_size=trained.crop_size)

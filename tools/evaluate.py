@@ -16,13 +16,14 @@ _VIEWS = flags.DEFINE_multi_enum("views", ["centre", "ten_crops"], ["centre", "t
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
 _RESIZE_SIZE = flags.DEFINE_integer("resize_size", 0, "Square resize before cropping (0: the run's).")
 _CROP_SIZE = flags.DEFINE_integer("crop_size", 0, "Crop side (0: the run's).")
+_REUSE = flags.DEFINE_bool("reuse", True, "Keep an evaluation already written that is newer than the model and made the same way.")
 
 
 def main(argv):
   del argv
   results = evaluate.evaluate(_RUN_DIR.value, _SPEC_DIR.value, evaluate.EvalConfig(
       _SPLIT.value, tuple(_VIEWS.value), _BATCH_SIZE.value, _RESIZE_SIZE.value,
-      _CROP_SIZE.value))
+      _CROP_SIZE.value, _REUSE.value))
   json_path, png_path = evaluate.result_paths(_RUN_DIR.value, _SPLIT.value)
   for view, result in results["views"].items():
     print(f"{_SPLIT.value} ({result['images']} images), {view}: top-1 {result['top1']:.4f}, "

@@ -8,6 +8,7 @@ Writes next to the model (the run folder):
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -29,12 +30,15 @@ class EvalConfig:
       their flips, probabilities averaged; the paper's multi-crop test).
     batch_size: images per batch (ten views each for "ten_crops").
     resize_size, crop_size: 0 takes the training run's sizes.
+    reuse: return the evaluation already written when it is newer than the model and
+      was made on the same dataset, split, sizes and (at least) these views.
   """
   split: str = "test"
   views: tuple = ("centre", "ten_crops")
   batch_size: int = 64
   resize_size: int = 0
   crop_size: int = 0
+  reuse: bool = True
 
 
 def result_paths(run_dir: str, split: str) -> tuple[str, str]:
@@ -71,6 +75,18 @@ def plot_per_class(results: dict, path: str) -> None:
   os.replace(temporary, path)
 
 
+def _earlier_results(json_path: str, header: dict, views, model_path: str) -> dict | None:
+  """The evaluation in json_path when it matches `header` (everything but the views),
+  holds `views` and is newer than the model; else None."""
+  if not os.path.exists(json_path) or os.path.getmtime(json_path) < os.path.getmtime(
+      model_path):
+    return None
+  with open(json_path) as f:
+    earlier = json.load(f)
+  same = all(earlier.get(k) == v for k, v in header.items() if k != "views")
+  return earlier if same and set(views) <= set(earlier["views"]) else None
+
+
 def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> dict:
   """Evaluates the run's target head on `config.split` of the dataset in `spec_dir`.
 
@@ -79,24 +95,30 @@ def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> 
   Raises:
     ValueError: the dataset's classes are not the model's target classes.
   """
-  trained = train.load_trained(run_dir)
+  run = train.finished_run_info(run_dir)
   spec = spec_lib.load_spec(spec_dir)
-  if spec.class_names != trained.target_class_names:
+  if spec.class_names != run["target_class_names"]:
     raise ValueError(f"{spec_dir}: its {len(spec.class_names)} classes are not the "
-                     f"{len(trained.target_class_names)} target classes of {run_dir}")
+                     f"{len(run['target_class_names'])} target classes of {run_dir}")
   spec.split(config.split)  # names the split in the error when it is missing
   reader = pipeline.ReaderConfig(batch_size=config.batch_size,
-                                 resize_size=config.resize_size or trained.resize_size,
-                                 crop_size=config.crop_size or trained.crop_size)
+                                 resize_size=config.resize_size or run["resize_size"],
+                                 crop_size=config.crop_size or run["crop_size"])
   results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory,
              "split": config.split, "resize_size": reader.resize_size,
              "crop_size": reader.crop_size, "views": {}}
+  json_path, png_path = result_paths(run_dir, config.split)
+  if config.reuse:
+    earlier = _earlier_results(json_path, results, config.views,
+                               os.path.join(run_dir, train.MODEL_FILENAME))
+    if earlier is not None:
+      return earlier
+  trained = train.load_trained(run_dir)
   for view in config.views:
     ids, labels, probabilities = predict.target_probabilities(
         trained.model, spec, config.split, reader, view)
     results["views"][view] = metrics.classification_metrics(labels, probabilities,
                                                            spec.class_names)
-  json_path, png_path = result_paths(run_dir, config.split)
   files.write_json_atomic(json_path, results)
   plot_per_class(results, png_path)
   return results

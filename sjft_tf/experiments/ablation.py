@@ -143,12 +143,6 @@ def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
                        run_dir: str, target_dir: str) -> dict:
   """Trains (or reuses) one run and evaluates it on the test split (or reuses that)."""
   report = train_lib.train(run_config(config, row, seed, first_round, run_dir))
-  json_path, _ = evaluate_lib.result_paths(run_dir, config.test_split)
-  if os.path.exists(json_path):
-    with open(json_path) as f:
-      results = json.load(f)
-    if set(config.views) <= set(results["views"]):
-      return {"report": report, "evaluation": results}
   return {"report": report, "evaluation": evaluate_lib.evaluate(
       run_dir, target_dir, evaluate_lib.EvalConfig(split=config.test_split,
                                                    views=tuple(config.views)))}

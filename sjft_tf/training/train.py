@@ -287,8 +287,9 @@ class TrainedModel:
   run_dir: str
 
 
-def load_trained(run_dir: str) -> TrainedModel:
-  """Loads `run_dir`/model.keras with its class names and image sizes."""
+def finished_run_info(run_dir: str) -> dict:
+  """{"target_class_names", "resize_size", "crop_size"} of a finished run, read from its
+  report and configuration without loading the model."""
   paths = [os.path.join(run_dir, name) for name in (MODEL_FILENAME, REPORT_FILENAME,
                                                     CONFIG_FILENAME)]
   missing = [p for p in paths if not os.path.exists(p)]
@@ -299,5 +300,13 @@ def load_trained(run_dir: str) -> TrainedModel:
     report = json.load(f)
   with open(paths[2]) as f:
     pairs = json.load(f)["pairs"]
-  return TrainedModel(keras.saving.load_model(paths[0]), report["target_class_names"],
-                      pairs["resize_size"], pairs["crop_size"], run_dir)
+  return {"target_class_names": report["target_class_names"],
+          "resize_size": pairs["resize_size"], "crop_size": pairs["crop_size"]}
+
+
+def load_trained(run_dir: str) -> TrainedModel:
+  """Loads `run_dir`/model.keras with its class names and image sizes."""
+  info = finished_run_info(run_dir)
+  return TrainedModel(keras.saving.load_model(os.path.join(run_dir, MODEL_FILENAME)),
+                      info["target_class_names"], info["resize_size"], info["crop_size"],
+                      run_dir)
