@@ -17,6 +17,7 @@ from absl import app, flags
 from sjft_tf import files
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.evaluation import evaluate
+from sjft_tf.export import serving
 from sjft_tf.selection import manifest
 from tools import stages
 
@@ -47,13 +48,12 @@ def read_flagfile(path: str) -> dict[str, str]:
   return values
 
 
-def _related_share(round_folder: str, target_spec_dir: str) -> dict | None:
+def _related_share(selection: manifest.Selection, target_spec_dir: str) -> dict | None:
   """How many selected images belong to source classes the generator related to the
   target (embedded demo data only: its spec records them)."""
   related = spec_lib.load_spec(target_spec_dir).metadata.get("related_source_classes")
   if not related:
     return None
-  selection = manifest.load(round_folder)
   related_names = {name for names in related.values() for name in names}
   related_ids = [i for i, name in enumerate(selection.source_class_names)
                  if name in related_names]
@@ -112,7 +112,8 @@ def main(argv):
   train_flags, eval_flags = read_flagfile(_TRAIN.value), read_flagfile(_EVAL.value)
   run_dir, split = train_flags["output_dir"], eval_flags.get("split", "test")
   first_round = train_flags["first_round"]
-  target_spec_dir = manifest.load(first_round).info["target"]["spec_dir"]
+  first = manifest.load(first_round)
+  target_spec_dir = first.info["target"]["spec_dir"]
   accuracy = {"selective": _accuracy(run_dir, split)}
   if _BASELINE.value:
     baseline_dir = f"{run_dir}_target_only"
@@ -131,20 +132,17 @@ def main(argv):
             if n.isdigit() and os.path.getmtime(os.path.join(export_dir, n)) >= model_time]
     if not done:  # else a version newer than the model is there: reuse it
       seconds["export"] = stages.run_stage("sjft-export", f"--flagfile={_EXPORT.value}")
-    export_path = os.path.join(export_dir, str(max(int(n) for n in os.listdir(export_dir)
-                                                   if n.isdigit())))
+    export_path = os.path.join(export_dir, str(serving.next_version(export_dir) - 1))
   last_round = _last_round(run_dir, first_round)
-  info = manifest.load(first_round).info
+  last = manifest.load(last_round) if last_round != first_round else first
   report = {
-      "target": info["target"]["dataset"], "source": info["source"]["dataset"],
+      "target": first.info["target"]["dataset"], "source": first.info["source"]["dataset"],
       "split": split, "accuracy": accuracy,
       "selection": {
-          "round_0": {"folder": first_round,
-                      "selected_images": len(manifest.load(first_round).selected),
-                      "related": _related_share(first_round, target_spec_dir)},
-          "last_round": {"folder": last_round,
-                         "selected_images": len(manifest.load(last_round).selected),
-                         "related": _related_share(last_round, target_spec_dir)}},
+          "round_0": {"folder": first_round, "selected_images": len(first.selected),
+                      "related": _related_share(first, target_spec_dir)},
+          "last_round": {"folder": last_round, "selected_images": len(last.selected),
+                         "related": _related_share(last, target_spec_dir)}},
       "seconds": {k: round(v, 1) for k, v in seconds.items()},
       "export": export_path,
   }
