@@ -24,6 +24,7 @@ _DATASET_NAME = flags.DEFINE_string("dataset_name", None, "Name stored in the sp
 _LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "split_class", "class"], "Folder layout of --input_root.")
 _SPLIT_FRACTIONS = flags.DEFINE_string("split_fractions", "", "Divide unsplit inputs per class, e.g. train=0.8,val=0.2.")
 _SPLIT_COUNTS = flags.DEFINE_string("split_counts", "", "Or divide them by images per class, e.g. train=30,test=rest (Caltech-256's protocol).")
+_SPLITS = flags.DEFINE_list("splits", [], "With --input_root: ingest only these split folders (default: all).")
 _CLASSES = flags.DEFINE_list("classes", [], "Ingest only these classes (default: all).")
 
 _TFDS_SPLITS = flags.DEFINE_string("tfds_splits", "train", "Output splits, each optionally =TFDS split: train,val=validation.")
@@ -46,7 +47,8 @@ def _listed_source() -> sources.ListedSource:
     raise app.UsageError("give exactly one of --input_root, --input_csv, --tfds_name")
   if _INPUT_ROOT.value:
     return sources.list_folder(_INPUT_ROOT.value, _LAYOUT.value, _SPLIT_FRACTIONS.value,
-                               _CLASSES.value or None, _SPLIT_COUNTS.value)
+                               _CLASSES.value or None, _SPLIT_COUNTS.value,
+                               _SPLITS.value or None)
   if _INPUT_CSV.value:
     return sources.list_csv(_INPUT_CSV.value, _SPLIT_FRACTIONS.value, _CLASSES.value or None,
                             _SPLIT_COUNTS.value)

@@ -9,38 +9,47 @@ results.md and figures/ under --output_dir.
 """
 
 import dataclasses
+import glob
 import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from sjft_tf import files
 from sjft_tf.data import archives
 from sjft_tf.experiments import ablation, figures
-from sjft_tf.training import model, optimization, sampler, train
+from sjft_tf.selection import semantic
+from sjft_tf.training import model, optimization, regularization, sampler, train
 from tools import stages
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/reproduce", "Where selections, runs and the report go.")
 _TARGET_DIR = flags.DEFINE_string("target_dir", "data/flowers102", "Ingested target dataset.")
 _LEARNED = flags.DEFINE_string("learned_descriptors", "runs/flowers102/descriptors", "Learned-bank descriptor folder.")
-_GABOR = flags.DEFINE_string("gabor_descriptors", "runs/flowers102/descriptors_gabor", "Gabor-bank descriptor folder.")
+_GABOR = flags.DEFINE_string("gabor_descriptors", "", "Gabor-bank descriptor folder (only the selective_gabor row needs it).")
 _UNPACK = flags.DEFINE_list("unpack", [], "Archives under ../shared/data to unpack into .cache/shared first (idempotent), as make shared-data does.")
 _PREPARE = flags.DEFINE_list("prepare_flagfiles", [], "Stage flag files run first, in order, as tool=flagfile (e.g. sjft-ingest=flags/ingest/flowers102.flags); each reuses its complete output.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: one run per row and seed.")
-_ROWS = flags.DEFINE_list("rows", list(ablation.ROWS), "Rows of the table.")
-_K0 = flags.DEFINE_integer("k0", 50, "Pool size per level of the selective rows.")
-_K0_SWEEP = flags.DEFINE_list("k0_sweep", ["10", "50", "150"], "K0 values of the sweep (first seed).")
+_ROWS = flags.DEFINE_list("rows", list(ablation.ROWS), "Rows of the table: " + ", ".join(f"{r} ({t})" for r, t in ablation.ROW_TITLES.items()) + ".")
+_K0 = flags.DEFINE_integer("k0", 50, "Pool size per level of the selective rows (when --budget_images=0).")
+_K0_SWEEP = flags.DEFINE_list("k0_sweep", [], "K0 values of a sweep of selective_learned (first seed); empty: no sweep.")
+_BUDGET = flags.DEFINE_integer("budget_images", 0, "Source images of every partial-source row (random, selective); 0: --k0 decides.")
+_EQUAL_TARGET = flags.DEFINE_bool("equal_target_images", True, "The target-only row takes half the batch, so every row sees the same target images.")
 _MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", 1000, "Ranked neighbours per target.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds of the iterative row.")
-_VIEWS = flags.DEFINE_multi_enum("views", ["centre"], ["centre", "ten_crops"], "Test views evaluated.")
-_TEST_SPLIT = flags.DEFINE_string("test_split", "test", "Target split of the table.")
+_VIEWS = flags.DEFINE_multi_enum("views", ["centre"], ["centre", "ten_crops"], "Views evaluated.")
+_EVAL_SPLITS = flags.DEFINE_list("eval_splits", ["val"], "Target splits evaluated: the validation split while choosing settings; add the test split once, for the final table.")
 _BASE = flags.DEFINE_string("base", "MobileNet", "keras.applications base.")
 _ALPHA = flags.DEFINE_float("alpha", 0.25, "MobileNet width multiplier.")
-_WEIGHTS = flags.DEFINE_string("weights", "../shared/weights/mobilenet_v1_0.25_imagenet/mobilenet_2_5_224_tf_no_top.h5", "Base weights.")
+_WEIGHTS = flags.DEFINE_string("weights", "../shared/weights/mobilenet_v1_0.25_imagenet/mobilenet_2_5_224_tf_no_top.h5", "Base weights of the runs (empty: from scratch).")
+_FEATURE_WEIGHTS = flags.DEFINE_string("feature_weights", None, "Weights of the network of the deep-feature rows (default: --weights).")
 _INPUT_SIZE = flags.DEFINE_integer("input_size", 96, "Input side in pixels.")
 _RESIZE_SIZE = flags.DEFINE_integer("resize_size", 110, "Square resize before the crop.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch (joint: both domains).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch of the joint rows (both domains).")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Base learning rate (cosine).")
+_HEAD_LR = flags.DEFINE_float("head_learning_rate_multiplier", 1.0, "Heads learn at this multiple of the learning rate.")
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 1e-4, "Decoupled weight decay.")
+_L2SP_ALPHA = flags.DEFINE_float("l2sp_alpha", 0.0, "L2-SP strength towards the starting weights (0: off).")
+_L2SP_BETA = flags.DEFINE_float("l2sp_beta", 0.01, "L2-SP: L2 on the heads.")
 _SOURCE_WEIGHT = flags.DEFINE_float("source_loss_weight", 0.5, "Weight of the source head's loss (joint rows).")
 _TOTAL_STEPS = flags.DEFINE_integer("total_steps", 480, "Batches per run, every row.")
 _STEPS_PER_EPOCH = flags.DEFINE_integer("steps_per_epoch", 32, "Batches per epoch.")
@@ -51,32 +60,56 @@ def _template() -> train.TrainConfig:
       output_dir="", target_spec_dir=_TARGET_DIR.value,
       model=model.ModelConfig(_BASE.value, _WEIGHTS.value, _INPUT_SIZE.value,
                               _ALPHA.value if "MobileNet" in _BASE.value else None),
-      optimizer=optimization.OptimizerConfig(learning_rate=_LEARNING_RATE.value),
+      optimizer=optimization.OptimizerConfig(
+          learning_rate=_LEARNING_RATE.value, weight_decay=_WEIGHT_DECAY.value,
+          head_learning_rate_multiplier=_HEAD_LR.value),
       pairs=sampler.PairConfig(_BATCH_SIZE.value, _RESIZE_SIZE.value, _INPUT_SIZE.value),
       total_steps=_TOTAL_STEPS.value, steps_per_epoch=_STEPS_PER_EPOCH.value,
-      source_loss_weight=_SOURCE_WEIGHT.value, strategy="one_device", verbose=0)
+      source_loss_weight=_SOURCE_WEIGHT.value,
+      l2sp=regularization.L2SPConfig(_L2SP_ALPHA.value, _L2SP_BETA.value),
+      strategy="one_device", verbose=0)
+
+
+def _metrics(config: ablation.AblationConfig):
+  """(key, split, view, metric) of every number a run reports."""
+  return [(f"{split}/{view}/{metric}", split, view, metric)
+          for split in config.eval_splits for view in config.views
+          for metric in ("top1", "mean_per_class_accuracy")]
 
 
 def _table(rows: dict, sweep: list, config: ablation.AblationConfig, seconds: float) -> str:
-  views = list(config.views)
-  lines = ["| row | " + " | ".join(f"test top-1 % ({v}), mean ± std" for v in views)
-           + " | seeds | selected source images |",
-           "|---|" + "---|" * len(views) + "---|---|"]
+  keys = _metrics(config)
+  short = {"top1": "top-1", "mean_per_class_accuracy": "mean per class"}
+  lines = ["| row | " + " | ".join(f"{split} {short[metric]} % ({view})"
+                                    for _, split, view, metric in keys)
+           + " | seeds | selected source images (first / last round) |",
+           "|---|" + "---|" * len(keys) + "---|---|"]
   for name, row in rows.items():
-    cells = [f"{row[v]['mean'] * 100:.1f} ± {row[v]['std'] * 100:.1f}" for v in views]
+    cells = [f"{row[k]['mean'] * 100:.1f} ± {row[k]['std'] * 100:.1f}" for k, *_ in keys]
     lines.append(f"| {ablation.ROW_TITLES[name]} | " + " | ".join(cells)
-                 + f" | {len(row[views[0]]['values'])} | {row['selected_images']} |")
-  lines += ["", "| K0 | selected source images | " + " | ".join(
-      f"test top-1 % ({v})" for v in views) + " |", "|---|---|" + "---|" * len(views)]
-  for point in sweep:
-    lines.append(f"| {point['k0']} | {point['selected_images']} | "
-                 + " | ".join(f"{point[v] * 100:.1f}" for v in views) + " |")
+                 + f" | {len(row[keys[0][0]]['values'])} | {row['selected_images']} / "
+                   f"{row['final_selected_images']} |")
+  if sweep:
+    lines += ["", "| K0 | selected source images | " + " | ".join(
+        f"{split} top-1 % ({view})" for _, split, view, metric in keys if metric == "top1")
+              + " |", "|---|---|" + "---|" * (len(keys) // 2)]
+    for point in sweep:
+      lines.append(f"| {point['k0']} | {point['selected_images']} | " + " | ".join(
+          f"{point[k] * 100:.1f}" for k, *_, metric in keys if metric == "top1") + " |")
   runs = {r["run_dir"]: r["train_seconds"] for row in rows.values() for r in row["runs"]}
   runs.update({p["run_dir"]: p["train_seconds"] for p in sweep})
-  train_seconds = sum(runs.values())
-  lines += ["", f"Training, all {len(runs)} runs: {train_seconds / 60:.0f} min; this "
+  lines += ["", f"Training, all {len(runs)} runs: {sum(runs.values()) / 60:.0f} min; this "
                 f"invocation (reusing what was complete): {seconds / 60:.0f} min."]
   return "\n".join(lines)
+
+
+def _final_selected(run_dir: str, first_round: str | None) -> int:
+  """Selected source images of the run's last round (its rounds/ folder, else the first)."""
+  if first_round is None:
+    return 0
+  rounds = sorted(glob.glob(os.path.join(run_dir, "rounds", "round_*")))
+  rounds = [r for r in rounds if os.path.exists(os.path.join(r, "selection.json"))]
+  return ablation.selected_images(rounds[-1] if rounds else first_round)
 
 
 def main(argv):
@@ -85,6 +118,11 @@ def main(argv):
   shared = archives.shared_dir()
   if (_UNPACK.value or _PREPARE.value) and shared is None:
     raise app.UsageError("preparing the data needs ../shared (or $SJFT_SHARED_DIR)")
+  unknown = sorted(set(_ROWS.value) - set(ablation.ROWS))
+  if unknown:
+    raise app.UsageError(f"unknown rows {unknown}; known: {list(ablation.ROWS)}")
+  if "selective_gabor" in _ROWS.value and not _GABOR.value:
+    raise app.UsageError("the selective_gabor row needs --gabor_descriptors")
   stage_seconds = {}
   for archive in _UNPACK.value:
     t = time.time()
@@ -93,18 +131,28 @@ def main(argv):
   for item in _PREPARE.value:
     tool, flagfile = item.split("=", 1)
     stage_seconds[item] = stages.run_stage(tool, f"--flagfile={flagfile}")
+  template = _template()
   config = ablation.AblationConfig(
       output_dir=_OUTPUT_DIR.value, learned_descriptors=_LEARNED.value,
-      gabor_descriptors=_GABOR.value, train=_template(), test_split=_TEST_SPLIT.value,
+      gabor_descriptors=_GABOR.value, train=template, eval_splits=tuple(_EVAL_SPLITS.value),
       k0=_K0.value, k0_sweep=tuple(int(k) for k in _K0_SWEEP.value),
       max_neighbours=_MAX_NEIGHBOURS.value, seeds=tuple(int(s) for s in _SEEDS.value),
-      rounds=_ROUNDS.value, views=tuple(_VIEWS.value))
+      rounds=_ROUNDS.value, views=tuple(_VIEWS.value), budget_images=_BUDGET.value,
+      equal_target_images=_EQUAL_TARGET.value,
+      features=semantic.FeatureConfig(template.model.base,
+                                      _FEATURE_WEIGHTS.value or template.model.weights,
+                                      template.model.alpha, template.model.input_size))
+  keys = _metrics(config)
   runs_dir = os.path.join(config.output_dir, "runs")
   results = {name: {"runs": []} for name in _ROWS.value}
+  total = len(config.seeds) * len(_ROWS.value)
   for seed in config.seeds:
-    firsts = ablation.row_rounds(config, seed)
+    firsts = ablation.row_rounds(config, seed, rows=tuple(_ROWS.value))
     for name in _ROWS.value:
       run_dir = os.path.join(runs_dir, name, f"seed{seed}")
+      done_runs = sum(len(r["runs"]) for r in results.values())
+      logging.info("run %d of %d: %s, seed %d (%s elapsed)", done_runs + 1, total, name,
+                   seed, f"{(time.time() - started) / 60:.0f} min")
       done = ablation.train_and_evaluate(config, name, seed, firsts[name], run_dir,
                                          _TARGET_DIR.value)
       selected = 0 if firsts[name] is None else ablation.selected_images(firsts[name])
@@ -113,36 +161,43 @@ def main(argv):
           # Training seconds of the call that trained it (a rerun reuses the run).
           "train_seconds": done["report"]["seconds_this_call"],
           "selected_images": selected,
-          **{v: done["evaluation"]["views"][v]["top1"] for v in config.views}})
+          "final_selected_images": _final_selected(run_dir, firsts[name]),
+          **{key: done["evaluation"][split]["views"][view][metric]
+             for key, split, view, metric in keys}})
       print(f"{name} seed {seed}: " + ", ".join(
-          f"{v} {done['evaluation']['views'][v]['top1']:.4f}" for v in config.views), flush=True)
-  rows = {name: {**{v: ablation.summarise([r[v] for r in row["runs"]]) for v in config.views},
-                 "selected_images": row["runs"][0]["selected_images"], "runs": row["runs"]}
+          f"{key} {results[name]['runs'][-1][key]:.4f}" for key, *_ in keys), flush=True)
+  rows = {name: {**{key: ablation.summarise([r[key] for r in row["runs"]]) for key, *_ in keys},
+                 "selected_images": row["runs"][0]["selected_images"],
+                 "final_selected_images": row["runs"][0]["final_selected_images"],
+                 "runs": row["runs"]}
           for name, row in results.items()}
   sweep = []
   for k0 in config.k0_sweep:
     first = ablation.row_rounds(config, config.seeds[0], k0)["selective_learned"]
-    run_dir = os.path.join(runs_dir, "selective_learned" if k0 == config.k0 else
-                           f"selective_learned_k{k0}", f"seed{config.seeds[0]}")
+    run_dir = os.path.join(runs_dir, f"selective_learned_k{k0}", f"seed{config.seeds[0]}")
     done = ablation.train_and_evaluate(config, "selective_learned", config.seeds[0], first,
                                        run_dir, _TARGET_DIR.value)
     sweep.append({"k0": k0, "run_dir": run_dir,
                   "train_seconds": done["report"]["seconds_this_call"],
                   "selected_images": ablation.selected_images(first),
-        **{v: done["evaluation"]["views"][v]["top1"] for v in config.views}})
+                  **{key: done["evaluation"][split]["views"][view][metric]
+                     for key, split, view, metric in keys}})
     print(f"K0 {k0}: {sweep[-1]}", flush=True)
   seconds = time.time() - started
   figures_dir = os.path.join(config.output_dir, "figures")
   os.makedirs(figures_dir, exist_ok=True)
+  first_key = keys[0][0]
   figures.accuracy_bars(rows, ablation.ROW_TITLES, os.path.join(figures_dir, "ablation.png"),
-                        config.views[0])
-  learned_first = ablation.row_rounds(config, config.seeds[0])["selective_learned"]
-  figures.neighbour_grid(learned_first, os.path.join(figures_dir, "neighbours.png"))
+                        first_key)
+  firsts = ablation.row_rounds(config, config.seeds[0], rows=tuple(_ROWS.value))
+  for name in ("selective_learned", "selective_deep"):
+    if firsts.get(name):
+      figures.neighbour_grid(firsts[name], os.path.join(figures_dir, f"neighbours_{name}.png"))
   curves = {name: os.path.join(runs_dir, name, f"seed{config.seeds[0]}", "history.csv")
-            for name in ("target_only", "joint_random", "selective_learned_iterative")
-            if name in rows}
+            for name in rows}
   figures.learning_curves(curves, os.path.join(figures_dir, "learning_curves.png"))
-  figures.k0_sweep(sweep, os.path.join(figures_dir, "k0_sweep.png"), config.views[0])
+  if sweep:
+    figures.k0_sweep(sweep, os.path.join(figures_dir, "k0_sweep.png"), first_key)
   files.write_json_atomic(os.path.join(config.output_dir, "results.json"), {
       "rows": rows, "k0_sweep": sweep, "seconds": round(seconds, 1),
       "prepare_seconds": stage_seconds,

@@ -14,7 +14,7 @@ TensorBoard: tensorboard --logdir=<output_dir>/logs
 
 from absl import app, flags
 
-from sjft_tf.training import model, optimization, sampler, train
+from sjft_tf.training import model, optimization, regularization, sampler, train
 from tools import level_flags
 
 # Data.
@@ -46,6 +46,9 @@ _DECAY_EVERY = flags.DEFINE_integer("decay_every_steps", 0, "Step schedule: deca
 _DECAY_FACTOR = flags.DEFINE_float("decay_factor", 0.1, "Step schedule: the factor.")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 0, "Cosine schedule: linear warm-up batches.")
 _ACCUMULATION = flags.DEFINE_integer("accumulation_steps", 1, "Average this many batches' gradients per update.", lower_bound=1)
+_HEAD_LR_MULTIPLIER = flags.DEFINE_float("head_learning_rate_multiplier", 1.0, "The heads learn at this multiple of the learning rate (fine-tuning practice: 10).")
+_L2SP_ALPHA = flags.DEFINE_float("l2sp_alpha", 0.0, "L2-SP: pull of the base towards its pretrained weights (0: off; Li et al. 2018: 0.01-0.1; set --weight_decay=0 with it).")
+_L2SP_BETA = flags.DEFINE_float("l2sp_beta", regularization.L2SPConfig.beta, "L2-SP: plain L2 on the heads (with --l2sp_alpha > 0).")
 
 # Run.
 _TOTAL_STEPS = flags.DEFINE_integer("total_steps", 1000, "Batches to train, all rounds together.", lower_bound=1)
@@ -66,13 +69,16 @@ def config_from_flags() -> train.TrainConfig:
                               _FREEZE.value, _DROPOUT.value, _HEAD_INIT_STDDEV.value),
       optimizer=optimization.OptimizerConfig(
           _LEARNING_RATE.value, _MOMENTUM.value, _WEIGHT_DECAY.value, _SCHEDULE.value,
-          _DECAY_EVERY.value, _DECAY_FACTOR.value, _WARMUP.value, _ACCUMULATION.value),
+          _DECAY_EVERY.value, _DECAY_FACTOR.value, _WARMUP.value, _ACCUMULATION.value,
+          _HEAD_LR_MULTIPLIER.value),
       pairs=sampler.PairConfig(_BATCH_SIZE.value, _RESIZE_SIZE.value,
                                _CROP_SIZE.value or _INPUT_SIZE.value, _SEED.value,
                                rule.max_level, _MAX_ENCODED_GIB.value),
       total_steps=_TOTAL_STEPS.value, steps_per_epoch=_STEPS_PER_EPOCH.value,
       epochs_per_round=_EPOCHS_PER_ROUND.value, target_loss_weight=_TARGET_WEIGHT.value,
-      source_loss_weight=_SOURCE_WEIGHT.value, level_rule=rule, strategy=_STRATEGY.value,
+      source_loss_weight=_SOURCE_WEIGHT.value, level_rule=rule,
+      l2sp=regularization.L2SPConfig(_L2SP_ALPHA.value, _L2SP_BETA.value),
+      strategy=_STRATEGY.value,
       verbose=_VERBOSE.value)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from sjft_tf.data.images import ImageError
 
-KNOWN_SPLIT_NAMES = ("train", "val", "validation", "test")
+KNOWN_SPLIT_NAMES = ("train", "val", "validation", "test", "pool")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +207,7 @@ def _divide(records: list[ImageRecord], split_fractions: str,
 
 def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
                 classes: Sequence[str] | None = None,
-                split_counts: str = "") -> ListedSource:
+                split_counts: str = "", splits: Sequence[str] | None = None) -> ListedSource:
   """Lists `ROOT/<split>/<class>/*` or `ROOT/<class>/*`.
 
   Args:
@@ -218,6 +218,8 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
       everything in "train".
     classes: keep only these class folders (None keeps all).
     split_counts: instead of fractions, images per class, e.g. "train=30,test=rest".
+    splits: with the split_class layout, list only these split folders (None: all);
+      other folders beside them (e.g. Oxford-IIIT Pet's `splits/` lists) are ignored.
   Raises:
     FileNotFoundError: root does not exist.
     ValueError: an empty class folder, no classes, or an unknown layout.
@@ -227,6 +229,11 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
   top = _subdirectories(root)
   if not top:
     raise ValueError(f"{root}: no class or split folders inside")
+  if splits:
+    missing = sorted(set(splits) - set(top))
+    if missing:
+      raise ValueError(f"{root}: no split folder {', '.join(missing)}")
+    top = [d for d in top if d in splits]
   if layout == "auto":
     layout = "split_class" if all(d in KNOWN_SPLIT_NAMES for d in top) else "class"
   if layout == "split_class":

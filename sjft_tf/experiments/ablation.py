@@ -8,7 +8,18 @@ Rows (ROWS):
   selective_learned            joint, pools of the learned-bank selection, one round
   selective_gabor              joint, pools of the Gabor-bank selection, one round
   selective_learned_iterative  joint, learned selection, rounds of hard-sample retrieval
+  selective_deep               joint, pools of each target's nearest sources by the
+                               cosine of pretrained pooled features (semantic.py)
+  selective_classes            joint, the source classes whose mean feature is nearest
+                               a target class mean, whole classes (semantic.py)
 plus a sweep of K0 (pool size per level) for selective_learned, one seed.
+
+Budget: with budget_images > 0 every row that uses part of the source uses that many
+source images (random: exactly; per-image selections: the smallest K0 whose pools
+together reach it; classes: whole classes until it is reached), so selective and
+random compare at one stated size. With equal_target_images the target-only row takes
+half the joint batch, so every row sees the same target images (the joint rows add
+the source on top); otherwise every row sees the same number of images a batch.
 
 Layout under `output_dir`: selections/<name>/round_000, runs/<row>/seed<N>/ (a training
 run with its evaluation), results.json, results.md and figures/.
@@ -21,11 +32,11 @@ import os
 import numpy as np
 
 from sjft_tf.evaluation import evaluate as evaluate_lib
-from sjft_tf.selection import manifest, search, select
+from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
 
 ROWS = ("target_only", "joint_all", "joint_random", "selective_learned", "selective_gabor",
-        "selective_learned_iterative")
+        "selective_learned_iterative", "selective_deep", "selective_classes")
 ROW_TITLES = {
     "target_only": "fine-tune, no source",
     "joint_all": "joint, all source",
@@ -33,7 +44,11 @@ ROW_TITLES = {
     "selective_learned": "selective, no iteration",
     "selective_gabor": "selective, Gabor",
     "selective_learned_iterative": "selective (iterative)",
+    "selective_deep": "selective, deep features",
+    "selective_classes": "selective, deep class means",
 }
+LEARNED_ROWS = ("joint_all", "joint_random", "selective_learned",
+                "selective_learned_iterative", "selective_deep", "selective_classes")
 
 
 @dataclasses.dataclass
@@ -44,7 +59,8 @@ class AblationConfig:
     output_dir: where everything goes (module docstring).
     learned_descriptors, gabor_descriptors: descriptor folders (sjft-descriptors) of the
       target's training split and the source, one per bank.
-    test_split: the target split the table reports (the official test split).
+    eval_splits: the target splits the table reports: a validation split while
+      settings are chosen, the test split once for the final table.
     k0: pool size per level of the selective rows.
     k0_sweep: K0 values of the sweep (selective_learned, first seed).
     max_neighbours: neighbours ranked per target (caps pools).
@@ -54,12 +70,17 @@ class AblationConfig:
     train: the training template: model, optimizer, batch, sizes, total_steps,
       steps_per_epoch; output_dir, first_round, seed and rounds are set per run.
     views: evaluation views ("centre", "ten_crops").
+    budget_images: source images every partial-source row uses (0: K0 decides, and
+      the random row takes the learned selection's size). See the module docstring.
+    equal_target_images: the target-only row's batch is half the joint batch.
+    features: the network of the deep-feature rows (pretrained, even when the runs
+      start from scratch).
   """
   output_dir: str
   learned_descriptors: str
   gabor_descriptors: str
   train: train_lib.TrainConfig
-  test_split: str = "test"
+  eval_splits: tuple = ("test",)
   k0: int = 50
   k0_sweep: tuple = (10, 50, 150)
   max_neighbours: int = 1000
@@ -67,6 +88,9 @@ class AblationConfig:
   seeds: tuple = (0, 1, 2)
   rounds: int = 3
   views: tuple = ("centre",)
+  budget_images: int = 0
+  equal_target_images: bool = True
+  features: semantic.FeatureConfig = dataclasses.field(default_factory=semantic.FeatureConfig)
 
 
 def selected_round(descriptors_dir: str, output_dir: str, params: manifest.SelectionParams) -> str:
@@ -98,30 +122,90 @@ def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
   return manifest.save(manifest.derive(uniform), output_dir)
 
 
-def row_rounds(config: AblationConfig, seed: int, k0: int | None = None) -> dict:
-  """Each row's first selection round (None for target_only) for this seed."""
-  params = manifest.SelectionParams(k0 or config.k0, config.max_neighbours,
-                                    config.min_images_per_class)
+def _features(config: AblationConfig, base: manifest.Selection):
+  """Pretrained pooled features of base's target and source images, in its order."""
+  cache = os.path.join(config.output_dir, "features")
+  info = base.info
+  target = semantic.pooled_features(info["target"]["spec_dir"], info["target"]["split"],
+                                    config.features, cache)
+  source_ids, source_features = [], []
+  for split in info["source"]["splits"]:
+    ids, _, features = semantic.pooled_features(info["source"]["spec_dir"], split,
+                                                config.features, cache)
+    source_ids.append(ids)
+    source_features.append(features)
+  return (semantic.reorder(target[0], target[2], base.target_ids),
+          semantic.reorder(np.concatenate(source_ids), np.concatenate(source_features),
+                           base.source_ids))
+
+
+def _budget_k0(base: manifest.Selection, config: AblationConfig, k0: int | None) -> int:
+  if k0 is not None or not config.budget_images:
+    return k0 or config.k0
+  return semantic.k0_for_budget(base.neighbours, config.budget_images)
+
+
+def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
+               rows=ROWS) -> dict:
+  """The first selection round of each of `rows` (None for target_only) for this seed;
+  only the selections these rows need are built."""
   root = os.path.join(config.output_dir, "selections")
-  learned = selected_round(config.learned_descriptors,
-                           os.path.join(root, f"learned_k{params.k0}"), params)
+  firsts = {"target_only": None} if "target_only" in rows else {}
   if k0 is not None:
-    return {"selective_learned": learned}
-  gabor = selected_round(config.gabor_descriptors, os.path.join(root, f"gabor_k{params.k0}"),
-                         params)
-  base = manifest.load(learned)
+    rows = ("selective_learned",)
+
+  def ranked(descriptors_dir, name):
+    """(round 0 with pools at the budget's K0, ranked neighbours) of a bank."""
+    params = manifest.SelectionParams(config.k0, config.max_neighbours,
+                                      config.min_images_per_class)
+    folder = selected_round(descriptors_dir, os.path.join(root, f"{name}_ranked"), params)
+    base = manifest.load(folder)
+    chosen = _budget_k0(base, config, k0)
+    if chosen == config.k0:
+      return folder, base
+    params = dataclasses.replace(params, k0=chosen)
+    return selected_round(descriptors_dir, os.path.join(root, f"{name}_k{chosen}"),
+                          params), base
+
+  if "selective_gabor" in rows:
+    firsts["selective_gabor"] = ranked(config.gabor_descriptors, "gabor")[0]
+  if not any(row in LEARNED_ROWS for row in rows):
+    return firsts
+  learned, base = ranked(config.learned_descriptors, "learned")
+  for row in ("selective_learned", "selective_learned_iterative"):
+    if row in rows:
+      firsts[row] = learned
+  size = config.budget_images or selected_images(learned)
   everything = np.arange(len(base.source_ids))
-  random_rows = np.sort(np.random.default_rng(seed).choice(
-      everything, size=len(base.selected), replace=False))
-  return {
-      "target_only": None,
-      "joint_all": uniform_round(learned, everything, os.path.join(root, "all"), "all"),
-      "joint_random": uniform_round(learned, random_rows,
-                                    os.path.join(root, f"random_seed{seed}"), "random"),
-      "selective_learned": learned,
-      "selective_gabor": gabor,
-      "selective_learned_iterative": learned,
-  }
+  if "joint_all" in rows:
+    firsts["joint_all"] = uniform_round(learned, everything, os.path.join(root, "all"), "all")
+  if "joint_random" in rows:
+    random_rows = np.sort(np.random.default_rng(seed).choice(
+        everything, size=min(size, len(everything)), replace=False))
+    firsts["joint_random"] = uniform_round(
+        learned, random_rows, os.path.join(root, f"random_{size}_seed{seed}"), "random")
+  if "selective_deep" in rows or "selective_classes" in rows:
+    target_features, source_features = _features(config, base)
+  if "selective_deep" in rows:
+    folder = os.path.join(root, "deep_ranked")
+    if not os.path.exists(os.path.join(manifest.round_dir(folder, 0), manifest.JSON_FILENAME)):
+      manifest.save(semantic.deep_selection(base, target_features, source_features,
+                                            base.params), folder)
+    deep = manifest.load(manifest.round_dir(folder, 0))
+    chosen = _budget_k0(deep, config, None)
+    folder = os.path.join(root, f"deep_k{chosen}")
+    if not os.path.exists(os.path.join(manifest.round_dir(folder, 0), manifest.JSON_FILENAME)):
+      deep.params = dataclasses.replace(deep.params, k0=chosen)
+      manifest.save(manifest.derive(deep), folder)
+    firsts["selective_deep"] = manifest.round_dir(folder, 0)
+  if "selective_classes" in rows:
+    order, _ = semantic.rank_source_classes(target_features, base.target_labels,
+                                            source_features, base.source_labels,
+                                            len(base.source_class_names))
+    class_rows, _ = semantic.classes_for_budget(order, base.source_labels, size)
+    firsts["selective_classes"] = uniform_round(
+        learned, class_rows, os.path.join(root, f"classes_{size}"), "classes")
+  return firsts
 
 
 def run_config(config: AblationConfig, row: str, seed: int, first_round: str | None,
@@ -132,20 +216,28 @@ def run_config(config: AblationConfig, row: str, seed: int, first_round: str | N
   rounds = config.rounds if row == "selective_learned_iterative" else 1
   if epochs % rounds:
     raise ValueError(f"{epochs} epochs do not split into {rounds} rounds")
+  batch_size = template.pairs.batch_size
+  if first_round is None and config.equal_target_images:
+    batch_size //= 2
   return dataclasses.replace(
       template, output_dir=run_dir, first_round=first_round or "",
       target_spec_dir=template.target_spec_dir if first_round is None else "",
       epochs_per_round=epochs // rounds if rounds > 1 else 0,
-      pairs=dataclasses.replace(template.pairs, seed=seed))
+      pairs=dataclasses.replace(template.pairs, seed=seed, batch_size=batch_size))
 
 
 def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
                        run_dir: str, target_dir: str) -> dict:
-  """Trains (or reuses) one run and evaluates it on the test split (or reuses that)."""
+  """Trains (or reuses) one run and evaluates it on each of config.eval_splits (or
+  reuses those evaluations).
+
+  Returns:
+    {"report": the training report, "evaluation": {split: evaluation}}.
+  """
   report = train_lib.train(run_config(config, row, seed, first_round, run_dir))
-  return {"report": report, "evaluation": evaluate_lib.evaluate(
-      run_dir, target_dir, evaluate_lib.EvalConfig(split=config.test_split,
-                                                   views=tuple(config.views)))}
+  return {"report": report, "evaluation": {split: evaluate_lib.evaluate(
+      run_dir, target_dir, evaluate_lib.EvalConfig(split=split, views=tuple(config.views)))
+      for split in config.eval_splits}}
 
 
 def selected_images(round_folder: str) -> int:

@@ -31,7 +31,7 @@ from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.training import callbacks as callbacks_lib
-from sjft_tf.training import losses, optimization
+from sjft_tf.training import losses, optimization, regularization
 from sjft_tf.training.model import TARGET_HEAD, ModelConfig, build_joint_model
 from sjft_tf.training.sampler import PairConfig, PairSampler
 
@@ -60,6 +60,7 @@ class TrainConfig:
       hard-sample retrieval.
     target_loss_weight, source_loss_weight: weights of the heads' losses (paper: 0.5).
     level_rule: the hard-sample rule between rounds.
+    l2sp: L2-SP regularisation towards the starting weights (off by default).
     strategy: "mirrored" (all local GPUs, else the CPU), "multi_worker" (TF_CONFIG
       cluster, custom loop) or "one_device".
     verbose: Keras progress output (0 silent, 1 bar, 2 a line an epoch).
@@ -78,6 +79,8 @@ class TrainConfig:
   target_loss_weight: float = 0.5
   source_loss_weight: float = 0.5
   level_rule: levels_lib.LevelRule = dataclasses.field(default_factory=levels_lib.LevelRule)
+  l2sp: regularization.L2SPConfig = dataclasses.field(
+      default_factory=regularization.L2SPConfig)
   strategy: str = "mirrored"
   verbose: int = 2
 
@@ -221,6 +224,7 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   keras.utils.set_random_seed(config.pairs.seed)
   with strategy.scope():
     model = build_joint_model(config.model, len(target_classes), len(source_classes))
+    regularization.apply_l2sp(model, config.l2sp)
     losses.compile_joint(model, optimization.make_optimizer(config.optimizer,
                                                             config.total_steps),
                          config.target_loss_weight, config.source_loss_weight)

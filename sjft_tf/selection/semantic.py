@@ -1,0 +1,209 @@
+"""Selection by deep features instead of low-level statistics (beyond Ge & Yu 2017).
+
+Two ways, both over the L2-normalised pooled features of a pretrained base:
+  * per image (a "deep-feature bank"): each target image's nearest source images by
+    cosine similarity, searched with ScaNN's dot-product index; pools as in the paper.
+  * per class (Cui et al., CVPR 2018; Liu et al., NeurIPS 2022 select pre-training
+    classes, not images): source classes ranked by the cosine similarity of their mean
+    feature to the nearest target class mean; the top classes, whole, until a budget
+    of images is reached.
+
+Features are cached as npz per (dataset folder, split, feature settings).
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from sjft_tf import files
+from sjft_tf.selection import manifest
+
+FEATURES_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+  """The network whose pooled features describe images.
+
+  Attributes:
+    base: keras.applications class name.
+    weights: "imagenet", a no-top weights file, or "" (random: meaningless here).
+    alpha: MobileNet width multiplier (None for other bases).
+    input_size: images are resized to this square (no crop) before the network.
+    batch_size: images per forward pass.
+  """
+  base: str = "MobileNet"
+  weights: str = "imagenet"
+  alpha: float | None = 0.25
+  input_size: int = 96
+  batch_size: int = 128
+
+
+def _fingerprint(spec_dir: str, split: str, config: FeatureConfig) -> str:
+  text = json.dumps({"spec": os.path.abspath(spec_dir), "split": split,
+                     **dataclasses.asdict(config)}, sort_keys=True)
+  return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
+                    cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(ids str [n], labels int [n], features float32 [n, d], unit L2 norm) of a split.
+
+  With cache_dir, reads the cached npz of the same inputs and settings, or writes it.
+  """
+  path = None
+  if cache_dir:
+    path = os.path.join(cache_dir, f"features-{_fingerprint(spec_dir, split, config)}.npz")
+    if os.path.exists(path):
+      with np.load(path) as cached:
+        if int(cached["version"]) == FEATURES_VERSION:
+          return cached["ids"], cached["labels"], cached["features"]
+  import keras  # pylint: disable=g-import-not-at-top (TF and Keras only when computing)
+  from sjft_tf import applications
+  from sjft_tf.data import pipeline
+  from sjft_tf.training import model as model_lib
+
+  model_config = model_lib.ModelConfig(config.base, config.weights, config.input_size,
+                                       config.alpha)
+  base = model_lib.build_base(model_config)
+  images = keras.Input((config.input_size, config.input_size, 3))
+  network = keras.Model(images, base(applications.ApplicationPreprocessing(
+      applications.APPLICATION_PREPROCESSING[config.base])(images)))
+  reader = pipeline.ReaderConfig(batch_size=config.batch_size, resize_size=config.input_size,
+                                 crop_size=config.input_size)
+  ids, labels, features = [], [], []
+  for batch in pipeline.make_dataset(spec_dir, split, reader, training=False):
+    features.append(np.asarray(network(batch["image"], training=False), np.float32))
+    ids.append(batch["id"].numpy().astype(str))
+    labels.append(batch["label"].numpy())
+  features = np.concatenate(features)
+  features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+  ids, labels = np.concatenate(ids), np.concatenate(labels).astype(np.int32)
+  if path:
+    files.save_npz_atomic(path, version=FEATURES_VERSION, ids=ids, labels=labels,
+                          features=features)
+  return ids, labels, features
+
+
+def reorder(ids: np.ndarray, features: np.ndarray, wanted_ids: np.ndarray) -> np.ndarray:
+  """features' rows in the order of wanted_ids (every wanted id must be present)."""
+  position = {key: row for row, key in enumerate(ids)}
+  missing = [key for key in wanted_ids if key not in position]
+  if missing:
+    raise ValueError(f"{len(missing)} ids have no feature (first: {missing[0]})")
+  return features[[position[key] for key in wanted_ids]]
+
+
+def nearest_by_cosine(targets: np.ndarray, sources: np.ndarray, k: int,
+                      method: str = "scann") -> tuple[np.ndarray, np.ndarray]:
+  """Each target's k most similar sources by cosine (features of unit norm).
+
+  Args:
+    method: "scann" (ScaNN's dot-product index: a k-means tree, about sqrt(n) leaves,
+      a fifth searched, exact dot products of the candidates) or "exact".
+  Returns:
+    (indices int64 [nt, k], similarities float32 [nt, k]), most similar first.
+  """
+  k = min(k, len(sources))
+  if method == "exact":
+    scores = targets @ sources.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return top.astype(np.int64), np.take_along_axis(scores, top, 1).astype(np.float32)
+  if method != "scann":
+    raise ValueError(f"unknown method {method!r} (scann, exact)")
+  from sjft_tf.selection import index  # pylint: disable=g-import-not-at-top (loads ScaNN)
+  from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
+  num_leaves, searched = index.IndexConfig().leaves(len(sources), k)
+  builder = scann_ops.builder(sources.astype(np.float32), k, "dot_product")
+  if num_leaves > 1:
+    builder = builder.tree(num_leaves=num_leaves, num_leaves_to_search=searched,
+                           training_sample_size=len(sources))
+  searcher = builder.score_brute_force().build()
+  indices, scores = searcher.search_batched(targets.astype(np.float32), final_num_neighbors=k)
+  return np.asarray(indices, np.int64), np.asarray(scores, np.float32)
+
+
+def rank_source_classes(target_features: np.ndarray, target_labels: np.ndarray,
+                        source_features: np.ndarray, source_labels: np.ndarray,
+                        num_source_classes: int) -> tuple[np.ndarray, np.ndarray]:
+  """Source classes, most similar first, and their scores float [num_source_classes].
+
+  A class's score is the largest cosine similarity between its mean feature and any
+  target class's mean feature (means renormalised); a class without images scores -inf.
+  """
+  def class_means(features, labels, count):
+    sums = np.zeros((count, features.shape[1]), np.float64)
+    np.add.at(sums, labels, features)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return sums / np.maximum(norms, 1e-12), norms[:, 0] > 0
+
+  target_means, _ = class_means(target_features, target_labels, int(target_labels.max()) + 1)
+  source_means, present = class_means(source_features, source_labels, num_source_classes)
+  scores = (source_means @ target_means.T).max(axis=1)
+  scores[~present] = -np.inf
+  return np.argsort(-scores, kind="stable"), scores
+
+
+def classes_for_budget(class_order: np.ndarray, source_labels: np.ndarray,
+                       budget: int) -> tuple[np.ndarray, list]:
+  """Rows of the first classes of class_order whose images together reach `budget`.
+
+  Returns:
+    (source rows int64 sorted, the classes taken in order).
+  """
+  counts = np.bincount(source_labels, minlength=len(class_order))
+  taken, total = [], 0
+  for label in class_order:
+    if total >= budget or counts[label] == 0:
+      break
+    taken.append(int(label))
+    total += int(counts[label])
+  return np.nonzero(np.isin(source_labels, taken))[0].astype(np.int64), taken
+
+
+def k0_for_budget(neighbours: np.ndarray, budget: int) -> int:
+  """The smallest K0 whose union of every target's first K0 neighbours holds at least
+  `budget` distinct sources (or all of neighbours' columns when none does).
+
+  Args:
+    neighbours: int [targets, K] ranked source indices (-1: none).
+  """
+  low, high = 1, neighbours.shape[1]
+
+  def union(k0):
+    rows = neighbours[:, :k0]
+    return len(np.unique(rows[rows >= 0]))
+
+  if union(high) < budget:
+    return high
+  while low < high:
+    middle = (low + high) // 2
+    if union(middle) >= budget:
+      high = middle
+    else:
+      low = middle + 1
+  return low
+
+
+def deep_selection(base: manifest.Selection, target_features: np.ndarray,
+                   source_features: np.ndarray, params: manifest.SelectionParams,
+                   method: str = "scann") -> manifest.Selection:
+  """Round 0 over the same target and source images as `base`, ranked by cosine.
+
+  Args:
+    target_features, source_features: rows in base.target_ids / base.source_ids order.
+  """
+  indices, similarities = nearest_by_cosine(target_features, source_features,
+                                            params.max_neighbours, method)
+  selection = manifest.Selection(
+      round_index=0, params=params,
+      info={**base.info, "descriptors_dir": None,
+            "search": {"method": f"deep_cosine_{method}"}},
+      target_ids=base.target_ids, target_labels=base.target_labels,
+      levels=np.ones(len(base.target_ids), np.int32), neighbours=indices,
+      distances=(1.0 - similarities).astype(np.float32), source_ids=base.source_ids,
+      source_labels=base.source_labels, source_class_names=base.source_class_names)
+  return manifest.derive(selection)

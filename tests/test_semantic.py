@@ -1,0 +1,93 @@
+"""Selection by deep features: budgets, class ranking, ScaNN's dot-product search, and the
+rows of the ablation that use them."""
+
+import numpy as np
+import pytest
+
+from sjft_tf.experiments import ablation
+from sjft_tf.selection import manifest, semantic
+from sjft_tf.training import train as train_lib
+import training_fixtures as fx
+
+
+def _unit(rows):
+  rows = np.asarray(rows, np.float64)
+  return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_k0_for_budget_is_the_smallest_k0_whose_pools_reach_it():
+  neighbours = np.array([[0, 1, 2, 3], [0, 4, 5, 6], [1, 4, 7, -1]])
+  # unions: k0=1 {0,1} 2; k0=2 {0,1,4} 3; k0=3 {0,1,2,4,5,7} 6; k0=4 {..,3,6} 8
+  assert [semantic.k0_for_budget(neighbours, b) for b in (1, 2, 3, 4, 6, 7, 8)] == [
+      1, 1, 2, 3, 3, 4, 4]
+  assert semantic.k0_for_budget(neighbours, 100) == 4  # never reached: every column
+
+
+def test_classes_are_ranked_by_their_mean_and_taken_whole_up_to_the_budget():
+  rng = np.random.default_rng(0)
+  directions = _unit(rng.normal(size=(4, 16)))
+  target_labels = np.array([0, 0, 1, 1])
+  target = _unit(directions[[0, 0, 1, 1]] + 0.05 * rng.normal(size=(4, 16)))
+  # Source class 2 is target class 0's direction, class 0 target class 1's, 1 and 3 far.
+  source_labels = np.repeat([0, 1, 2, 3], 5)
+  source_directions = np.stack([directions[1], directions[2], directions[0], directions[3]])
+  source = _unit(source_directions[source_labels] + 0.05 * rng.normal(size=(20, 16)))
+  order, scores = semantic.rank_source_classes(target, target_labels, source, source_labels, 5)
+  assert list(order[:2]) in ([2, 0], [0, 2]) and scores[4] == -np.inf
+  rows, taken = semantic.classes_for_budget(order, source_labels, 6)
+  assert taken == [int(c) for c in order[:2]]
+  np.testing.assert_array_equal(rows, np.nonzero(np.isin(source_labels, taken))[0])
+  assert len(semantic.classes_for_budget(order, source_labels, 5)[0]) == 5
+
+
+def test_scann_dot_product_search_finds_the_exact_cosine_neighbours():
+  # Clustered like real features (on Pets x Tiny ImageNet pooled MobileNet features,
+  # 370 x 30,000, recall@100 is 0.973); uniform random directions are a worst case.
+  rng = np.random.default_rng(1)
+  centres = rng.normal(size=(30, 32))
+  sources = _unit(centres[rng.integers(0, 30, 3000)] + 0.4 * rng.normal(size=(3000, 32)))
+  targets = _unit(centres[rng.integers(0, 30, 50)] + 0.4 * rng.normal(size=(50, 32)))
+  exact_rows, exact_scores = semantic.nearest_by_cosine(targets, sources, 20, "exact")
+  np.testing.assert_allclose(exact_scores[:, 0], (targets * sources[exact_rows[:, 0]]).sum(1),
+                             rtol=1e-5)
+  assert (np.diff(exact_scores, axis=1) <= 1e-6).all()
+  found, scores = semantic.nearest_by_cosine(targets, sources, 20, "scann")
+  recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(found, exact_rows)])
+  assert recall >= 0.9
+  assert (found[:, 0] == exact_rows[:, 0]).mean() >= 0.95
+
+
+@pytest.fixture(scope="module")
+def first_round(tmp_path_factory):
+  return fx.make_problem(str(tmp_path_factory.mktemp("semantic")))
+
+
+def test_a_deep_selection_keeps_the_base_images_and_pools_the_nearest(first_round):
+  base = manifest.load(first_round)
+  rng = np.random.default_rng(2)
+  target_features = _unit(rng.normal(size=(len(base.target_ids), 8)))
+  source_features = _unit(rng.normal(size=(len(base.source_ids), 8)))
+  params = manifest.SelectionParams(3, 10, 1)
+  deep = semantic.deep_selection(base, target_features, source_features, params, "exact")
+  np.testing.assert_array_equal(deep.target_ids, base.target_ids)
+  np.testing.assert_array_equal(deep.source_ids, base.source_ids)
+  expected = np.argsort(-(target_features @ source_features.T), axis=1, kind="stable")[:, :3]
+  for pool, nearest in zip(deep.pools(), expected):
+    assert set(pool.tolist()) == set(nearest.tolist())
+
+
+def test_budget_rows_and_equal_target_images(first_round, tmp_path):
+  template = train_lib.TrainConfig(output_dir="", target_spec_dir="t", model=fx.TINY_MODEL,
+                                   pairs=fx.PAIRS, total_steps=20, steps_per_epoch=10)
+  config = ablation.AblationConfig(output_dir=str(tmp_path), learned_descriptors="l",
+                                   gabor_descriptors="", train=template, budget_images=7)
+  # Equal target images: target-only takes half the joint batch.
+  assert ablation.run_config(config, "target_only", 0, None, "x").pairs.batch_size == (
+      fx.PAIRS.batch_size // 2)
+  assert ablation.run_config(config, "joint_random", 0, first_round, "x").pairs.batch_size == (
+      fx.PAIRS.batch_size)
+  base = manifest.load(first_round)
+  random_rows = np.sort(np.random.default_rng(0).choice(len(base.source_ids), 7,
+                                                        replace=False))
+  folder = ablation.uniform_round(first_round, random_rows, str(tmp_path / "r"), "random")
+  assert set(manifest.load(folder).neighbours[0].tolist()) == set(random_rows.tolist())
