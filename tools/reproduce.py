@@ -35,6 +35,7 @@ _K0_SWEEP = flags.DEFINE_list("k0_sweep", [], "K0 values of a sweep of selective
 _BUDGET = flags.DEFINE_integer("budget_images", 0, "Source images of every partial-source row (random, selective); 0: --k0 decides.")
 _EQUAL_TARGET = flags.DEFINE_bool("equal_target_images", True, "The target-only row takes half the batch, so every row sees the same target images.")
 _MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", 1000, "Ranked neighbours per target.")
+_MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", 5, "Selected images a source class needs to keep a source-head output.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds of the iterative row.")
 _VIEWS = flags.DEFINE_multi_enum("views", ["centre"], ["centre", "ten_crops"], "Views evaluated.")
 _EVAL_SPLITS = flags.DEFINE_list("eval_splits", ["val"], "Target splits evaluated: the validation split while choosing settings; add the test split once, for the final table.")
@@ -136,7 +137,7 @@ def main(argv):
       output_dir=_OUTPUT_DIR.value, learned_descriptors=_LEARNED.value,
       gabor_descriptors=_GABOR.value, train=template, eval_splits=tuple(_EVAL_SPLITS.value),
       k0=_K0.value, k0_sweep=tuple(int(k) for k in _K0_SWEEP.value),
-      max_neighbours=_MAX_NEIGHBOURS.value, seeds=tuple(int(s) for s in _SEEDS.value),
+      max_neighbours=_MAX_NEIGHBOURS.value, min_images_per_class=_MIN_IMAGES.value, seeds=tuple(int(s) for s in _SEEDS.value),
       rounds=_ROUNDS.value, views=tuple(_VIEWS.value), budget_images=_BUDGET.value,
       equal_target_images=_EQUAL_TARGET.value,
       features=semantic.FeatureConfig(template.model.base,
@@ -190,9 +191,11 @@ def main(argv):
   figures.accuracy_bars(rows, ablation.ROW_TITLES, os.path.join(figures_dir, "ablation.png"),
                         first_key)
   firsts = ablation.row_rounds(config, config.seeds[0], rows=tuple(_ROWS.value))
-  for name in ("selective_learned", "selective_deep"):
+  for name, title in (("selective_learned", "filter-bank statistics"),
+                      ("selective_deep", "cosine of pretrained pooled features")):
     if firsts.get(name):
-      figures.neighbour_grid(firsts[name], os.path.join(figures_dir, f"neighbours_{name}.png"))
+      figures.neighbour_grid(firsts[name], os.path.join(figures_dir, f"neighbours_{name}.png"),
+                             title=f"Nearest source images by {title}")
   curves = {name: os.path.join(runs_dir, name, f"seed{config.seeds[0]}", "history.csv")
             for name in rows}
   figures.learning_curves(curves, os.path.join(figures_dir, "learning_curves.png"))

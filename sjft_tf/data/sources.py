@@ -299,6 +299,8 @@ def list_csv(csv_path: str, split_fractions: str = "",
         raise ValueError(f"{csv_path}:{line_number}: duplicate path {path}")
       seen.add(example_id)
       rows.append((example_id, label, (row.get("split") or "").strip()))
+  if not rows:
+    raise ValueError(f"{csv_path}: no rows after the header: nothing to ingest")
   class_names = _filtered_classes((label for _, label, _ in rows), classes, csv_path)
   keep = set(class_names)
   records_by_split: dict[str, list[ImageRecord]] = {}

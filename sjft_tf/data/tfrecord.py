@@ -46,7 +46,8 @@ def serialize_example(*, encoded: bytes, image_format: str, height: int, width: 
       ID_KEY: _bytes(example_id.encode()),
       DATASET_KEY: _bytes(dataset.encode()),
   }
-  return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+  return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(
+      deterministic=True)  # map order fixed: identical bytes in every process
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -28,7 +28,8 @@ def accuracy_bars(rows: dict, titles: dict, path: str, view: str = "centre") -> 
   """Mean test accuracy per row with the seeds' standard deviation as error bars.
 
   Args:
-    rows: row -> {view: {"mean", "std", "values"}}.
+    rows: row -> {view: {"mean", "std", "values"}} (view: any key of the rows, e.g.
+      "val/centre/top1").
   """
   plt = _pyplot()
   names = list(rows)
@@ -43,7 +44,7 @@ def accuracy_bars(rows: dict, titles: dict, path: str, view: str = "centre") -> 
   axes.set_ylim(max(0, low - 5), max(m + s for m, s in zip(means, stds)) + 2)
   axes.set_xticks(range(len(names)))
   axes.set_xticklabels([titles.get(n, n) for n in names], rotation=20, ha="right", fontsize=8)
-  axes.set_ylabel(f"test top-1 % ({view})")
+  axes.set_ylabel(f"accuracy % ({view})")
   axes.set_title("Ablation: mean and std over seeds (dots: seeds)")
   figure.tight_layout()
   _save(figure, path)
@@ -55,13 +56,15 @@ def _decode(encoded: bytes, size: int) -> np.ndarray:
 
 
 def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
-                   num_neighbours: int = 8, size: int = 64) -> None:
+                   num_neighbours: int = 8, size: int = 64,
+                   title: str = "Nearest source images by filter-bank statistics") -> None:
   """For a few target images, their nearest source images (the paper's figure 2)."""
   plt = _pyplot()
   selection = manifest.load(round_folder)
   # Targets of distinct classes, spread over the label range.
   classes = np.unique(selection.target_labels)
-  wanted = classes[np.linspace(0, len(classes) - 1, num_targets).astype(int)]
+  wanted = np.unique(classes[np.linspace(0, len(classes) - 1, num_targets).astype(int)])
+  num_targets = len(wanted)
   rows = [int(np.nonzero(selection.target_labels == c)[0][0]) for c in wanted]
   target_info, source_info = selection.info["target"], selection.info["source"]
   targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
@@ -70,7 +73,7 @@ def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
   sources = pipeline.load_encoded(source_info["spec_dir"], source_info["splits"],
                                   selection.source_ids[np.unique(neighbour_rows)])
   by_id = dict(zip(sources["id"].tolist(), sources["encoded"]))
-  figure, axes = plt.subplots(num_targets, num_neighbours + 1,
+  figure, axes = plt.subplots(num_targets, num_neighbours + 1, squeeze=False,
                               figsize=(1.2 * (num_neighbours + 1), 1.35 * num_targets))
   for r, (row, encoded) in enumerate(zip(rows, targets["encoded"])):
     axes[r, 0].imshow(_decode(encoded, size))
@@ -82,7 +85,7 @@ def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
       axes[r, c + 1].set_title(label[:12], fontsize=6)
   for axis in axes.flat:
     axis.axis("off")
-  figure.suptitle("Nearest source images by filter-bank statistics", fontsize=8)
+  figure.suptitle(title, fontsize=8)
   figure.tight_layout()
   _save(figure, path)
 

@@ -60,7 +60,7 @@ def write_subset(source_spec_dir: str, splits: list[str], head_label_of: dict[st
       writer = tf.io.TFRecordWriter(tmp_path)
     label = head_label_of[example_id]
     feature[tfrecord.LABEL_KEY].int64_list.value[:] = [label]
-    writer.write(example.SerializeToString())
+    writer.write(example.SerializeToString(deterministic=True))
     counts[label] += 1
     written += 1
   if writer is not None:

@@ -1,0 +1,64 @@
+r"""Gathers several sjft-reproduce outputs (one per lever setting) into one table of
+validation accuracy, mean and std over seeds, and names the best setting of each row.
+
+  python tools/lever_table.py --key=pool/centre/top1 --output=results/oxford_pets/levers.md \
+      base=runs/levers_pets/base head10=runs/levers_pets/head10 ...
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sjft_tf import files  # noqa: E402
+from sjft_tf.experiments import ablation  # noqa: E402
+
+_KEY = flags.DEFINE_string("key", "pool/centre/top1", "The number compared (split/view/metric).")
+_OUTPUT = flags.DEFINE_string("output", None, "Markdown file to write (also printed).")
+_TITLE = flags.DEFINE_string("title", "Lever study", "Heading of the table.")
+
+
+def lever_table(settings: dict, key: str) -> tuple[str, dict]:
+  """(markdown table, {row: best setting}) of `key` for each setting and row.
+
+  Args:
+    settings: setting name -> results.json contents of an sjft-reproduce output.
+  """
+  rows = [r for r in ablation.ROWS if any(r in s["rows"] for s in settings.values())]
+  best = {}
+  lines = [f"| setting | " + " | ".join(ablation.ROW_TITLES[r] for r in rows) + " |",
+           "|---|" + "---|" * len(rows)]
+  for name, result in settings.items():
+    cells = []
+    for row in rows:
+      summary = result["rows"].get(row, {}).get(key)
+      if summary is None:
+        cells.append("")
+        continue
+      cells.append(f"{summary['mean'] * 100:.1f} ± {summary['std'] * 100:.1f} "
+                   f"(n={len(summary['values'])})")
+      if row not in best or summary["mean"] > best[row][1]:
+        best[row] = (name, summary["mean"])
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines += ["", "Best setting of each row (by the mean): " + ", ".join(
+      f"{ablation.ROW_TITLES[r]}: {best[r][0]} ({best[r][1] * 100:.1f})" for r in rows)]
+  return "\n".join(lines), {r: b[0] for r, b in best.items()}
+
+
+def main(argv):
+  settings = {}
+  for item in argv[1:]:
+    name, folder = item.split("=", 1)
+    with open(os.path.join(folder, "results.json")) as f:
+      settings[name] = json.load(f)
+  table, _ = lever_table(settings, _KEY.value)
+  text = f"# {_TITLE.value}\n\n{_KEY.value}, % (mean ± std over seeds)\n\n{table}\n"
+  if _OUTPUT.value:
+    files.write_text_atomic(_OUTPUT.value, text)
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
