@@ -91,3 +91,23 @@ def test_budget_rows_and_equal_target_images(first_round, tmp_path):
                                                         replace=False))
   folder = ablation.uniform_round(first_round, random_rows, str(tmp_path / "r"), "random")
   assert set(manifest.load(folder).neighbours[0].tolist()) == set(random_rows.tolist())
+
+
+def test_class_report_counts_each_target_class_pools_and_lifts(first_round, tmp_path):
+  from sjft_tf.selection import report
+  selection = manifest.load(first_round)
+  names = [f"t{i}" for i in range(int(selection.target_labels.max()) + 1)]
+  written = report.write(selection, names, str(tmp_path))
+  assert (tmp_path / report.JSON_FILENAME).exists() and (tmp_path / report.FIGURE_FILENAME).exists()
+  pools = selection.pools()
+  for label, name in enumerate(names):
+    members = np.nonzero(selection.target_labels == label)[0]
+    rows = np.unique(np.concatenate([pools[i] for i in members]))
+    counts = np.bincount(selection.source_labels[rows], minlength=len(selection.source_class_names))
+    top = written["target_classes"][name]["top"][0]
+    assert top["images"] == counts.max() and written["target_classes"][name][
+        "selected_images"] == len(rows)
+    c = selection.source_class_names.index(top["source_class"])
+    source_share = (selection.source_labels == c).mean()
+    assert top["lift"] == pytest.approx(counts[c] / len(rows) / source_share, abs=0.01)
+  assert written["overall"]["selected_images"] == len(selection.selected)

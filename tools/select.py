@@ -12,7 +12,8 @@ The predictions file is an .npz with `ids` (target training ids) and `probabilit
 import numpy as np
 from absl import app, flags
 
-from sjft_tf.selection import index, manifest, search, select
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.selection import index, manifest, report, search, select
 from tools import level_flags
 
 _DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
@@ -72,7 +73,12 @@ def main(argv):
     selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
                                                  params, config, _TARGET_SPLIT.value,
                                                  _WRITE_SUBSET.value, _REUSE.value)
+  names = spec_lib.load_spec(selection.info["target"]["spec_dir"]).class_names
+  overall = report.write(selection, names, folder)["overall"]["top"]
   print(summary(selection, folder))
+  print("  most selected source classes: " + ", ".join(
+      f"{t['source_class']} {t['images']} (lift {t['lift']})" for t in overall[:5])
+        + f"; per target class: {folder}/{report.JSON_FILENAME}")
 
 
 def run():
