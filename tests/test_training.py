@@ -258,7 +258,7 @@ train_lib.train(_config(sys.argv[1], sys.argv[2]), extra_callbacks=[Kill()])
 def test_a_killed_run_resumes_where_it_stopped(problem, tmp_path):
   killed = _run_python(_KILLED_SCRIPT, problem, str(tmp_path / "resumed"))
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  with open(tmp_path / "resumed" / "backup" / "training_metadata.json") as f:
+  with open(tmp_path / "resumed" / "backup" / "state" / "training_metadata.json") as f:
     assert json.load(f)["epoch"] == 3
   assert not (tmp_path / "resumed" / "model.keras").exists()
 
@@ -290,6 +290,53 @@ def test_a_killed_run_resumes_where_it_stopped(problem, tmp_path):
   # Same configuration or nothing: a rerun with other settings is refused.
   with pytest.raises(ValueError, match="holds another configuration"):
     train_lib.train(_config(problem, tmp_path / "resumed", total_steps=30))
+
+
+_KILLED_WHILE_WRITING = """
+import os, signal, sys, keras
+from sjft_tf.training import train as train_lib
+from test_training import _config
+
+where = sys.argv[3]
+original = keras.Model.save_weights if where == "backup" else keras.Model.save
+calls = []
+
+def half_written_then_killed(self, filepath, *args, **kwargs):
+  calls.append(filepath)
+  if len(calls) == 3 or where == "final":  # the third backup, or the final model
+    original(self, filepath, *args, **kwargs)
+    with open(filepath, "r+b") as f:
+      f.truncate(os.path.getsize(filepath) // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+  return original(self, filepath, *args, **kwargs)
+
+if where == "backup":
+  keras.Model.save_weights = half_written_then_killed
+else:
+  keras.Model.save = half_written_then_killed
+train_lib.train(_config(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("where", ["backup", "final"])
+def test_a_kill_while_writing_the_backup_or_the_model_resumes_cleanly(problem, tmp_path,
+                                                                      where):
+  run = tmp_path / "killed"
+  killed = _run_python(_KILLED_WHILE_WRITING, problem, str(run), where)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+  resumed = train_lib.train(_config(problem, run))
+  whole = train_lib.train(_config(problem, tmp_path / "whole"))
+  a = keras.saving.load_model(run / "model.keras")
+  b = keras.saving.load_model(tmp_path / "whole" / "model.keras")
+  for wa, wb in zip(a.get_weights(), b.get_weights()):
+    np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+  history = (run / "history.csv").read_text().splitlines()
+  assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2", "3"]
+  assert not any("val_" in column for column in history[0].split(","))
+  assert resumed["final_epoch_logs"] == whole["final_epoch_logs"] != {}
+  assert resumed["epochs_trained_this_call"] == (2 if where == "backup" else 0)
+  leftovers = [p for p in run.rglob("*") if p.name.startswith((".tmp", "state.old"))]
+  assert not leftovers and not (run / "backup").exists()
 
 
 def test_the_callback_drives_rounds_in_a_user_script(problem, tmp_path):

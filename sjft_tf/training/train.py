@@ -31,7 +31,7 @@ from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.training import callbacks as callbacks_lib
-from sjft_tf.training import losses, optimization, regularization
+from sjft_tf.training import losses, optimization, regularization, resumable
 from sjft_tf.training.model import TARGET_HEAD, ModelConfig, build_joint_model
 from sjft_tf.training.sampler import PairConfig, PairSampler
 
@@ -192,6 +192,9 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   if os.path.exists(report_path) and os.path.exists(model_path):
     with open(report_path) as f:
       return json.load(f)
+  for name in os.listdir(config.output_dir):  # a model save killed half way
+    if name.startswith(".tmp.") and name.endswith(MODEL_FILENAME):
+      os.remove(os.path.join(config.output_dir, name))
   replicas = strategy.num_replicas_in_sync
   if config.pairs.batch_size % (2 * replicas):
     raise ValueError(f"batch_size {config.pairs.batch_size} must be a multiple of 2 x "
@@ -229,9 +232,11 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
                                                             config.total_steps),
                          config.target_loss_weight, config.source_loss_weight)
   backup_dir = os.path.join(config.output_dir, "backup")
+  history_path = os.path.join(config.output_dir, "history.csv")
+  # The history row of an epoch is written before its backup (resumable.py).
   run_callbacks += [
-      keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-      keras.callbacks.CSVLogger(os.path.join(config.output_dir, "history.csv"), append=True),
+      resumable.EpochCSVLogger(history_path),
+      resumable.AtomicBackupAndRestore(backup_dir),
       keras.callbacks.TensorBoard(os.path.join(config.output_dir, "logs"),
                                   write_graph=False)] + list(extra_callbacks)
   epochs = config.total_steps // config.steps_per_epoch
@@ -254,7 +259,10 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
                                  shuffle=False))
   seconds = time.time() - started
   trained_epochs = sum(len(h.epoch) for h in histories)
-  last_logs = {k: float(v[-1]) for h in histories for k, v in h.history.items() if v}
+  # The last epoch's metrics from the history, also when a resumed call had nothing
+  # left to train.
+  last_row = (resumable.history_rows(history_path) or [{}])[-1]
+  last_logs = {k: float(v) for k, v in last_row.items() if k != "epoch" and v not in ("", "NA")}
 
   temporary = os.path.join(config.output_dir, f".tmp.{os.getpid()}.{MODEL_FILENAME}")
   model.save(temporary)
