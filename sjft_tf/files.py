@@ -3,6 +3,7 @@ file that exists is a file that is whole (what makes every stage resumable)."""
 
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -53,3 +54,32 @@ def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:
     raise ValueError(f"{path}: format_version {payload.get('format_version')!r}, this "
                      f"sjft_tf reads {format_version}")
   return payload
+
+
+_TEMPORARY = re.compile(r"\.tmp[-.](\d+)")
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+  """Removes the temporary files of writers (the helpers above) that no longer run.
+
+  A name holding ".tmp-<pid>" or ".tmp.<pid>" whose process is gone is what a killed
+  write leaves behind. Returns the removed paths.
+  """
+  removed = []
+  if not os.path.isdir(directory):
+    return removed
+  for name in sorted(os.listdir(directory)):
+    match = _TEMPORARY.search(name)
+    path = os.path.join(directory, name)
+    if not match or not os.path.isfile(path):
+      continue
+    pid = int(match.group(1))
+    try:
+      os.kill(pid, 0)
+      alive = pid != os.getpid()
+    except (ProcessLookupError, PermissionError):
+      alive = False
+    if not alive:
+      os.remove(path)
+      removed.append(path)
+  return removed

@@ -78,6 +78,7 @@ def test_bad_inputs_are_skipped_counted_and_reported(tmp_path):
   assert skipped["train/cat/zero.jpg"].startswith("empty file")
   assert skipped["train/dog/truncated.jpg"].startswith("not a readable image")
   assert skipped["train/eel/notes.txt"].startswith("not a readable image")
+  assert not any(" at 0x" in reason for reason in skipped.values())  # same every run
   assert skipped["train/eel/dangling.jpg"].startswith("unreadable path")
   with open(out / ingest.REPORT_FILENAME) as f:
     assert json.load(f)["converted"]["train"] == {"CMYK": 1, "I;16": 1, "RGBA": 1}
@@ -94,6 +95,11 @@ def test_structural_errors_are_clear(tmp_path):
   image_factory.write_bytes(str(tmp_path / "all_bad/train/cat/x.jpg"), b"junk")
   with pytest.raises(ValueError, match=r"empty class: no readable image for \['cat'\]"):
     ingest.ingest(sources.list_folder(str(tmp_path / "all_bad")), _config(tmp_path / "o1"))
+  # Nothing a rerun would take for a complete shard is left behind.
+  assert not [n for n in os.listdir(tmp_path / "o1") if n.endswith((".tfrecord", ".tfrecord.json"))]
+  (tmp_path / "header_only.csv").write_text("path,label\n")
+  with pytest.raises(ValueError, match="header_only.csv: no rows after the header"):
+    sources.list_csv(str(tmp_path / "header_only.csv"))
 
 
 def test_corrupt_or_foreign_spec_is_a_clear_error(tmp_path):
@@ -271,3 +277,27 @@ def test_tfds_dataset_ingests_offline_from_data_dir(tmp_path):
              for ex in _read_all(spec, "train").values()}
   for i in range(5):
     assert decoded[tuple(images[i].ravel()[:12])] == i % 2
+
+
+_INGEST_SCRIPT = """
+import sys
+from sjft_tf.data import ingest, sources
+ingest.ingest(sources.list_folder(sys.argv[1]), ingest.IngestConfig(
+    output_dir=sys.argv[2], dataset_name="toy", show_progress=False, shard_size=3))
+"""
+
+
+def test_two_processes_write_identical_bytes_and_stale_temporaries_go(tmp_path):
+  import subprocess, sys  # noqa: E401
+  _tree(tmp_path / "in", np.random.default_rng(5))
+  for out in ("a", "b"):
+    done = subprocess.run([sys.executable, "-c", _INGEST_SCRIPT, str(tmp_path / "in"),
+                           str(tmp_path / out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+  names = sorted(n for n in os.listdir(tmp_path / "a") if n.endswith(".tfrecord"))
+  assert names and filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", names, shallow=False)[0] == names
+  # A temporary file of a writer that no longer runs (pid 2**22 + 1 is never alive).
+  stale = tmp_path / "a" / f"train-00000-of-00005.tfrecord.tmp-{2**22 + 1}"
+  stale.write_bytes(b"partial")
+  ingest.ingest(sources.list_folder(str(tmp_path / "in")), _config(tmp_path / "a"))
+  assert not stale.exists()

@@ -147,11 +147,6 @@ def _check_classes(existing: spec_lib.DatasetSpec | None, class_names: list[str]
       f"this input has {len(class_names)} ({detail}); ingest into a new folder")
 
 
-def _remove_stale_temporaries(output_dir: str) -> None:
-  for path in glob.glob(os.path.join(output_dir, "*.tmp-*")):
-    os.remove(path)
-
-
 def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
   """Writes `source` into `config.output_dir`; resumes where an earlier run stopped.
 
@@ -168,7 +163,7 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
   existing = (spec_lib.load_spec(output_dir)
               if os.path.exists(spec_lib.spec_path(output_dir)) else None)
   _check_classes(existing, source.class_names, output_dir)
-  _remove_stale_temporaries(output_dir)
+  files.remove_stale_temporaries(output_dir)
   class_index = {name: i for i, name in enumerate(source.class_names)}
   splits = dict(existing.splits) if existing else {}
   report_path = os.path.join(output_dir, REPORT_FILENAME)
@@ -214,6 +209,14 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
   empty = [name for name, count in zip(source.class_names, totals) if count == 0]
   files.write_json_atomic(report_path, report)
   if empty:
+    # Shards that hold nothing would be taken as complete by the rerun after the fix.
+    for split_spec in splits.values():
+      for name in split_spec.shards:
+        path = os.path.join(output_dir, name)
+        result = _load_complete_shard(path)
+        if result is not None and not sum(result.class_counts):
+          for leftover in (path, path + ".json"):
+            os.remove(leftover)
     raise ValueError(f"empty class: no readable image for {empty[:10]} "
                      f"(see {report_path} for the skipped files)")
   metadata = dict(existing.metadata) if existing else {}

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from sjft_tf import files
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import histogram, learned, store
@@ -207,6 +208,14 @@ def _fit_record(config: ExtractionConfig, target: spec_lib.DatasetSpec, split: s
           "storage": config.storage}
 
 
+def _bank_config(bank) -> dict:
+  """The bank's Keras config without its build shape (which held the batch size of
+  whichever run built it first, so metadata differed between runs)."""
+  config = keras.saving.serialize_keras_object(bank)
+  config.pop("build_config", None)
+  return config
+
+
 def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = None,
             target_splits=("train",), source_splits=("train",),
             fit_split: str = "train") -> dict:
@@ -219,6 +228,7 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
   """
   target = spec_lib.load_spec(target_dir)
   fit = _fit_record(config, target, fit_split)
+  files.remove_stale_temporaries(config.output_dir)
   metadata_path = os.path.join(config.output_dir, store.METADATA_FILENAME)
   if os.path.exists(metadata_path):
     earlier = store.load_metadata(config.output_dir)["fit"]
@@ -236,7 +246,7 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
   compute = compiled_descriptors(descriptor_model(bank, edges, config))
   metadata = {
       "fit": fit,
-      "bank_config": keras.saving.serialize_keras_object(bank),
+      "bank_config": _bank_config(bank),
       "channel_groups": bank.channel_groups(),
       "num_channels": int(edges.edges.shape[0]),
       "dimension": int(edges.edges.shape[0] * config.bins),
