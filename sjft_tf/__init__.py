@@ -11,3 +11,10 @@ Stages, one sub-package each, data flowing one way:
 """
 
 __version__ = "0.1.0"
+
+# The Keras objects a saved model.keras refers to (the input scaling layer, the
+# per-head accuracy, the optimizer with a head multiplier) are registered on import,
+# so keras.saving.load_model works in a user's script after `import sjft_tf`.
+from sjft_tf import applications as _applications  # noqa: E402,F401
+from sjft_tf.training import losses as _losses  # noqa: E402,F401
+from sjft_tf.training import optimization as _optimization  # noqa: E402,F401

@@ -86,3 +86,18 @@ def test_l2sp_enters_the_training_loss_and_off_means_nothing_attached():
                                                                    out["source"]))
   assert float(model.compute_loss(images, labels, out)) == pytest.approx(without + penalty,
                                                                          rel=1e-4)
+
+
+def test_a_saved_model_loads_after_import_sjft_tf_alone(tmp_path):
+  import subprocess, sys  # noqa: E401
+  keras.utils.set_random_seed(4)
+  model = model_lib.build_joint_model(fx.TINY_MODEL, 3, 4)
+  losses.compile_joint(model, optimization.MultiplierSGD(10.0, learning_rate=0.01))
+  model.save(tmp_path / "model.keras")
+  code = ("import sys, keras, sjft_tf\n"
+          "m = keras.saving.load_model(sys.argv[1])\n"
+          "print(type(m.optimizer).__name__, m.optimizer.multiplier)")
+  done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.keras")],
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip().splitlines()[-1] == "MultiplierSGD 10.0"

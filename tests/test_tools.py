@@ -56,3 +56,25 @@ def test_python_m_ingest_reports_skips_and_refuses_two_inputs(tmp_path):
                f"--input_csv={tmp_path / 'x.csv'}", f"--output_dir={tmp_path / 'o2'}"])
   assert both.returncode != 0
   assert "give exactly one of --input_root, --input_csv, --tfds_name" in both.stderr
+
+
+def test_user_errors_are_one_line_naming_the_file_and_exit_2(tmp_path):
+  (tmp_path / "header_only.csv").write_text("path,label\n")
+  cases = [
+      (["sjft-ingest", f"--input_root={tmp_path / 'missing'}", f"--output_dir={tmp_path / 'o'}"],
+       f"sjft-ingest: error: input root {tmp_path / 'missing'} does not exist"),
+      (["sjft-ingest", f"--input_csv={tmp_path / 'header_only.csv'}",
+        f"--output_dir={tmp_path / 'o'}"],
+       f"sjft-ingest: error: {tmp_path / 'header_only.csv'}: no rows after the header"),
+      (["sjft-eval", f"--run_dir={tmp_path / 'nothing'}", f"--spec_dir={tmp_path}"],
+       f"sjft-eval: error: {tmp_path / 'nothing'} is not a finished sjft-train run"),
+  ]
+  for (tool, *args), expected in cases:
+    done = _run([os.path.join(BIN, tool), *args])
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(expected)
+  # The traceback on request.
+  done = _run([os.path.join(BIN, "sjft-ingest"), f"--input_root={tmp_path / 'missing'}",
+               f"--output_dir={tmp_path / 'o'}", "--verbosity=1"])
+  assert done.returncode != 0 and "Traceback" in done.stderr

@@ -14,6 +14,7 @@ from absl import app, flags
 
 from sjft_tf.descriptors import extract
 from sjft_tf.descriptors.gabor import GaborParams
+from tools import cli
 
 _TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target dataset (its spec folder).", required=True)
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source dataset; omit to describe the target only.")
@@ -75,7 +76,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

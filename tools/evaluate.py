@@ -8,6 +8,7 @@ Writes <run_dir>/evaluation_<split>.json and <run_dir>/evaluation_<split>_per_cl
 from absl import app, flags
 
 from sjft_tf.evaluation import evaluate
+from tools import cli
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True)
 _SPEC_DIR = flags.DEFINE_string("spec_dir", None, "The target dataset folder (dataset_spec.json).", required=True)
@@ -32,7 +33,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 from absl import app, flags, logging
 
 from sjft_tf.data import ingest, sources
+from tools import cli
 
 _INPUT_ROOT = flags.DEFINE_string("input_root", None, "Folder of ROOT/<split>/<class>/* or ROOT/<class>/* images.")
 _INPUT_CSV = flags.DEFINE_string("input_csv", None, "CSV manifest with a header path,label[,split].")
@@ -87,7 +88,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

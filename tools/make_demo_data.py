@@ -7,6 +7,7 @@ then ingest OUT/source and OUT/target with sjft-ingest (see flags/ingest/demo_*.
 from absl import app, flags
 
 from sjft_tf.data import synthetic
+from tools import cli
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the image trees and generator.json.", required=True)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of everything generated.")
@@ -34,7 +35,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

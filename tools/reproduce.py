@@ -20,7 +20,7 @@ from sjft_tf.data import archives
 from sjft_tf.experiments import ablation, figures
 from sjft_tf.selection import semantic
 from sjft_tf.training import model, optimization, regularization, sampler, train
-from tools import stages
+from tools import cli, stages
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/reproduce", "Where selections, runs and the report go.")
 _TARGET_DIR = flags.DEFINE_string("target_dir", "data/flowers102", "Ingested target dataset.")
@@ -211,7 +211,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from absl import app, flags
 
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import index, manifest, report, search, select
-from tools import level_flags
+from tools import cli, level_flags
 
 _DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).")
@@ -82,7 +82,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":
