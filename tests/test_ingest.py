@@ -69,9 +69,12 @@ def test_bad_inputs_are_skipped_counted_and_reported(tmp_path):
   image_factory.png_rgba(str(root / "train/dog/alpha.png"), image_factory.random_rgb(rng, 20, 20))
   image_factory.png_gray16(str(root / "train/eel/deep.png"), rng)
 
+  image_factory.write_bytes(str(root / "train/cat/.DS_Store"), b"\0\0\0\1Bud1")
   out = tmp_path / "out"
   spec = ingest.ingest(sources.list_folder(str(root)), _config(out))
   assert spec.splits["train"].class_counts == [4 + 1, 5 + 1, 6 + 1]
+  with open(out / ingest.REPORT_FILENAME) as f:
+    assert json.load(f)["ignored_hidden"] == ["train/cat/.DS_Store"]
   skipped = {item["id"]: item["reason"] for item in ingest.skipped_inputs(str(out))}
   assert set(skipped) == {"train/cat/zero.jpg", "train/dog/truncated.jpg",
                           "train/eel/notes.txt", "train/eel/dangling.jpg"}

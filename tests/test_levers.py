@@ -101,3 +101,29 @@ def test_a_saved_model_loads_after_import_sjft_tf_alone(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.strip().splitlines()[-1] == "MultiplierSGD 10.0"
+
+
+def test_target_batch_norm_uses_the_splits_statistics_and_restores_the_model(tmp_path):
+  from sjft_tf.data import pipeline
+  from sjft_tf.training import predict
+  problem = fx.make_problem(str(tmp_path))
+  from sjft_tf.selection import manifest
+  spec_dir = manifest.load(problem).info["target"]["spec_dir"]
+  keras.utils.set_random_seed(5)
+  model = model_lib.build_joint_model(fx.TINY_MODEL, 3, 4)  # from scratch: unsettled
+  layers = predict._batch_norm_layers(model)
+  before = [np.array(v) for v in model.weights]
+  reader = pipeline.ReaderConfig(batch_size=64, resize_size=fx.IMAGE_SIZE,
+                                 crop_size=fx.IMAGE_SIZE)
+  images = np.concatenate([b["image"].numpy() for b in pipeline.make_dataset(
+      spec_dir, "train", reader, training=False)])
+  with predict.target_batch_norm(model, spec_dir, "train", reader):
+    # One batch holds the split: the first layer's moving mean is its batch mean.
+    first = layers[0]
+    assert not np.allclose(np.array(first.moving_mean), 0.0)
+    inside = predict.target_probabilities(model, spec_dir, "train", reader)[2]
+    np.testing.assert_allclose(inside, keras.ops.convert_to_numpy(keras.ops.softmax(
+        model(images, training=True)["target"])), rtol=1e-4, atol=1e-5)
+  for v, w in zip(model.weights, before):
+    np.testing.assert_array_equal(np.array(v), w)
+  assert all(layer.momentum == 0.99 for layer in layers)

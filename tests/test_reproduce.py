@@ -48,6 +48,7 @@ def test_reproduce_on_a_folder_target_with_a_subset_of_rows(tmp_path):
   assert {f"classes_{budget}", "learned_ranked", f"random_{budget}_seed0",
           f"random_{budget}_seed1"} <= names
   assert all(n.startswith(("classes_", "learned_", "random_")) for n in names), names
+  assert (out / "selections" / f"classes_{budget}" / "round_000" / "class_report.json").exists()
   results = json.loads((out / "results.json").read_text())
   rows = results["rows"]
   assert list(rows) == ["target_only", "joint_random", "selective_learned",

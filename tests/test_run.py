@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from sjft_tf.evaluation import evaluate
 from sjft_tf.selection import manifest
@@ -52,6 +53,8 @@ def test_one_command_runs_every_stage_and_a_rerun_resumes(tmp_path):
   # noprogress takes no value: absl reads "--noprogress=" as an error, so drop "=".
   for name in ("ingest_source.flags", "ingest_target.flags", "descriptors.flags"):
     (d / name).write_text((d / name).read_text().replace("--noprogress=", "--noprogress"))
+  with open(d / "train.flags", "a") as f:
+    f.write("--target_batch_norm_for_levels\n")
   command = [os.path.join(BIN, "sjft-run"), f"--output_dir={d}"] + [
       f"--{k}={v}" for k, v in files.items()]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -69,6 +72,11 @@ def test_one_command_runs_every_stage_and_a_rerun_resumes(tmp_path):
   assert report["selection"]["round_0"]["selected_images"] == len(first.selected)
   last = manifest.load(str(d / "train" / "rounds" / "round_001"))
   assert report["selection"]["last_round"]["selected_images"] == len(last.selected)
+  with np.load(d / "train" / "rounds" / "predictions_after_round_000.npz") as p:
+    order = {i: n for n, i in enumerate(p["ids"].tolist())}
+    predicted = p["probabilities"][[order[i] for i in last.target_ids.tolist()]].argmax(1)
+  assert report["selection"]["last_round"]["level_predictions_accuracy"] == pytest.approx(
+      np.mean(predicted == last.target_labels))
   generator = json.loads((d / "images" / "generator.json").read_text())
   related = {n for names in generator["related_source_classes"].values() for n in names}
   in_related = np.array([first.source_class_names[label] in related

@@ -17,8 +17,9 @@ from absl import app, flags, logging
 
 from sjft_tf import files
 from sjft_tf.data import archives
+from sjft_tf.data import spec as spec_lib
 from sjft_tf.experiments import ablation, figures
-from sjft_tf.selection import semantic
+from sjft_tf.selection import manifest, report, semantic
 from sjft_tf.training import model, optimization, regularization, sampler, train
 from tools import cli, stages
 
@@ -196,6 +197,9 @@ def main(argv):
     if firsts.get(name):
       figures.neighbour_grid(firsts[name], os.path.join(figures_dir, f"neighbours_{name}.png"),
                              title=f"Nearest source images by {title}")
+  target_names = spec_lib.load_spec(_TARGET_DIR.value).class_names
+  for folder in {f for f in firsts.values() if f}:
+    report.write(manifest.load(folder), target_names, folder)
   curves = {name: os.path.join(runs_dir, name, f"seed{config.seeds[0]}", "history.csv")
             for name in rows}
   figures.learning_curves(curves, os.path.join(figures_dir, "learning_curves.png"))

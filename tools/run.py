@@ -87,6 +87,9 @@ def summary(report: dict) -> str:
   selection = report["selection"]
   lines.append(f"  selected source images: {selection['round_0']['selected_images']} in round 0, "
                f"{selection['last_round']['selected_images']} in the last round")
+  if selection["last_round"].get("level_predictions_accuracy") is not None:
+    lines.append(f"  the last round's levels came from predictions of "
+                 f"{selection['last_round']['level_predictions_accuracy']:.0%} training accuracy")
   related = selection["round_0"].get("related")
   if related:
     lines.append(f"  from the related source classes: {related['from_related_classes']} "
@@ -142,7 +145,9 @@ def main(argv):
           "round_0": {"folder": first_round, "selected_images": len(first.selected),
                       "related": _related_share(first, target_spec_dir)},
           "last_round": {"folder": last_round, "selected_images": len(last.selected),
-                         "related": _related_share(last, target_spec_dir)}},
+                         "related": _related_share(last, target_spec_dir),
+                         "level_predictions_accuracy": last.info.get(
+                             "level_predictions_accuracy")}},
       "seconds": {k: round(v, 1) for k, v in seconds.items()},
       "export": export_path,
   }

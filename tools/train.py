@@ -56,6 +56,7 @@ _STEPS_PER_EPOCH = flags.DEFINE_integer("steps_per_epoch", 100, "Batches per epo
 _EPOCHS_PER_ROUND = flags.DEFINE_integer("epochs_per_round", 0, "Epochs per selection round; 0: no hard-sample retrieval.", lower_bound=0)
 _TARGET_WEIGHT = flags.DEFINE_float("target_loss_weight", 0.5, "Weight of the target head's loss.")
 _SOURCE_WEIGHT = flags.DEFINE_float("source_loss_weight", 0.5, "Weight of the source head's loss.")
+_TARGET_BN = flags.DEFINE_bool("target_batch_norm_for_levels", False, "Predict the target images for the level update with batch norm statistics re-estimated on them (for runs from scratch; the model is unchanged).")
 _STRATEGY = flags.DEFINE_enum("strategy", "mirrored", list(train.STRATEGIES), "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 _VERBOSE = flags.DEFINE_integer("verbose", 2, "Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
 
@@ -78,7 +79,7 @@ def config_from_flags() -> train.TrainConfig:
       epochs_per_round=_EPOCHS_PER_ROUND.value, target_loss_weight=_TARGET_WEIGHT.value,
       source_loss_weight=_SOURCE_WEIGHT.value, level_rule=rule,
       l2sp=regularization.L2SPConfig(_L2SP_ALPHA.value, _L2SP_BETA.value),
-      strategy=_STRATEGY.value,
+      target_batch_norm_for_levels=_TARGET_BN.value, strategy=_STRATEGY.value,
       verbose=_VERBOSE.value)
 
 

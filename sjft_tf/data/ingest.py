@@ -207,6 +207,8 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
 
   totals = [sum(c) for c in zip(*(s.class_counts for s in splits.values()))]
   empty = [name for name, count in zip(source.class_names, totals) if count == 0]
+  # Hidden files and folders (.DS_Store, ._x.jpg, .git) are not inputs: listed, not read.
+  report["ignored_hidden"] = source.metadata.get("input", {}).get("ignored_hidden", [])
   files.write_json_atomic(report_path, report)
   if empty:
     # Shards that hold nothing would be taken as complete by the rerun after the fix.

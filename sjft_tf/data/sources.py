@@ -163,10 +163,14 @@ def assign_split_counts(records: Sequence[ImageRecord],
   return _split_each_class(records, list(counts), stops)
 
 
-def _list_files(directory: str) -> list[str]:
-  """Files under `directory`, recursively, skipping hidden files and folders."""
+def _list_files(directory: str, hidden: list[str] | None = None) -> list[str]:
+  """Files under `directory`, recursively, skipping hidden files and folders (their
+  paths are appended to `hidden` when given)."""
   found = []
   for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
+    if hidden is not None:
+      hidden.extend(os.path.join(dirpath, d) for d in sorted(dirnames) if d.startswith("."))
+      hidden.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.startswith("."))
     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
     found.extend(os.path.join(dirpath, f) for f in sorted(filenames)
                  if not f.startswith("."))
@@ -247,13 +251,14 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
   class_names = _filtered_classes(
       (c for names in class_dirs.values() for c in names), classes, root)
   records_by_split: dict[str, list[ImageRecord]] = {}
+  hidden: list[str] = []
   for split, split_dir in split_dirs.items():
     records = []
     for class_name in class_names:
       if class_name not in class_dirs[split]:
         continue
       class_dir = os.path.join(split_dir, class_name)
-      files = _list_files(class_dir)
+      files = _list_files(class_dir, hidden)
       if not files:
         raise ValueError(f"empty class: {class_dir} holds no files")
       records.extend(ImageRecord(_relative_id(f, root), class_name, path=f) for f in files)
@@ -264,7 +269,8 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
   return ListedSource(class_names,
                       {s: _plan_from_records(r) for s, r in records_by_split.items()},
                       {"input": {"kind": "folder", "root": os.path.abspath(root),
-                                 "layout": layout}})
+                                 "layout": layout,
+                                 "ignored_hidden": [_relative_id(h, root) for h in hidden]}})
 
 
 def list_csv(csv_path: str, split_fractions: str = "",

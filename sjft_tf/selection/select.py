@@ -118,8 +118,12 @@ def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
   selection.levels = levels_lib.update_levels(selection.levels, np.asarray(probabilities)[rows],
                                               selection.target_labels, rule)
   selection.round_index += 1
+  predicted = np.asarray(probabilities)[rows]
   selection.info = {**selection.info, "previous_round": os.path.abspath(previous_folder),
-                    "level_rule": dataclasses.asdict(rule)}
+                    "level_rule": dataclasses.asdict(rule),
+                    # How well the predictions that set the levels fit the labels.
+                    "level_predictions_accuracy": float(np.mean(
+                        predicted.argmax(axis=1) == selection.target_labels))}
   manifest.derive(selection)
   folder = manifest.save(selection, output_dir or os.path.dirname(os.path.abspath(previous_folder)))
   if write_subset:

@@ -10,6 +10,7 @@
 See examples/selective_fit.py for a runnable script.
 """
 
+import contextlib
 import os
 
 import keras
@@ -52,12 +53,17 @@ class SelectiveRounds(keras.callbacks.Callback):
     rule: the level update rule.
     reader: how target images are read for the predictions (evaluation crop); by
       default the sampler's sizes and batch.
+    target_batch_norm: predict with batch norm statistics re-estimated on the target
+      training images (predict.target_batch_norm; the model is left unchanged), for
+      models whose moving averages have not settled, e.g. early from scratch.
   """
 
   def __init__(self, sampler: PairSampler, output_dir: str, epochs_per_round: int = 0,
                rule: levels_lib.LevelRule = levels_lib.LevelRule(),
-               reader: pipeline.ReaderConfig | None = None):
+               reader: pipeline.ReaderConfig | None = None,
+               target_batch_norm: bool = False):
     super().__init__()
+    self.target_batch_norm = target_batch_norm
     if rule.max_level > sampler.config.max_level:
       raise ValueError(f"rule.max_level {rule.max_level} exceeds the sampler's max_level "
                        f"{sampler.config.max_level}")
@@ -79,8 +85,11 @@ class SelectiveRounds(keras.callbacks.Callback):
     folder = manifest.round_dir(self.output_dir, round_index)
     if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
       previous = self._round_folder(round_index - 1)
-      ids, _, probabilities = predict.target_probabilities(
-          self.model, self.sampler.target_spec_dir, self.sampler.target_split, self.reader)
+      spec_dir, split = self.sampler.target_spec_dir, self.sampler.target_split
+      with (predict.target_batch_norm(self.model, spec_dir, split, self.reader)
+            if self.target_batch_norm else contextlib.nullcontext()):
+        ids, _, probabilities = predict.target_probabilities(self.model, spec_dir, split,
+                                                             self.reader)
       files.save_npz_atomic(
           os.path.join(self.output_dir, PREDICTIONS_TEMPLATE.format(round_index - 1)),
           ids=ids, probabilities=probabilities)

@@ -1,5 +1,8 @@
 """Target-head probabilities of a split, by example id (for rounds and evaluation)."""
 
+import contextlib
+
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -42,3 +45,37 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
     ids.append(batch["id"].numpy().astype(str))
     labels.append(batch["label"].numpy())
   return np.concatenate(ids), np.concatenate(labels), np.concatenate(rows)
+
+
+def _batch_norm_layers(model) -> list:
+  return [layer for layer in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+          if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@contextlib.contextmanager
+def target_batch_norm(model, spec, split: str, reader: pipeline.ReaderConfig):
+  """Within the block, batch norm's moving statistics are those of `split`'s images.
+
+  Each batch norm layer's moving mean and variance become the average of its batch
+  statistics over the split (one pass, centre crops); on leaving, the model's own
+  statistics return, so training continues unchanged. For predictions of a model
+  whose moving averages have not settled (early in training from scratch, where a
+  model in inference mode can predict one class for everything).
+  """
+  layers = _batch_norm_layers(model)
+  saved = [(layer.momentum, np.array(layer.moving_mean), np.array(layer.moving_variance))
+           for layer in layers]
+  try:
+    for count, batch in enumerate(pipeline.make_dataset(spec, split, reader, training=False),
+                                  start=1):
+      for layer in layers:  # a running average of the batches' statistics
+        layer.momentum = (count - 1) / count
+      model(batch["image"], training=True)
+    for layer, (momentum, _, _) in zip(layers, saved):
+      layer.momentum = momentum
+    yield model
+  finally:
+    for layer, (momentum, mean, variance) in zip(layers, saved):
+      layer.momentum = momentum
+      layer.moving_mean.assign(mean)
+      layer.moving_variance.assign(variance)

@@ -61,6 +61,9 @@ class TrainConfig:
     target_loss_weight, source_loss_weight: weights of the heads' losses (paper: 0.5).
     level_rule: the hard-sample rule between rounds.
     l2sp: L2-SP regularisation towards the starting weights (off by default).
+    target_batch_norm_for_levels: the predictions that set the next round's levels use
+      batch norm statistics re-estimated on the target training images (the model is
+      unchanged); for runs from scratch, whose moving averages settle late.
     strategy: "mirrored" (all local GPUs, else the CPU), "multi_worker" (TF_CONFIG
       cluster, custom loop) or "one_device".
     verbose: Keras progress output (0 silent, 1 bar, 2 a line an epoch).
@@ -81,6 +84,7 @@ class TrainConfig:
   level_rule: levels_lib.LevelRule = dataclasses.field(default_factory=levels_lib.LevelRule)
   l2sp: regularization.L2SPConfig = dataclasses.field(
       default_factory=regularization.L2SPConfig)
+  target_batch_norm_for_levels: bool = False
   strategy: str = "mirrored"
   verbose: int = 2
 
@@ -206,7 +210,7 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
     target_classes, source_classes = sampler.target_class_names, sampler.source_class_names
     run_callbacks.append(callbacks_lib.SelectiveRounds(
         sampler, os.path.join(config.output_dir, "rounds"), config.epochs_per_round,
-        config.level_rule))
+        config.level_rule, target_batch_norm=config.target_batch_norm_for_levels))
 
     def dataset_fn(context=None):
       if context is None:
