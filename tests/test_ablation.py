@@ -61,3 +61,20 @@ def test_summaries_are_mean_and_sample_std():
   assert summary["mean"] == pytest.approx(0.6)
   assert summary["std"] == pytest.approx(0.1)
   assert ablation.summarise([0.4])["std"] == 0.0
+
+
+def test_the_lever_table_picks_each_rows_best_setting_on_validation():
+  from tools import lever_table
+
+  def result(val, test):
+    return {"rows": {"target_only": {
+        "pool/centre/top1": ablation.summarise(val), "test/centre/top1": ablation.summarise(test),
+        "selected_images": 0}}}
+
+  settings = {"base": result([0.30, 0.32], [0.5, 0.5]), "l2sp": result([0.33, 0.35], [0.4, 0.4])}
+  table, best = lever_table.lever_table(settings, "pool/centre/top1")
+  assert best == {"target_only": "l2sp"}
+  assert "| base | 31.0 ± 1.4 (n=2) |" in table and "| l2sp | 34.0 ± 1.4 (n=2) |" in table
+  final = lever_table.final_table(settings, best, ["pool/centre/top1", "test/centre/top1"])
+  # The test number is the chosen setting's, not the best test number.
+  assert "| fine-tune, no source | l2sp | 34.0 ± 1.4 | 40.0 ± 0.0 | 2 | 0 |" in final

@@ -1,23 +1,22 @@
 r"""Gathers several sjft-reproduce outputs (one per lever setting) into one table of
 validation accuracy, mean and std over seeds, and names the best setting of each row.
 
-  python tools/lever_table.py --key=pool/centre/top1 --output=results/oxford_pets/levers.md \
+  python -m tools.lever_table --key=pool/centre/top1 --output=results/oxford_pets/levers.md \
       base=runs/levers_pets/base head10=runs/levers_pets/head10 ...
 """
 
 import json
 import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sjft_tf import files  # noqa: E402
-from sjft_tf.experiments import ablation  # noqa: E402
+from sjft_tf import files
+from sjft_tf.experiments import ablation
 
 _KEY = flags.DEFINE_string("key", "pool/centre/top1", "The number compared (split/view/metric).")
 _OUTPUT = flags.DEFINE_string("output", None, "Markdown file to write (also printed).")
 _TITLE = flags.DEFINE_string("title", "Lever study", "Heading of the table.")
+_REPORT = flags.DEFINE_list("report_keys", [], "Also give these numbers (e.g. test/centre/top1) of each row at its best setting: the final table.")
 
 
 def lever_table(settings: dict, key: str) -> tuple[str, dict]:
@@ -47,14 +46,29 @@ def lever_table(settings: dict, key: str) -> tuple[str, dict]:
   return "\n".join(lines), {r: b[0] for r, b in best.items()}
 
 
+def final_table(settings: dict, best: dict, keys: list) -> str:
+  """Each row at the setting chosen for it: the numbers of `keys`, mean ± std."""
+  lines = ["| row | setting (chosen on validation) | " + " | ".join(keys)
+           + " | seeds | source images |", "|---|---|" + "---|" * len(keys) + "---|---|"]
+  for row, name in best.items():
+    result = settings[name]["rows"][row]
+    cells = [f"{result[k]['mean'] * 100:.1f} ± {result[k]['std'] * 100:.1f}" for k in keys]
+    lines.append(f"| {ablation.ROW_TITLES[row]} | {name} | " + " | ".join(cells)
+                 + f" | {len(result[keys[0]]['values'])} | {result['selected_images']} |")
+  return "\n".join(lines)
+
+
 def main(argv):
   settings = {}
   for item in argv[1:]:
     name, folder = item.split("=", 1)
     with open(os.path.join(folder, "results.json")) as f:
       settings[name] = json.load(f)
-  table, _ = lever_table(settings, _KEY.value)
+  table, best = lever_table(settings, _KEY.value)
   text = f"# {_TITLE.value}\n\n{_KEY.value}, % (mean ± std over seeds)\n\n{table}\n"
+  if _REPORT.value:
+    text += ("\n## Each row at its chosen setting\n\n"
+             + final_table(settings, best, [_KEY.value] + _REPORT.value) + "\n")
   if _OUTPUT.value:
     files.write_text_atomic(_OUTPUT.value, text)
   print(text)
