@@ -17,7 +17,7 @@ def first_round(tmp_path_factory):
 def test_uniform_rounds_pool_every_given_source_for_every_target(first_round, tmp_path):
   base = manifest.load(first_round)
   rows = np.arange(0, len(base.source_ids), 3)
-  folder = ablation.uniform_round(first_round, rows, str(tmp_path / "random"), "random")
+  folder = manifest.uniform_round(first_round, rows, str(tmp_path / "random"), "random")
   uniform = manifest.load(folder)
   kept = rows[np.isin(base.source_labels[rows], [
       base.source_class_names.index(c) for c in uniform.retained_classes])]
@@ -25,7 +25,7 @@ def test_uniform_rounds_pool_every_given_source_for_every_target(first_round, tm
   assert sorted(uniform.selected.tolist()) == sorted(kept.tolist())
   np.testing.assert_array_equal(uniform.target_ids, base.target_ids)
   # Reused, not rewritten, when called again.
-  assert ablation.uniform_round(first_round, rows[:2], str(tmp_path / "random"),
+  assert manifest.uniform_round(first_round, rows[:2], str(tmp_path / "random"),
                                 "random") == folder
   assert len(manifest.load(folder).selected) == len(kept)
 

@@ -34,6 +34,18 @@ def test_reproduce_on_a_folder_target_with_a_subset_of_rows(tmp_path):
   _run("sjft-descriptors", f"--target_dir={d / 'target'}", f"--source_dir={d / 'source'}",
        f"--output_dir={d / 'descriptors'}", "--bank=gabor", "--resize_size=64",
        "--crop_size=64", "--lookup_cells=1024", "--noprogress")
+  for method in ("classes", "deep"):
+    _run("sjft-select", f"--descriptors_dir={d / 'descriptors'}",
+         f"--output_dir={d / method}", f"--method={method}", "--budget_images=40", "--k0=3",
+         "--max_neighbours=60", "--min_images_per_class=2", "--feature_weights=",
+         "--feature_input_size=32", "--nowrite_subset")
+    chosen = manifest.load(str(d / method / "round_000"))
+    assert (d / method / "round_000" / "class_report.json").exists()
+    if method == "classes":  # whole classes of 8 images until 40: 5 classes
+      assert len(chosen.selected) == 40 and len(chosen.retained_classes) == 5
+    else:  # each target's 3 nearest by cosine
+      assert chosen.pool_sizes.max() <= 3 and chosen.info["search"]["method"] == (
+          "deep_cosine_scann")
   budget = 40
   done = _run("sjft-reproduce", f"--output_dir={d / 'out'}", f"--target_dir={d / 'target'}",
               f"--learned_descriptors={d / 'descriptors'}",

@@ -89,7 +89,7 @@ def test_budget_rows_and_equal_target_images(first_round, tmp_path):
   base = manifest.load(first_round)
   random_rows = np.sort(np.random.default_rng(0).choice(len(base.source_ids), 7,
                                                         replace=False))
-  folder = ablation.uniform_round(first_round, random_rows, str(tmp_path / "r"), "random")
+  folder = manifest.uniform_round(first_round, random_rows, str(tmp_path / "r"), "random")
   assert set(manifest.load(folder).neighbours[0].tolist()) == set(random_rows.tolist())
 
 

@@ -9,11 +9,13 @@ The predictions file is an .npz with `ids` (target training ids) and `probabilit
 ([n, target classes]).
 """
 
+import os
+
 import numpy as np
 from absl import app, flags
 
 from sjft_tf.data import spec as spec_lib
-from sjft_tf.selection import index, manifest, report, search, select
+from sjft_tf.selection import index, manifest, report, search, select, semantic
 from tools import cli, level_flags
 
 _DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
@@ -28,6 +30,12 @@ _TARGET_SPLIT = flags.DEFINE_string("target_split", "train", "Target split whose
 _REUSE = flags.DEFINE_bool("reuse", True, "Keep a round 0 already in --output_dir made from the same descriptors and parameters (rerun = resume).")
 _WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected source images as TFRecords (subset/).")
 
+_METHOD = flags.DEFINE_enum("method", "filter_bank", ["filter_bank", "deep", "classes"], "Round 0 by the descriptors' filter-bank statistics (the paper), by the cosine of a pretrained network's pooled features (deep: each target's k0 nearest), or whole source classes nearest the target classes (classes, up to --budget_images).")
+_BUDGET = flags.DEFINE_integer("budget_images", 0, "--method=classes: source images to select (whole classes until reached).", lower_bound=0)
+_FEATURE_BASE = flags.DEFINE_string("feature_base", semantic.FeatureConfig.base, "deep/classes: keras.applications network of the features.")
+_FEATURE_WEIGHTS = flags.DEFINE_string("feature_weights", semantic.FeatureConfig.weights, "deep/classes: its weights (imagenet or a no-top weights file).")
+_FEATURE_ALPHA = flags.DEFINE_float("feature_alpha", semantic.FeatureConfig.alpha, "deep/classes: MobileNet width multiplier.")
+_FEATURE_SIZE = flags.DEFINE_integer("feature_input_size", semantic.FeatureConfig.input_size, "deep/classes: images resized to this square.")
 _SEARCH = flags.DEFINE_enum("search", "auto", ["auto", "exact", "scann"], "Neighbour search: exact, ScaNN + exact re-rank, or auto by size.")
 _DIMENSIONS = flags.DEFINE_integer("index_dimensions", index.IndexConfig.dimensions, "PCA dimensions of the ScaNN embedding (0: none).")
 _LEAVES = flags.DEFINE_integer("index_leaves", 0, "ScaNN partitions (0: sqrt of the source size).")
@@ -47,6 +55,34 @@ def summary(selection: manifest.Selection, folder: str) -> str:
       f"(mean pool {selection.pool_sizes.mean():.0f}, "
       f"{int((selection.pool_sizes == 0).sum())} targets without a pool)",
       f"  search: {selection.info['search']['method']}"])
+
+
+def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfig):
+  """Round 0 of --method=deep or classes into --output_dir (the filter-bank round it
+  is made over, which lists the images, goes to --output_dir/filter_bank)."""
+  if _METHOD.value == "classes" and not _BUDGET.value:
+    raise app.UsageError("--method=classes needs --budget_images")
+  _, base_folder = select.initial_selection(
+      _DESCRIPTORS_DIR.value, f"{_OUTPUT_DIR.value}/filter_bank", params, config,
+      _TARGET_SPLIT.value, write_subset=False, reuse=_REUSE.value)
+  features = semantic.FeatureConfig(_FEATURE_BASE.value, _FEATURE_WEIGHTS.value,
+                                    _FEATURE_ALPHA.value if "MobileNet" in _FEATURE_BASE.value
+                                    else None, _FEATURE_SIZE.value)
+  cache = f"{_OUTPUT_DIR.value}/features"
+  if _METHOD.value == "classes":
+    folder = semantic.classes_round(base_folder, _OUTPUT_DIR.value, features,
+                                    _BUDGET.value, cache)
+  else:
+    folder = manifest.round_dir(_OUTPUT_DIR.value, 0)
+    made = os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)) and manifest.load(
+        folder).info["search"]["method"].startswith("deep_cosine")
+    if _REUSE.value and made:  # ScaNN is not deterministic: keep a started run's pools
+      return manifest.load(folder), folder
+    base = manifest.load(base_folder)
+    targets, sources = semantic.base_features(base, features, cache)
+    folder = manifest.save(semantic.deep_selection(base, targets, sources, params),
+                           _OUTPUT_DIR.value)
+  return manifest.load(folder), folder
 
 
 def main(argv):
@@ -70,9 +106,12 @@ def main(argv):
         index=index.IndexConfig(_DIMENSIONS.value, _LEAVES.value, _LEAVES_SEARCHED.value,
                                 _CANDIDATES.value, _QUANTIZE.value),
         index_dir=f"{_OUTPUT_DIR.value}/index")
-    selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
-                                                 params, config, _TARGET_SPLIT.value,
-                                                 _WRITE_SUBSET.value, _REUSE.value)
+    if _METHOD.value == "filter_bank":
+      selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
+                                                   params, config, _TARGET_SPLIT.value,
+                                                   _WRITE_SUBSET.value, _REUSE.value)
+    else:
+      selection, folder = _semantic_round(params, config)
   names = spec_lib.load_spec(selection.info["target"]["spec_dir"]).class_names
   overall = report.write(selection, names, folder)["overall"]["top"]
   print(summary(selection, folder))

@@ -101,44 +101,6 @@ def selected_round(descriptors_dir: str, output_dir: str, params: manifest.Selec
   return folder
 
 
-def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
-                  name: str) -> str:
-  """round_000 where every target's pool is `source_rows` (indices into the base
-  selection's source_ids): the joint rows without selection. Reused when present."""
-  folder = manifest.round_dir(output_dir, 0)
-  if os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
-    return folder
-  base = manifest.load(base_folder)
-  rows = np.asarray(source_rows, np.int64)
-  uniform = manifest.Selection(
-      round_index=0,
-      params=manifest.SelectionParams(len(rows), len(rows), base.params.min_images_per_class),
-      info={**base.info, "search": {"method": name}, "descriptors_dir": None},
-      target_ids=base.target_ids, target_labels=base.target_labels, levels=base.levels,
-      neighbours=np.broadcast_to(rows, (len(base.target_ids), len(rows))),
-      distances=np.zeros((len(base.target_ids), len(rows)), np.float32),
-      source_ids=base.source_ids, source_labels=base.source_labels,
-      source_class_names=base.source_class_names)
-  return manifest.save(manifest.derive(uniform), output_dir)
-
-
-def _features(config: AblationConfig, base: manifest.Selection):
-  """Pretrained pooled features of base's target and source images, in its order."""
-  cache = os.path.join(config.output_dir, "features")
-  info = base.info
-  target = semantic.pooled_features(info["target"]["spec_dir"], info["target"]["split"],
-                                    config.features, cache)
-  source_ids, source_features = [], []
-  for split in info["source"]["splits"]:
-    ids, _, features = semantic.pooled_features(info["source"]["spec_dir"], split,
-                                                config.features, cache)
-    source_ids.append(ids)
-    source_features.append(features)
-  return (semantic.reorder(target[0], target[2], base.target_ids),
-          semantic.reorder(np.concatenate(source_ids), np.concatenate(source_features),
-                           base.source_ids))
-
-
 def _budget_k0(base: manifest.Selection, config: AblationConfig, k0: int | None) -> int:
   if k0 is not None or not config.budget_images:
     return k0 or config.k0
@@ -178,33 +140,20 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
   size = config.budget_images or selected_images(learned)
   everything = np.arange(len(base.source_ids))
   if "joint_all" in rows:
-    firsts["joint_all"] = uniform_round(learned, everything, os.path.join(root, "all"), "all")
+    firsts["joint_all"] = manifest.uniform_round(learned, everything,
+                                                 os.path.join(root, "all"), "all")
   if "joint_random" in rows:
     random_rows = np.sort(np.random.default_rng(seed).choice(
         everything, size=min(size, len(everything)), replace=False))
-    firsts["joint_random"] = uniform_round(
+    firsts["joint_random"] = manifest.uniform_round(
         learned, random_rows, os.path.join(root, f"random_{size}_seed{seed}"), "random")
-  if "selective_deep" in rows or "selective_classes" in rows:
-    target_features, source_features = _features(config, base)
+  cache = os.path.join(config.output_dir, "features")
   if "selective_deep" in rows:
-    folder = os.path.join(root, "deep_ranked")
-    if not os.path.exists(os.path.join(manifest.round_dir(folder, 0), manifest.JSON_FILENAME)):
-      manifest.save(semantic.deep_selection(base, target_features, source_features,
-                                            base.params), folder)
-    deep = manifest.load(manifest.round_dir(folder, 0))
-    chosen = _budget_k0(deep, config, None)
-    folder = os.path.join(root, f"deep_k{chosen}")
-    if not os.path.exists(os.path.join(manifest.round_dir(folder, 0), manifest.JSON_FILENAME)):
-      deep.params = dataclasses.replace(deep.params, k0=chosen)
-      manifest.save(manifest.derive(deep), folder)
-    firsts["selective_deep"] = manifest.round_dir(folder, 0)
+    firsts["selective_deep"] = semantic.deep_round(
+        learned, root, config.features, base.params, size, cache)
   if "selective_classes" in rows:
-    order, _ = semantic.rank_source_classes(target_features, base.target_labels,
-                                            source_features, base.source_labels,
-                                            len(base.source_class_names))
-    class_rows, _ = semantic.classes_for_budget(order, base.source_labels, size)
-    firsts["selective_classes"] = uniform_round(
-        learned, class_rows, os.path.join(root, f"classes_{size}"), "classes")
+    firsts["selective_classes"] = semantic.classes_round(
+        learned, os.path.join(root, f"classes_{size}"), config.features, size, cache)
   return firsts
 
 

@@ -148,3 +148,29 @@ def load(folder: str) -> Selection:
   return Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
                    info=meta["info"], source_class_names=meta["source_class_names"],
                    retained_classes=meta["retained_classes"], **arrays)
+
+
+def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
+                  name: str) -> str:
+  """round_000 where every target's pool is `source_rows` (indices into the base
+  round's source_ids): joint training with a fixed subset (all, random, whole
+  classes). Reused when present.
+
+  Returns:
+    The round folder (output_dir/round_000).
+  """
+  folder = round_dir(output_dir, 0)
+  if os.path.exists(os.path.join(folder, JSON_FILENAME)):
+    return folder
+  base = load(base_folder)
+  rows = np.asarray(source_rows, np.int64)
+  uniform = Selection(
+      round_index=0,
+      params=SelectionParams(len(rows), len(rows), base.params.min_images_per_class),
+      info={**base.info, "search": {"method": name}, "descriptors_dir": None},
+      target_ids=base.target_ids, target_labels=base.target_labels, levels=base.levels,
+      neighbours=np.broadcast_to(rows, (len(base.target_ids), len(rows))),
+      distances=np.zeros((len(base.target_ids), len(rows)), np.float32),
+      source_ids=base.source_ids, source_labels=base.source_labels,
+      source_class_names=base.source_class_names)
+  return save(derive(uniform), output_dir)

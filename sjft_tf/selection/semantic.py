@@ -207,3 +207,64 @@ def deep_selection(base: manifest.Selection, target_features: np.ndarray,
       distances=(1.0 - similarities).astype(np.float32), source_ids=base.source_ids,
       source_labels=base.source_labels, source_class_names=base.source_class_names)
   return manifest.derive(selection)
+
+
+def base_features(base: manifest.Selection, config: FeatureConfig,
+                  cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Pooled features of a round's target and source images, rows in its order:
+  (targets float32 [nt, d], sources float32 [ns, d])."""
+  info = base.info
+  target = pooled_features(info["target"]["spec_dir"], info["target"]["split"], config,
+                           cache_dir)
+  source_ids, source_features = [], []
+  for split in info["source"]["splits"]:
+    ids, _, features = pooled_features(info["source"]["spec_dir"], split, config, cache_dir)
+    source_ids.append(ids)
+    source_features.append(features)
+  return (reorder(target[0], target[2], base.target_ids),
+          reorder(np.concatenate(source_ids), np.concatenate(source_features),
+                  base.source_ids))
+
+
+def _exists(folder: str) -> bool:
+  return os.path.exists(os.path.join(manifest.round_dir(folder, 0), manifest.JSON_FILENAME))
+
+
+def deep_round(base_folder: str, output_root: str, config: FeatureConfig,
+               params: manifest.SelectionParams, budget_images: int = 0,
+               cache_dir: str | None = None, method: str = "scann",
+               name: str = "deep") -> str:
+  """round_000 of the deep-feature bank over the images of the round at base_folder.
+
+  Neighbours are ranked once (output_root/<name>_ranked, K0 = params.k0); with
+  budget_images > 0 the pools take the smallest K0 that reaches it
+  (output_root/<name>_k<K0>). Reused when present. Returns the round folder.
+  """
+  ranked = os.path.join(output_root, f"{name}_ranked")
+  if not _exists(ranked):
+    base = manifest.load(base_folder)
+    targets, sources = base_features(base, config, cache_dir)
+    manifest.save(deep_selection(base, targets, sources, params, method), ranked)
+  if not budget_images:
+    return manifest.round_dir(ranked, 0)
+  selection = manifest.load(manifest.round_dir(ranked, 0))
+  k0 = k0_for_budget(selection.neighbours, budget_images)
+  folder = os.path.join(output_root, f"{name}_k{k0}")
+  if not _exists(folder):
+    selection.params = dataclasses.replace(selection.params, k0=k0)
+    manifest.save(manifest.derive(selection), folder)
+  return manifest.round_dir(folder, 0)
+
+
+def classes_round(base_folder: str, output_dir: str, config: FeatureConfig,
+                  budget_images: int, cache_dir: str | None = None) -> str:
+  """round_000 whose every pool is the source classes nearest the target classes
+  (rank_source_classes), whole, until budget_images. Reused when present."""
+  if not _exists(output_dir):
+    base = manifest.load(base_folder)
+    targets, sources = base_features(base, config, cache_dir)
+    order, _ = rank_source_classes(targets, base.target_labels, sources, base.source_labels,
+                                   len(base.source_class_names))
+    rows, _ = classes_for_budget(order, base.source_labels, budget_images)
+    return manifest.uniform_round(base_folder, rows, output_dir, "deep_class_means")
+  return manifest.round_dir(output_dir, 0)
