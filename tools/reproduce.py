@@ -153,8 +153,11 @@ def main(argv):
     for name in _ROWS.value:
       run_dir = os.path.join(runs_dir, name, f"seed{seed}")
       done_runs = sum(len(r["runs"]) for r in results.values())
-      logging.info("run %d of %d: %s, seed %d (%s elapsed)", done_runs + 1, total, name,
-                   seed, f"{(time.time() - started) / 60:.0f} min")
+      elapsed = time.time() - started
+      eta = f", about {elapsed / done_runs * (total - done_runs) / 60:.0f} min left" if (
+          done_runs) else ""
+      logging.info("run %d of %d: %s, seed %d (%.0f min elapsed%s)", done_runs + 1, total,
+                   name, seed, elapsed / 60, eta)
       done = ablation.train_and_evaluate(config, name, seed, firsts[name], run_dir,
                                          _TARGET_DIR.value)
       selected = 0 if firsts[name] is None else ablation.selected_images(firsts[name])
