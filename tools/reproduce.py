@@ -100,9 +100,28 @@ def _table(rows: dict, sweep: list, config: ablation.AblationConfig, seconds: fl
           f"{point[k] * 100:.1f}" for k, *_, metric in keys if metric == "top1") + " |")
   runs = {r["run_dir"]: r["train_seconds"] for row in rows.values() for r in row["runs"]}
   runs.update({p["run_dir"]: p["train_seconds"] for p in sweep})
-  lines += ["", f"Training, all {len(runs)} runs: {sum(runs.values()) / 60:.0f} min; this "
+  lines += ["", _budget_line(config, rows),
+            "", f"Training, all {len(runs)} runs: {sum(runs.values()) / 60:.0f} min; this "
                 f"invocation (reusing what was complete): {seconds / 60:.0f} min."]
   return "\n".join(lines)
+
+
+def _budget_line(config: ablation.AblationConfig, rows: dict) -> str:
+  """The training budget in target and source epochs."""
+  template = config.train
+  pairs = template.total_steps * template.pairs.batch_size // 2
+  train_images = spec_lib.load_spec(template.target_spec_dir).splits["train"].num_examples
+  text = (f"Budget: {template.total_steps} batches; every joint row sees {pairs:,} target "
+          f"images ({pairs / train_images:.1f} epochs of the {train_images:,} training "
+          f"images), the target-only row "
+          + ("the same" if config.equal_target_images else "twice as many"))
+  partial = [row["selected_images"] for name, row in rows.items()
+             if name != "target_only" and row["selected_images"]]
+  if partial:
+    text += (f"; the joint rows also see {pairs:,} source images ({pairs / max(partial):.1f}"
+             f"-{pairs / min(partial):.1f} passes over their {min(partial):,}-"
+             f"{max(partial):,} selected images)")
+  return text + "."
 
 
 def _final_selected(run_dir: str, first_round: str | None) -> int:
