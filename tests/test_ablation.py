@@ -78,3 +78,16 @@ def test_the_lever_table_picks_each_rows_best_setting_on_validation():
   final = lever_table.final_table(settings, best, ["pool/centre/top1", "test/centre/top1"])
   # The test number is the chosen setting's, not the best test number.
   assert "| fine-tune, no source | l2sp | 34.0 ± 1.4 | 40.0 ± 0.0 | 2 | 0 |" in final
+
+
+def test_a_run_of_an_earlier_version_matches_when_new_settings_are_at_their_defaults():
+  defaults = {"a": 1, "new": False, "nested": {"x": 1, "added": 0.0}}
+  saved = {"a": 1, "nested": {"x": 1}}
+  assert train_lib.same_settings(saved, {"a": 1, "new": False, "nested": {"x": 1, "added": 0.0}},
+                                 defaults)
+  assert not train_lib.same_settings(saved, {"a": 1, "new": True, "nested": {"x": 1, "added": 0.0}},
+                                     defaults)
+  assert not train_lib.same_settings(saved, {"a": 2, "new": False, "nested": {"x": 1, "added": 0.0}},
+                                     defaults)
+  assert not train_lib.same_settings({**saved, "gone": 1}, {"a": 1, "new": False, "nested": {
+      "x": 1, "added": 0.0}}, defaults)

@@ -174,10 +174,28 @@ def _check_config(config: TrainConfig) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-  if saved is not None and saved != json.loads(json.dumps(dataclasses.asdict(config))):
+  current = json.loads(json.dumps(dataclasses.asdict(config)))
+  defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(config.output_dir))))
+  if saved is not None and not same_settings(saved, current, defaults):
     raise ValueError(f"{path} holds another configuration: resume with the same one or "
                      f"use a fresh output_dir")
   files.write_json_atomic(path, dataclasses.asdict(config))
+
+
+def same_settings(saved: dict, current: dict, defaults: dict) -> bool:
+  """Whether a saved configuration is the current one. A setting the saved one lacks
+  (added to sjft_tf after that run started) counts as equal when the current value is
+  its default, so runs of an earlier version resume and are reused."""
+  for key, value in current.items():
+    if key not in saved:
+      if value != defaults.get(key):
+        return False
+    elif isinstance(value, dict) and isinstance(saved[key], dict):
+      if not same_settings(saved[key], value, defaults.get(key) or {}):
+        return False
+    elif saved[key] != value:
+      return False
+  return not set(saved) - set(current)
 
 
 def train(config: TrainConfig, extra_callbacks=()) -> dict:
