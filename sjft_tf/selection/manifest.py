@@ -115,6 +115,7 @@ def derive(selection: Selection) -> Selection:
 def save(selection: Selection, output_dir: str) -> str:
   """Writes the round's selection.json and selection.npz; returns the round folder."""
   folder = round_dir(output_dir, selection.round_index)
+  files.remove_stale_temporaries(folder)  # of a save killed half way
   arrays = {name: getattr(selection, name) for name in (
       "target_ids", "target_labels", "levels", "neighbours", "distances", "source_ids",
       "source_labels", "pool_sizes", "selected", "weights", "head_labels")}

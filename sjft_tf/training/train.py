@@ -176,6 +176,9 @@ def _check_config(config: TrainConfig) -> None:
       saved = json.load(f)
   current = json.loads(json.dumps(dataclasses.asdict(config)))
   defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(config.output_dir))))
+  # How much progress is printed is no setting of the run.
+  for values in (saved or {}, current, defaults):
+    values.pop("verbose", None)
   if saved is not None and not same_settings(saved, current, defaults):
     raise ValueError(f"{path} holds another configuration: resume with the same one or "
                      f"use a fresh output_dir")
