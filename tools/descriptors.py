@@ -10,7 +10,7 @@ for the requested splits of both datasets (resumable, per shard):
 
 import json
 
-from absl import app, flags
+from absl import flags
 
 from sjft_tf.descriptors import extract
 from sjft_tf.descriptors.gabor import GaborParams

@@ -5,7 +5,7 @@ with one centre crop and with ten crops, a confusion matrix and a per-class PNG.
 Writes <run_dir>/evaluation_<split>.json and <run_dir>/evaluation_<split>_per_class.png.
 """
 
-from absl import app, flags
+from absl import flags
 
 from sjft_tf.evaluation import evaluate
 from tools import cli

@@ -7,7 +7,7 @@ Writes <export_dir>/<next version>/; signatures serving_default (encoded JPEG/PN
 bytes) and predict_images (float pixels); see README.
 """
 
-from absl import app, flags
+from absl import flags
 
 from sjft_tf.export import serving
 from sjft_tf.training import train

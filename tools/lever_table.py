@@ -27,7 +27,7 @@ def lever_table(settings: dict, key: str) -> tuple[str, dict]:
   """
   rows = [r for r in ablation.ROWS if any(r in s["rows"] for s in settings.values())]
   best = {}
-  lines = [f"| setting | " + " | ".join(ablation.ROW_TITLES[r] for r in rows) + " |",
+  lines = ["| setting | " + " | ".join(ablation.ROW_TITLES[r] for r in rows) + " |",
            "|---|" + "---|" * len(rows)]
   for name, result in settings.items():
     cells = []

@@ -4,7 +4,7 @@
 then ingest OUT/source and OUT/target with sjft-ingest (see flags/ingest/demo_*.flags).
 """
 
-from absl import app, flags
+from absl import flags
 
 from sjft_tf.data import synthetic
 from tools import cli

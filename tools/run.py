@@ -12,7 +12,7 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from sjft_tf import files
 from sjft_tf.data import spec as spec_lib
