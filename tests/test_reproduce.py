@@ -34,22 +34,19 @@ def test_reproduce_on_a_folder_target_with_a_subset_of_rows(tmp_path):
   _run("sjft-descriptors", f"--target_dir={d / 'target'}", f"--source_dir={d / 'source'}",
        f"--output_dir={d / 'descriptors'}", "--bank=gabor", "--resize_size=64",
        "--crop_size=64", "--lookup_cells=1024", "--noprogress")
-  for method in ("classes", "deep"):
-    _run("sjft-select", f"--descriptors_dir={d / 'descriptors'}",
-         f"--output_dir={d / method}", f"--method={method}", "--budget_images=40", "--k0=3",
-         "--max_neighbours=60", "--min_images_per_class=2", "--feature_weights=",
-         "--feature_input_size=32", "--nowrite_subset")
-    chosen = manifest.load(str(d / method / "round_000"))
-    assert (d / method / "round_000" / "class_report.json").exists()
-    if method == "classes":  # whole classes of 8 images until 40: 5 classes
-      assert len(chosen.selected) == 40 and len(chosen.retained_classes) == 5
-    else:  # each target's 3 nearest by cosine
-      assert chosen.pool_sizes.max() <= 3 and chosen.info["search"]["method"] == (
-          "deep_cosine_scann")
+  # --method=classes from the command line (deep: test_semantic's deep_selection, ScaNN).
+  _run("sjft-select", f"--descriptors_dir={d / 'descriptors'}", f"--output_dir={d / 'classes'}",
+       "--method=classes", "--budget_images=40", "--k0=3", "--max_neighbours=60",
+       "--min_images_per_class=2", "--feature_weights=", "--feature_input_size=32",
+       "--nowrite_subset")
+  chosen = manifest.load(str(d / "classes" / "round_000"))
+  assert (d / "classes" / "round_000" / "class_report.json").exists()
+  # Whole classes of 8 images until 40 are reached: 5 classes.
+  assert len(chosen.selected) == 40 and len(chosen.retained_classes) == 5
   budget = 40
   done = _run("sjft-reproduce", f"--output_dir={d / 'out'}", f"--target_dir={d / 'target'}",
               f"--learned_descriptors={d / 'descriptors'}",
-              "--rows=target_only,joint_random,selective_learned,selective_classes",
+              "--rows=target_only,joint_random,selective_classes",
               "--seeds=0,1", f"--budget_images={budget}", "--max_neighbours=60", "--min_images_per_class=2",
               "--eval_splits=val,test", "--weights=", "--feature_weights=", "--alpha=0.25",
               "--input_size=32", "--resize_size=36", "--batch_size=8", "--total_steps=4",
@@ -63,8 +60,7 @@ def test_reproduce_on_a_folder_target_with_a_subset_of_rows(tmp_path):
   assert (out / "selections" / f"classes_{budget}" / "round_000" / "class_report.json").exists()
   results = json.loads((out / "results.json").read_text())
   rows = results["rows"]
-  assert list(rows) == ["target_only", "joint_random", "selective_learned",
-                        "selective_classes"]
+  assert list(rows) == ["target_only", "joint_random", "selective_classes"]
   assert rows["joint_random"]["selected_images"] <= budget
   assert rows["selective_classes"]["selected_images"] >= budget * 0.5
   for key in ("val/centre/top1", "val/centre/mean_per_class_accuracy", "test/centre/top1",

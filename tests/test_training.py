@@ -241,6 +241,13 @@ def _config(problem, output_dir, **kwargs):
   return train_lib.TrainConfig(**values)
 
 
+@pytest.fixture(scope="module")
+def whole_run(problem, tmp_path_factory):
+  """(report, folder) of the uninterrupted run every resumed run is compared with."""
+  folder = tmp_path_factory.mktemp("whole")
+  return train_lib.train(_config(problem, folder)), folder
+
+
 _KILLED_SCRIPT = """
 import os, signal, sys, keras
 from sjft_tf.training import train as train_lib
@@ -255,7 +262,7 @@ train_lib.train(_config(sys.argv[1], sys.argv[2]), extra_callbacks=[Kill()])
 """
 
 
-def test_a_killed_run_resumes_where_it_stopped(problem, tmp_path):
+def test_a_killed_run_resumes_where_it_stopped(problem, tmp_path, whole_run):
   killed = _run_python(_KILLED_SCRIPT, problem, str(tmp_path / "resumed"))
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
   with open(tmp_path / "resumed" / "backup" / "state" / "training_metadata.json") as f:
@@ -264,14 +271,14 @@ def test_a_killed_run_resumes_where_it_stopped(problem, tmp_path):
 
   resumed = train_lib.train(_config(problem, tmp_path / "resumed"))
   assert resumed["epochs_trained_this_call"] == 1
-  whole = train_lib.train(_config(problem, tmp_path / "whole"))
+  whole, whole_dir = whole_run
   assert whole["epochs_trained_this_call"] == 4
   # The resumed run continued the same stream of pairs from the same weights.
   a = keras.saving.load_model(tmp_path / "resumed" / "model.keras")
-  b = keras.saving.load_model(tmp_path / "whole" / "model.keras")
+  b = keras.saving.load_model(whole_dir / "model.keras")
   for wa, wb in zip(a.get_weights(), b.get_weights()):
     np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
-  tags = {value.tag for path in (tmp_path / "whole" / "logs" / "train").iterdir()
+  tags = {value.tag for path in (whole_dir / "logs" / "train").iterdir()
           for event in tf.compat.v1.train.summary_iterator(str(path))
           for value in event.summary.value}
   assert tags >= {f"epoch_{name}" for name in (
@@ -320,14 +327,14 @@ train_lib.train(_config(sys.argv[1], sys.argv[2]))
 
 @pytest.mark.parametrize("where", ["backup", "final"])
 def test_a_kill_while_writing_the_backup_or_the_model_resumes_cleanly(problem, tmp_path,
-                                                                      where):
+                                                                      where, whole_run):
   run = tmp_path / "killed"
   killed = _run_python(_KILLED_WHILE_WRITING, problem, str(run), where)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
   resumed = train_lib.train(_config(problem, run))
-  whole = train_lib.train(_config(problem, tmp_path / "whole"))
+  whole, whole_dir = whole_run
   a = keras.saving.load_model(run / "model.keras")
-  b = keras.saving.load_model(tmp_path / "whole" / "model.keras")
+  b = keras.saving.load_model(whole_dir / "model.keras")
   for wa, wb in zip(a.get_weights(), b.get_weights()):
     np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
   history = (run / "history.csv").read_text().splitlines()
