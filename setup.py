@@ -14,19 +14,19 @@ def _requirements(name: str) -> list[str]:
 
 
 TOOLS = {
-    "sjft-ingest": "tools.ingest",
-    "sjft-make-demo-data": "tools.make_demo_data",
-    "sjft-benchmark-reader": "tools.benchmark_reader",
-    "sjft-descriptors": "tools.descriptors",
-    "sjft-benchmark-descriptors": "tools.benchmark_descriptors",
-    "sjft-select": "tools.select",
-    "sjft-benchmark-selection": "tools.benchmark_selection",
-    "sjft-train": "tools.train",
-    "sjft-benchmark-training": "tools.benchmark_training",
-    "sjft-eval": "tools.evaluate",
-    "sjft-export": "tools.export",
-    "sjft-reproduce": "tools.reproduce",
-    "sjft-run": "tools.run",
+    "sjft-ingest": "sjft_tf.cli.ingest",
+    "sjft-make-demo-data": "sjft_tf.cli.make_demo_data",
+    "sjft-benchmark-reader": "sjft_tf.cli.benchmark_reader",
+    "sjft-descriptors": "sjft_tf.cli.descriptors",
+    "sjft-benchmark-descriptors": "sjft_tf.cli.benchmark_descriptors",
+    "sjft-select": "sjft_tf.cli.select",
+    "sjft-benchmark-selection": "sjft_tf.cli.benchmark_selection",
+    "sjft-train": "sjft_tf.cli.train",
+    "sjft-benchmark-training": "sjft_tf.cli.benchmark_training",
+    "sjft-eval": "sjft_tf.cli.evaluate",
+    "sjft-export": "sjft_tf.cli.export",
+    "sjft-reproduce": "sjft_tf.cli.reproduce",
+    "sjft-run": "sjft_tf.cli.run",
 }
 
 setuptools.setup(
@@ -36,7 +36,7 @@ setuptools.setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=setuptools.find_packages(include=["sjft_tf", "sjft_tf.*", "tools"]),
+    packages=setuptools.find_packages(include=["sjft_tf", "sjft_tf.*"]),
     install_requires=_requirements("requirements.txt"),
     extras_require={"test": _requirements("requirements-test.txt")},
     entry_points={"console_scripts": [f"{name}={module}:run"

@@ -8,9 +8,16 @@ Stages, one sub-package each, data flowing one way:
   evaluation   top-1, mean per class, ten crops, confusion matrix
   export       versioned SavedModel for TF Serving
   experiments  the paper's ablation table
+  cli          the command-line tools (console scripts sjft-*), thin adapters
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notices) hidden unless asked
+# for (TF_CPP_MIN_LOG_LEVEL=0); it takes effect when TensorFlow is imported after us.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # The Keras objects a saved model.keras refers to (the input scaling layer, the
 # per-head accuracy, the optimizer with a head multiplier) are registered on import,

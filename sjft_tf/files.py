@@ -1,39 +1,81 @@
 """Atomic file writes: a temporary file in the same folder, renamed when complete, so a
 file that exists is a file that is whole (what makes every stage resumable)."""
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
+  """Yields a temporary name beside `path` to write; renames it to `path` on success.
+
+  The name is "<path>.tmp-<pid><suffix>" (`suffix` for writers that need an extension,
+  e.g. ".png", ".keras"), which `remove_stale_temporaries` recognises once its writer is
+  gone. On an exception the temporary file is removed and `path` is left as it was.
+  """
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  temporary = f"{path}.tmp-{os.getpid()}{suffix}"
+  try:
+    yield temporary
+  except BaseException:
+    if os.path.isfile(temporary):
+      os.remove(temporary)
+    raise
+  os.replace(temporary, path)
+
+
 def write_json_atomic(path: str, payload: Any) -> None:
   """Writes `payload` as indented JSON to `path`."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)
+  write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `text` to `path`."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
+  with atomic_path(path) as temporary, open(temporary, "w") as f:
     f.write(text)
-  os.replace(tmp, path)
 
 
 def save_npz_atomic(path: str, **arrays: np.ndarray) -> None:
   """Writes arrays to an uncompressed .npz at `path`."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  with atomic_path(path, ".npz") as temporary:
+    np.savez(temporary, **arrays)
+
+
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (no display needed), imported on first use."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def save_figure_atomic(figure, path: str, dpi: int = 120) -> None:
+  """Saves a matplotlib figure as PNG at `path` and closes it."""
+  with atomic_path(path, ".png") as temporary:
+    figure.savefig(temporary, dpi=dpi)
+  pyplot().close(figure)
+
+
+def relative_to(path: str | None, folder: str) -> str | None:
+  """`path` as stored in a file of `folder`: relative to that folder, so a tree of data
+  and runs moved or copied as a whole keeps working. Empty and None stay as they are."""
+  if not path:
+    return path
+  return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+
+
+def resolve(path: str | None, folder: str) -> str | None:
+  """A path read from a file of `folder` (relative to it, or absolute as older versions
+  wrote), as a normalised path usable from the current directory."""
+  if not path:
+    return path
+  return os.path.normpath(os.path.join(folder, path))
 
 
 def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:

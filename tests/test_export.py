@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from sjft_tf.evaluation import evaluate, metrics
 from sjft_tf.export import serving
 from sjft_tf.selection import manifest
 from sjft_tf.training import optimization, predict, train
+from sjft_tf.training import sampler as sampler_lib
 import training_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -242,3 +244,37 @@ def test_cli_evaluates_and_exports_new_versions_only(run, exported, tmp_path):
                                f"--spec_dir={spec_dir}"], capture_output=True, text=True,
                               env=env, timeout=300)
   assert unfinished.returncode != 0 and "is not a finished sjft-train run" in unfinished.stderr
+
+
+def test_a_moved_tree_of_data_selection_and_run_evaluates_exports_and_resumes(run, tmp_path):
+  run_dir, spec_dir = run
+  root = os.path.dirname(run_dir)
+  moved = tmp_path / "elsewhere"
+  shutil.copytree(root, moved)
+  before = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(split="test"))
+  away = root + ".away"
+  os.rename(root, away)  # nothing may still point at the old place
+  try:
+    first_round = str(moved / "selection" / "round_000")
+    for name in ("selection/round_000/selection.json", "run/train_config.json"):
+      assert root not in (moved / name).read_text(), name
+    selection = manifest.load(first_round)
+    assert selection.info["target"]["spec_dir"] == str(moved / "target")
+    assert sampler_lib.PairSampler(first_round, fx.PAIRS).target_spec_dir == str(
+        moved / "target")
+    # The finished run is recognised with the moved paths: nothing is trained again.
+    model_time = os.path.getmtime(moved / "run" / train.MODEL_FILENAME)
+    train.train(train.TrainConfig(
+        output_dir=str(moved / "run"), first_round=first_round, model=fx.TINY_MODEL,
+        pairs=fx.PAIRS, total_steps=8, steps_per_epoch=4, strategy="one_device",
+        verbose=0, optimizer=optimization.OptimizerConfig(learning_rate=0.05)))
+    assert os.path.getmtime(moved / "run" / train.MODEL_FILENAME) == model_time
+    after = evaluate.evaluate(str(moved / "run"), str(moved / "target"),
+                              evaluate.EvalConfig(split="test"))
+    assert after["views"]["centre"]["top1"] == before["views"]["centre"]["top1"]
+    trained = train.load_trained(str(moved / "run"))
+    path = serving.export(trained.model, trained.target_class_names, str(tmp_path / "served"),
+                          trained.resize_size, trained.crop_size)
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+  finally:
+    os.rename(away, root)

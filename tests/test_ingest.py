@@ -116,6 +116,22 @@ def test_corrupt_or_foreign_spec_is_a_clear_error(tmp_path):
     spec_lib.load_spec(str(tmp_path / "nowhere"))
 
 
+def test_display_names_from_a_tsv_reach_the_spec(tmp_path):
+  _tree(tmp_path / "in", np.random.default_rng(4), splits=("train",))
+  names = tmp_path / "classes.tsv"
+  # A header row and a row of a class not ingested are ignored; eel keeps its name.
+  names.write_text("wnid\twords\ncat\tdomestic cat, house cat\ndog\tdog\nyak\tyak\n")
+  spec = ingest.ingest(sources.list_folder(str(tmp_path / "in")),
+                       _config(tmp_path / "out", display_names_file=str(names)))
+  assert spec_lib.load_spec(str(tmp_path / "out")).readable_names() == [
+      "domestic cat, house cat", "dog", "eel"]
+  assert spec.class_names == CLASSES
+  names.write_text("n01\tgoldfish\n")
+  with pytest.raises(ValueError, match=r"classes.tsv: no row names one of the 3 classes"):
+    ingest.ingest(sources.list_folder(str(tmp_path / "in")),
+                  _config(tmp_path / "other", display_names_file=str(names)))
+
+
 def test_class_list_must_match_existing_spec(tmp_path):
   _tree(tmp_path / "in", np.random.default_rng(3))
   out = tmp_path / "out"

@@ -1,9 +1,18 @@
-"""sjft-reproduce on a small ingested folder target (not a preset): only the requested
-rows' selections are built, every partial-source row has the stated budget, and the
-table reports validation and test with top-1 and mean per-class accuracy."""
+"""README's "Your own target vs your own source", followed verbatim at small sizes.
+
+The section's commands run as written, in a folder holding `photos/` (a target of
+class folders, not a preset) and `catalogue/` (a source), with the template
+`flags/reproduce/own_target.flags` plus the small sizes a user would edit in their copy.
+`--weights=imagenet` reads the real MobileNet weights of ../shared through Keras's cache
+(KERAS_HOME), as a connected user's download would. The test asserts that only the
+requested rows' selections exist, that the table has top-1 and mean per-class accuracy,
+and that the final call reuses the validation call's runs.
+"""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -13,69 +22,111 @@ from sjft_tf.selection import manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+SECTION = "## Your own target vs your own source"
+TEMPLATE = os.path.join("flags", "reproduce", "own_target.flags")
+# What a user edits in their copy of the template to try it on a toy problem.
+SMALL_SIZES = """
+--rows=target_only,joint_random,selective_classes
+--seeds=0,1
+--budget_images=40
+--max_neighbours=60
+--min_images_per_class=2
+--input_size=32
+--resize_size=36
+--batch_size=8
+--total_steps=4
+--steps_per_epoch=2
+"""
 
 
-def _run(tool, *flags, cwd=REPO):
-  done = subprocess.run([os.path.join(BIN, tool), *flags], cwd=cwd, capture_output=True,
-                        text=True, timeout=600,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-  assert done.returncode == 0, done.stderr[-4000:]
-  return done
+def readme_commands() -> list[str]:
+  """The shell commands of the section's first code block, continuations joined."""
+  with open(os.path.join(REPO, "README.md")) as f:
+    text = f.read()
+  section = text[text.index(SECTION):]
+  block = re.search(r"\n\n((?: {4}.*\n|\n)+)", section).group(1)
+  joined = re.sub(r"\\\n\s*", " ", block)
+  return [line.strip() for line in joined.splitlines()
+          if line.strip() and not line.strip().startswith("#")]
 
 
-def test_reproduce_on_a_folder_target_with_a_subset_of_rows(tmp_path):
-  d = tmp_path
-  _run("sjft-make-demo-data", f"--output_dir={d / 'images'}", "--image_size=64",
-       "--source_images_per_class=8", "--num_target_classes=3",
-       "--target_split_sizes=train=4,val=3,test=3")
-  for role in ("source", "target"):
-    _run("sjft-ingest", f"--input_root={d / 'images' / role}", f"--output_dir={d / role}",
-         f"--dataset_name=demo_{role}", "--noprogress")
-  _run("sjft-descriptors", f"--target_dir={d / 'target'}", f"--source_dir={d / 'source'}",
-       f"--output_dir={d / 'descriptors'}", "--bank=gabor", "--resize_size=64",
-       "--crop_size=64", "--lookup_cells=1024", "--noprogress")
-  # --method=classes from the command line (deep: test_semantic's deep_selection, ScaNN).
-  _run("sjft-select", f"--descriptors_dir={d / 'descriptors'}", f"--output_dir={d / 'classes'}",
-       "--method=classes", "--budget_images=40", "--k0=3", "--max_neighbours=60",
-       "--min_images_per_class=2", "--feature_weights=", "--feature_input_size=32",
-       "--nowrite_subset")
-  chosen = manifest.load(str(d / "classes" / "round_000"))
-  assert (d / "classes" / "round_000" / "class_report.json").exists()
-  # Whole classes of 8 images until 40 are reached: 5 classes.
-  assert len(chosen.selected) == 40 and len(chosen.retained_classes) == 5
-  budget = 40
-  done = _run("sjft-reproduce", f"--output_dir={d / 'out'}", f"--target_dir={d / 'target'}",
-              f"--learned_descriptors={d / 'descriptors'}",
-              "--rows=target_only,joint_random,selective_classes",
-              "--seeds=0,1", f"--budget_images={budget}", "--max_neighbours=60", "--min_images_per_class=2",
-              "--eval_splits=val,test", "--weights=", "--feature_weights=", "--alpha=0.25",
-              "--input_size=32", "--resize_size=36", "--batch_size=8", "--total_steps=4",
-              "--steps_per_epoch=2")
-  out = d / "out"
-  # Only the requested rows' selections: no Gabor, no "all" (692 MB on Flowers).
+def _env(keras_home) -> dict:
+  return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+              TF_CPP_MIN_LOG_LEVEL="2", KERAS_HOME=str(keras_home))
+
+
+def _shell(command: str, cwd, env) -> str:
+  done = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True,
+                        timeout=600, env=env)
+  assert done.returncode == 0, f"{command}\n{done.stderr[-4000:]}"
+  return done.stdout
+
+
+def test_readme_own_target_section_verbatim(tmp_path, shared_data_dir):
+  weights = os.path.join(os.path.dirname(shared_data_dir), "weights",
+                         "mobilenet_v1_0.25_imagenet", "mobilenet_2_5_224_tf_no_top.h5")
+  keras_home = tmp_path / "keras"
+  (keras_home / "models").mkdir(parents=True)
+  os.symlink(weights, keras_home / "models" / os.path.basename(weights))
+  work = tmp_path / "work"
+  env = _env(keras_home)
+  _shell(f"sjft-make-demo-data --output_dir={tmp_path / 'images'} --image_size=64 "
+         "--source_images_per_class=8 --num_target_classes=3 --target_split_sizes=all=10",
+         tmp_path, env)
+  work.mkdir()
+  shutil.move(tmp_path / "images" / "target" / "all", work / "photos")
+  shutil.move(tmp_path / "images" / "source", work / "catalogue")
+  (work / "flags" / "reproduce").mkdir(parents=True)
+  with open(os.path.join(REPO, TEMPLATE)) as f:
+    (work / TEMPLATE).write_text(f.read() + SMALL_SIZES)
+
+  commands = readme_commands()
+  assert [c.split()[0] for c in commands] == [
+      "sjft-ingest", "sjft-ingest", "sjft-descriptors", "sjft-reproduce", "sjft-reproduce"]
+  for command in commands[:3]:
+    _shell(command, work, env)
+  _shell(commands[3], work, env)
+  out = work / "runs" / "my_comparison"
+  first = json.loads((out / "results.json").read_text())
+  final_stdout = _shell(commands[4], work, env)
+
+  rows_asked = ["target_only", "joint_random", "selective_classes"]
+  # Only the requested rows' selections: no Gabor, no deep pools, no "all" (692 MB on
+  # Flowers); the learned ranking is the base every selection indexes.
   names = set(os.listdir(out / "selections"))
-  assert {f"classes_{budget}", "learned_ranked", f"random_{budget}_seed0",
-          f"random_{budget}_seed1"} <= names
-  assert all(n.startswith(("classes_", "learned_", "random_")) for n in names), names
-  assert (out / "selections" / f"classes_{budget}" / "round_000" / "class_report.json").exists()
+  assert names == {"classes_40", "learned_ranked", "random_40_seed0", "random_40_seed1"}, names
+  classes_round = out / "selections" / "classes_40" / "round_000"
+  assert (classes_round / "class_report.json").exists()
+  # Whole source classes of 8 images until 40 are reached: 5 classes.
+  chosen = manifest.load(str(classes_round))
+  assert len(chosen.selected) == 40 and len(chosen.retained_classes) == 5
+
   results = json.loads((out / "results.json").read_text())
   rows = results["rows"]
-  assert list(rows) == ["target_only", "joint_random", "selective_classes"]
-  assert rows["joint_random"]["selected_images"] <= budget
-  assert rows["selective_classes"]["selected_images"] >= budget * 0.5
+  assert list(rows) == rows_asked
+  # Random: 40 images, less those of classes left with under 2 (no source-head output).
+  assert 30 <= rows["joint_random"]["selected_images"] <= 40
+  assert rows["selective_classes"]["selected_images"] == 40
   for key in ("val/centre/top1", "val/centre/mean_per_class_accuracy", "test/centre/top1",
               "test/centre/mean_per_class_accuracy"):
-    assert len(rows["target_only"][key]["values"]) == 2
-    np.testing.assert_allclose(rows["target_only"][key]["mean"],
-                               np.mean(rows["target_only"][key]["values"]))
+    for name in rows_asked:
+      assert len(rows[name][key]["values"]) == 2
+      np.testing.assert_allclose(rows[name][key]["mean"], np.mean(rows[name][key]["values"]))
+  # The final call evaluated test on the validation call's runs; it trained nothing.
+  assert "test/centre/top1" not in first["rows"]["target_only"]
+  for name in rows_asked:
+    assert [r["train_seconds"] for r in rows[name]["runs"]] == [
+        r["train_seconds"] for r in first["rows"][name]["runs"]]
+    assert [r["val/centre/top1"] for r in rows[name]["runs"]] == [
+        r["val/centre/top1"] for r in first["rows"][name]["runs"]]
   # Each number is the run's own evaluation file.
   run = rows["selective_classes"]["runs"][1]
-  with open(os.path.join(run["run_dir"], "evaluation_test.json")) as f:
+  with open(work / run["run_dir"] / "evaluation_test.json") as f:
     assert json.load(f)["views"]["centre"]["top1"] == run["test/centre/top1"]
   # Equal target images: the target-only run's batch is half the joint batch.
-  with open(os.path.join(rows["target_only"]["runs"][0]["run_dir"], "train_config.json")) as f:
+  with open(work / rows["target_only"]["runs"][0]["run_dir"] / "train_config.json") as f:
     assert json.load(f)["pairs"]["batch_size"] == 4
   table = (out / "results.md").read_text()
   assert "val top-1 % (centre)" in table and "test mean per class % (centre)" in table
   assert "K0 |" not in table  # no sweep asked for
-  assert table.strip() in done.stdout
+  assert table.strip() in final_stdout

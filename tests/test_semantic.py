@@ -4,6 +4,7 @@ rows of the ablation that use them."""
 import numpy as np
 import pytest
 
+from sjft_tf.data import spec as spec_lib
 from sjft_tf.experiments import ablation
 from sjft_tf.selection import manifest, semantic
 from sjft_tf.training import train as train_lib
@@ -96,8 +97,8 @@ def test_budget_rows_and_equal_target_images(first_round, tmp_path):
 def test_class_report_counts_each_target_class_pools_and_lifts(first_round, tmp_path):
   from sjft_tf.selection import report
   selection = manifest.load(first_round)
-  names = [f"t{i}" for i in range(int(selection.target_labels.max()) + 1)]
-  written = report.write(selection, names, str(tmp_path))
+  names = spec_lib.load_spec(selection.info["target"]["spec_dir"]).readable_names()
+  written = report.write(selection, str(tmp_path))
   assert (tmp_path / report.JSON_FILENAME).exists() and (tmp_path / report.FIGURE_FILENAME).exists()
   pools = selection.pools()
   for label, name in enumerate(names):
@@ -111,3 +112,9 @@ def test_class_report_counts_each_target_class_pools_and_lifts(first_round, tmp_
     source_share = (selection.source_labels == c).mean()
     assert top["lift"] == pytest.approx(counts[c] / len(rows) / source_share, abs=0.01)
   assert written["overall"]["selected_images"] == len(selection.selected)
+  # Without display names in the source spec an entry's name is its class name; given
+  # readable names, entries carry them beside the class.
+  assert all(t["name"] == t["source_class"] for t in written["overall"]["top"])
+  readable = [f"readable {n}" for n in selection.source_class_names]
+  top = report.class_report(selection, names, readable)["overall"]["top"][0]
+  assert top["name"] == f"readable {top['source_class']}"

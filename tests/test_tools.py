@@ -47,12 +47,12 @@ def test_python_m_ingest_reports_skips_and_refuses_two_inputs(tmp_path):
   from PIL import Image
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "ok.png")
   (root / "broken.jpg").write_bytes(b"\xff\xd8\xff")
-  done = _run([sys.executable, "-m", "tools.ingest", f"--input_root={tmp_path / 'in'}",
+  done = _run([sys.executable, "-m", "sjft_tf.cli.ingest", f"--input_root={tmp_path / 'in'}",
                f"--output_dir={tmp_path / 'out'}", "--noprogress"])
   assert done.returncode == 0, done.stderr
   assert "skipped 1 inputs" in done.stdout and "broken.jpg: not a readable image" in done.stdout
 
-  both = _run([sys.executable, "-m", "tools.ingest", f"--input_root={tmp_path / 'in'}",
+  both = _run([sys.executable, "-m", "sjft_tf.cli.ingest", f"--input_root={tmp_path / 'in'}",
                f"--input_csv={tmp_path / 'x.csv'}", f"--output_dir={tmp_path / 'o2'}"])
   assert both.returncode != 0
   assert "give exactly one of --input_root, --input_csv, --tfds_name" in both.stderr

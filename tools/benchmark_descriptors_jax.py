@@ -2,7 +2,7 @@
 
 For a GPU host that has JAX but no TensorFlow (../shared/DEVICE.md): carry Keras as
 wheels, then
-  KERAS_BACKEND=jax python3 tools/benchmark_descriptors_jax.py --bank=alexnet
+  KERAS_BACKEND=jax python3 -m tools.benchmark_descriptors_jax --bank=alexnet
 Banks: "alexnet" (AlexNet-shaped conv1 96x11x11/4 + conv2 256x5x5, random weights, 352
 channels x 100 bins: the paper's bank and the reference figure of about 44,000
 images/s on one H100), "mobilenet" (our default learned bank's shape, random weights)
@@ -10,16 +10,10 @@ and "gabor". Edges are fitted on the first batch. Prints images/s and the device
 Runs under any Keras backend (KERAS_BACKEND), on whatever device it has.
 """
 
-import os
-import sys
 import time
 
-# The repository root replaces this script's folder on the path: tools/select.py must
-# not shadow the standard library's `select`.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
+from absl import app, flags
+import numpy as np
 
 _BANK = flags.DEFINE_enum("bank", "alexnet", ["alexnet", "mobilenet", "gabor"], "Which bank.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Images per batch.")

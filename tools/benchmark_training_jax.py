@@ -3,7 +3,7 @@ arrays (no TensorFlow, no tf.data): the model, loss and optimizer of sjft-train.
 
 For a GPU host that has JAX but no TensorFlow (../shared/DEVICE.md): carry Keras as
 wheels, then
-  KERAS_BACKEND=jax python3 tools/benchmark_training_jax.py
+  KERAS_BACKEND=jax python3 -m tools.benchmark_training_jax
 The default is the reference setting of DEVICE.md: ResNet-50 (ResNet50V2 here, the
 paper's pre-activation family) with a target and a source head, batch 128 (64 pairs),
 224 px, mixed bfloat16; its reference is about 3,700-3,900 images/s on one H100.
@@ -13,16 +13,10 @@ a sync per step that a fit loop does not make, so this slightly understates fit.
 Prints images/s and the device. Runs under any Keras backend, on whatever it has.
 """
 
-import os
-import sys
 import time
 
-# The repository root replaces this script's folder on the path: tools/select.py must
-# not shadow the standard library's `select`.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
+from absl import app, flags
+import numpy as np
 
 _BASE = flags.DEFINE_string("base", "ResNet50V2", "keras.applications base.")
 _ALPHA = flags.DEFINE_float("alpha", None, "MobileNet width multiplier.")

@@ -12,15 +12,21 @@ import tarfile
 from collections.abc import Callable
 
 SHARED_ENV = "SJFT_SHARED_DIR"
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _project_root() -> str:
+  """The source checkout this package runs from (an editable install), else the
+  working directory (an installed wheel lives in site-packages, no place for data)."""
+  checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return checkout if os.path.exists(os.path.join(checkout, "setup.py")) else os.getcwd()
 
 
 def shared_dir() -> str | None:
-  """The shared data folder: $SJFT_SHARED_DIR, else ../shared beside the checkout.
+  """The shared data folder: $SJFT_SHARED_DIR, else ../shared beside the project root.
 
   Returns None when absent (a user's clone has no ../shared).
   """
-  candidates = [os.environ.get(SHARED_ENV), os.path.join(_REPO_ROOT, "..", "shared")]
+  candidates = [os.environ.get(SHARED_ENV), os.path.join(_project_root(), "..", "shared")]
   for candidate in filter(None, candidates):
     if os.path.isdir(os.path.join(candidate, "data")):
       return os.path.abspath(candidate)
@@ -28,8 +34,8 @@ def shared_dir() -> str | None:
 
 
 def default_cache_dir() -> str:
-  """Where extracted archives go: .cache/shared in the checkout (ignored by git)."""
-  return os.path.join(_REPO_ROOT, ".cache", "shared")
+  """Where extracted archives go: .cache/shared in the project root (ignored by git)."""
+  return os.path.join(_project_root(), ".cache", "shared")
 
 
 def extract(archive: str, cache_dir: str, include: Callable[[str], bool] | None = None,

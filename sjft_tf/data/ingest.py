@@ -46,6 +46,8 @@ class IngestConfig:
     shard_size: examples listed per shard (bad ones are skipped from it).
     num_workers: decoding threads; 0 means one per CPU core.
     show_progress: draw a tqdm progress bar.
+    display_names_file: TSV of class name<TAB>readable name (spec.read_display_names),
+      stored in the spec for reports and figures; "" for none.
   """
   output_dir: str
   dataset_name: str
@@ -54,6 +56,7 @@ class IngestConfig:
   shard_size: int = 1024
   num_workers: int = 0
   show_progress: bool = True
+  display_names_file: str = ""
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -111,8 +114,7 @@ def _write_shard(path: str, record_range: list[int], split: str, plan: SplitPlan
   records = list(plan.read_range(*record_range))
   class_counts = [0] * len(class_index)
   skipped, converted = [], collections.Counter()
-  tmp_path = f"{path}.tmp-{os.getpid()}"
-  with tf.io.TFRecordWriter(tmp_path) as writer:
+  with files.atomic_path(path) as tmp_path, tf.io.TFRecordWriter(tmp_path) as writer:
     for record, result in zip(records, pool.map(lambda r: _process(r, config), records)):
       progress.update(1)
       if isinstance(result, ImageError):
@@ -129,7 +131,6 @@ def _write_shard(path: str, record_range: list[int], split: str, plan: SplitPlan
           example_id=record.example_id, dataset=config.dataset_name))
   shard = _ShardResult(plan.fingerprint, record_range, sum(class_counts), class_counts, skipped,
                        dict(sorted(converted.items())))
-  os.replace(tmp_path, path)
   files.write_json_atomic(path + ".json", dataclasses.asdict(shard))
   return shard
 
@@ -159,6 +160,8 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
       readable image, or the folder holds shards of a different input.
   """
   output_dir = config.output_dir
+  display_names = (spec_lib.read_display_names(config.display_names_file, source.class_names)
+                   if config.display_names_file else None)
   os.makedirs(output_dir, exist_ok=True)
   existing = (spec_lib.load_spec(output_dir)
               if os.path.exists(spec_lib.spec_path(output_dir)) else None)
@@ -224,7 +227,8 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
   metadata = dict(existing.metadata) if existing else {}
   metadata.update(source.metadata)
   spec = spec_lib.DatasetSpec(config.dataset_name, source.class_names, splits, metadata,
-                              os.path.abspath(output_dir))
+                              os.path.abspath(output_dir),
+                              display_names or (existing and existing.display_names))
   spec_lib.save_spec(spec)
   return spec
 

@@ -38,12 +38,19 @@ class DatasetSpec:
     splits: split name -> SplitSpec.
     metadata: free-form facts about the dataset (its origin, generator parameters).
     directory: folder holding the spec and the shards (not serialised).
+    display_names: readable class names in label order, for reports and figures
+      (e.g. "goldfish" for Tiny ImageNet's "n01443537"); None: the class names.
   """
   name: str
   class_names: list[str]
   splits: dict[str, SplitSpec] = dataclasses.field(default_factory=dict)
   metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
   directory: str = ""
+  display_names: list[str] | None = None
+
+  def readable_names(self) -> list[str]:
+    """Display names where given, else the class names (label order)."""
+    return list(self.display_names or self.class_names)
 
   @property
   def num_classes(self) -> int:
@@ -61,13 +68,38 @@ class DatasetSpec:
     return self.splits[split]
 
   def to_json_dict(self) -> dict[str, Any]:
-    return {
+    payload = {
         "format_version": SPEC_FORMAT_VERSION,
         "name": self.name,
         "class_names": list(self.class_names),
         "splits": {k: dataclasses.asdict(v) for k, v in sorted(self.splits.items())},
         "metadata": self.metadata,
     }
+    if self.display_names:
+      payload["display_names"] = list(self.display_names)
+    return payload
+
+
+def read_display_names(path: str, class_names: list[str]) -> list[str]:
+  """Readable names from a two-column TSV file (class name, display name).
+
+  Rows whose first column is not a class (a header such as "wnid<TAB>words") are
+  ignored; a class without a row keeps its class name. Tiny ImageNet's classes.tsv and
+  ImageNet's words.txt have this form.
+  Raises:
+    ValueError: the file names none of the classes.
+  """
+  readable = {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      name, _, display = line.rstrip("\n").partition("\t")
+      if display.strip():
+        readable[name.strip()] = display.strip()
+  if not set(readable) & set(class_names):
+    raise ValueError(f"{path}: no row names one of the {len(class_names)} classes "
+                     f"(expected lines 'class name<TAB>display name', e.g. "
+                     f"'{class_names[0]}<TAB>...')")
+  return [readable.get(name, name) for name in class_names]
 
 
 def spec_path(directory: str) -> str:
@@ -86,6 +118,7 @@ def load_spec(directory_or_file: str) -> DatasetSpec:
       splits={k: SplitSpec(**v) for k, v in raw["splits"].items()},
       metadata=raw.get("metadata", {}),
       directory=os.path.dirname(os.path.abspath(path)),
+      display_names=raw.get("display_names"),
   )
 
 

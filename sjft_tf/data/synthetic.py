@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from sjft_tf import files
+
 GENERATOR_FILENAME = "generator.json"
 
 
@@ -150,10 +152,8 @@ def target_image(related_index: int, palette: np.ndarray, size: int,
 
 
 def _save(image: np.ndarray, path: str) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}.png"
-  Image.fromarray(image).save(tmp)
-  os.replace(tmp, path)
+  with files.atomic_path(path, ".png") as temporary:
+    Image.fromarray(image).save(temporary)
 
 
 def generate(output_dir: str, config: SyntheticConfig) -> dict:

@@ -6,6 +6,11 @@
    large batches and is written as one descriptor shard (`store`).
 Both steps resume: edges and shards already written are reused, after checking that
 they were made with the same bank and settings.
+
+Both passes work shard by shard (`EdgeFitter`, `extract_shard`): per-shard ranges
+combine by min/max and per-shard counts by sum, exactly and in any order, so the Beam
+pipelines of `sjft_tf.beam` that run the same functions on workers give the same
+edges and the same descriptor files.
 """
 
 import dataclasses
@@ -114,32 +119,76 @@ def channel_weights(bank) -> np.ndarray:
                          for _, channels in bank.channel_groups()])
 
 
+class EdgeFitter:
+  """The two fitting passes of one shard, compiled once per bank (per Beam worker)."""
+
+  def __init__(self, bank, config: ExtractionConfig):
+    self.bank, self.config = bank, config
+    self._ranges = tf.function(lambda x: histogram.batch_ranges(bank(x)))
+    self._counts_of, self._bounds = None, None
+
+  def shard_ranges(self, spec, split: str, index: int, progress=None):
+    """(lower, upper) float32 [C]: each channel's range over shard `index`; None for an
+    empty shard."""
+    lower = upper = None
+    for batch in _images(spec, split, self.config, shard_indices=[index]):
+      low, high = (t.numpy() for t in self._ranges(batch["image"]))
+      lower = low if lower is None else np.minimum(lower, low)
+      upper = high if upper is None else np.maximum(upper, high)
+      if progress is not None:
+        progress.update(int(batch["image"].shape[0]))
+    return None if lower is None else (lower, upper)
+
+  def shard_counts(self, spec, split: str, index: int, lower, upper,
+                   progress=None) -> np.ndarray:
+    """int64 [C, fine_bins]: the fine-grid counts of shard `index` in [lower, upper]."""
+    if self._bounds is None or not all(
+        np.array_equal(a, b) for a, b in zip(self._bounds, (lower, upper))):
+      zero_floor = histogram.zero_floors(lower, upper)
+      self._counts_of = tf.function(lambda x: histogram.batch_fine_counts(
+          self.bank(x), lower, upper, self.config.fine_bins, zero_floor))
+      self._bounds = (lower, upper)
+    counts = np.zeros((lower.shape[0], self.config.fine_bins), np.int64)
+    for batch in _images(spec, split, self.config, shard_indices=[index]):
+      counts += self._counts_of(batch["image"]).numpy()
+      if progress is not None:
+        progress.update(int(batch["image"].shape[0]))
+    return counts
+
+
+def combine_ranges(ranges) -> tuple[np.ndarray, np.ndarray]:
+  """The per-shard (lower, upper) pairs (None: empty shard) combined by min and max."""
+  ranges = [r for r in ranges if r is not None]
+  if not ranges:
+    raise ValueError("no image to fit the bin edges on")
+  return (np.minimum.reduce([low for low, _ in ranges]),
+          np.maximum.reduce([high for _, high in ranges]))
+
+
+def edges_from_counts(counts: np.ndarray, lower, upper, bank,
+                      config: ExtractionConfig) -> store.Edges:
+  """The equal-mass edges of summed fine-grid counts."""
+  edges = histogram.equal_mass_edges(counts, lower, upper, config.bins)
+  return store.Edges(edges, lower.astype(np.float32), upper.astype(np.float32),
+                     histogram.zero_floors(lower, upper), channel_weights(bank))
+
+
 def fit_edges(bank, spec: spec_lib.DatasetSpec, split: str,
               config: ExtractionConfig) -> store.Edges:
   """Equal-mass edges from two streamed passes over `spec`'s `split` (the target)."""
-  images = _images(spec, split, config)
+  fitter = EdgeFitter(bank, config)
+  shards = range(len(spec.split(split).shards))
   total = spec.split(split).num_examples
-  ranges = tf.function(lambda x: histogram.batch_ranges(bank(x)))
-  lower = upper = None
   with tqdm(total=total, desc="fit edges 1/2 (ranges)", unit="img",
             disable=not config.show_progress) as progress:
-    for batch in images:
-      low, high = (t.numpy() for t in ranges(batch["image"]))
-      lower = low if lower is None else np.minimum(lower, low)
-      upper = high if upper is None else np.maximum(upper, high)
-      progress.update(int(batch["image"].shape[0]))
-  zero_floor = histogram.zero_floors(lower, upper)
-  counts_of = tf.function(lambda x: histogram.batch_fine_counts(
-      bank(x), lower, upper, config.fine_bins, zero_floor))
+    lower, upper = combine_ranges([fitter.shard_ranges(spec, split, i, progress)
+                                   for i in shards])
   counts = np.zeros((lower.shape[0], config.fine_bins), np.int64)
   with tqdm(total=total, desc="fit edges 2/2 (fine grid)", unit="img",
             disable=not config.show_progress) as progress:
-    for batch in images:
-      counts += counts_of(batch["image"]).numpy()
-      progress.update(int(batch["image"].shape[0]))
-  edges = histogram.equal_mass_edges(counts, lower, upper, config.bins)
-  return store.Edges(edges, lower.astype(np.float32), upper.astype(np.float32),
-                     zero_floor, channel_weights(bank))
+    for i in shards:
+      counts += fitter.shard_counts(spec, split, i, lower, upper, progress)
+  return edges_from_counts(counts, lower, upper, bank, config)
 
 
 def descriptor_model(bank, edges: store.Edges, config: ExtractionConfig) -> keras.Model:
@@ -166,39 +215,52 @@ def compiled_descriptors(model: keras.Model):
   return compute
 
 
-def _shard_output(role: str, shard_file: str) -> str:
-  return f"{role}/{os.path.splitext(os.path.basename(shard_file))[0]}.npz"
+def shard_outputs(spec: spec_lib.DatasetSpec, split: str, role: str) -> list[str]:
+  """The descriptor shard of each input shard of `split`, relative to the folder."""
+  return [f"{role}/{os.path.splitext(os.path.basename(s))[0]}.npz"
+          for s in spec.split(split).shards]
+
+
+def extract_shard(compute, spec: spec_lib.DatasetSpec, split: str, role: str, index: int,
+                  config: ExtractionConfig, progress=None) -> str:
+  """Writes the descriptors of input shard `index` (atomically) unless present.
+
+  Args:
+    compute: images -> descriptors, from `compiled_descriptors` (compiled once, used
+      for every shard: compiling embeds the lookup tables, which takes seconds).
+  Returns:
+    The descriptor shard's path relative to config.output_dir.
+  """
+  output = shard_outputs(spec, split, role)[index]
+  if os.path.exists(os.path.join(config.output_dir, output)):
+    return output
+  ids, labels, rows = [], [], []
+  for batch in _images(spec, split, config, shard_indices=[index]):
+    rows.append(compute(batch["image"]).numpy())
+    ids.extend(i.decode() for i in batch["id"].numpy())
+    labels.append(batch["label"].numpy())
+    if progress is not None:
+      progress.update(len(batch["id"]))
+  descriptors = (np.concatenate(rows) if rows
+                 else np.zeros((0, compute.dimension), np.float32))
+  store.save_shard(os.path.join(config.output_dir, output), ids,
+                   np.concatenate(labels) if labels else np.zeros(0, np.int32),
+                   descriptors, config.storage)
+  return output
 
 
 def extract_split(compute, spec: spec_lib.DatasetSpec, split: str, role: str,
                   config: ExtractionConfig) -> list[str]:
   """Writes one descriptor shard per input shard of `split`; skips complete ones.
 
-  Args:
-    compute: images -> descriptors, from `compiled_descriptors` (compiled once, used
-      for every split: compiling embeds the lookup tables, which takes seconds).
   Returns:
     The shards' paths relative to config.output_dir.
   """
-  outputs = [_shard_output(role, s) for s in spec.split(split).shards]
-  todo = [i for i, out in enumerate(outputs)
-          if not os.path.exists(os.path.join(config.output_dir, out))]
   with tqdm(total=spec.split(split).num_examples, unit="img",
             desc=f"descriptors {spec.name}/{split}",
             disable=not config.show_progress) as progress:
-    for index in todo:
-      ids, labels, rows = [], [], []
-      for batch in _images(spec, split, config, shard_indices=[index]):
-        rows.append(compute(batch["image"]).numpy())
-        ids.extend(i.decode() for i in batch["id"].numpy())
-        labels.append(batch["label"].numpy())
-        progress.update(len(batch["id"]))
-      descriptors = (np.concatenate(rows) if rows
-                     else np.zeros((0, compute.dimension), np.float32))
-      store.save_shard(os.path.join(config.output_dir, outputs[index]), ids,
-                       np.concatenate(labels) if labels else np.zeros(0, np.int32),
-                       descriptors, config.storage)
-  return outputs
+    return [extract_shard(compute, spec, split, role, i, config, progress)
+            for i in range(len(spec.split(split).shards))]
 
 
 def _fit_record(config: ExtractionConfig, target: spec_lib.DatasetSpec, split: str) -> dict:
@@ -218,9 +280,12 @@ def _bank_config(bank) -> dict:
 
 def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = None,
             target_splits=("train",), source_splits=("train",),
-            fit_split: str = "train") -> dict:
+            fit_split: str = "train", workers=None) -> dict:
   """Fits edges on the target's `fit_split`, then writes descriptors of both datasets.
 
+  Args:
+    workers: None runs both passes in this process; a `sjft_tf.beam.descriptors.
+      BeamPasses` runs them as Beam pipelines (same files, see that module).
   Returns:
     The metadata written to `output_dir/descriptor_metadata.json`.
   Raises:
@@ -241,9 +306,9 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
     edges = store.load_edges(config.output_dir)
     logging.info("reusing edges from %s", edges_path)
   else:
-    edges = fit_edges(bank, target, fit_split, config)
+    edges = (fit_edges(bank, target, fit_split, config) if workers is None
+             else workers.fit_edges(bank, target, fit_split))
     store.save_edges(config.output_dir, edges)
-  compute = compiled_descriptors(descriptor_model(bank, edges, config))
   metadata = {
       "fit": fit,
       "bank_config": _bank_config(bank),
@@ -257,8 +322,13 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
   if source_dir:
     source = spec_lib.load_spec(source_dir)
     jobs += [("source", source, s) for s in source_splits]
-  for role, spec, split in jobs:
-    shards = extract_split(compute, spec, split, role, config)
+  if workers is not None:
+    shard_lists = workers.extract(jobs)
+  else:
+    compute = compiled_descriptors(descriptor_model(bank, edges, config))
+    shard_lists = (extract_split(compute, spec, split, role, config)
+                   for role, spec, split in jobs)
+  for (role, spec, split), shards in zip(jobs, shard_lists):
     metadata["datasets"].append({
         "role": role, "dataset": spec.name, "spec_dir": spec.directory, "split": split,
         "num_examples": spec.split(split).num_examples, "class_names": spec.class_names,

@@ -118,11 +118,22 @@ def load_all(directory: str, role: str, split: str | None = None) -> DescriptorS
                          np.concatenate([s.descriptors for s in shards]))
 
 
+def _spec_paths(metadata: dict, convert) -> dict:
+  """metadata with each dataset entry's spec_dir passed through `convert`."""
+  datasets = [{**entry, "spec_dir": convert(entry["spec_dir"])}
+              for entry in metadata.get("datasets", [])]
+  return {**metadata, "datasets": datasets} if "datasets" in metadata else metadata
+
+
 def save_metadata(directory: str, metadata: dict) -> None:
+  """Writes the metadata; spec folders relative to `directory` (a moved tree works)."""
+  relative = _spec_paths(metadata, lambda p: files.relative_to(p, directory))
   files.write_json_atomic(os.path.join(directory, METADATA_FILENAME),
-                          {"format_version": FORMAT_VERSION, **metadata})
+                          {"format_version": FORMAT_VERSION, **relative})
 
 
 def load_metadata(directory: str) -> dict:
-  return files.read_versioned_json(os.path.join(directory, METADATA_FILENAME),
-                                   FORMAT_VERSION, "sjft-descriptors")
+  """The metadata, with spec folders as paths usable from the current directory."""
+  metadata = files.read_versioned_json(os.path.join(directory, METADATA_FILENAME),
+                                       FORMAT_VERSION, "sjft-descriptors")
+  return _spec_paths(metadata, lambda p: files.resolve(p, directory))

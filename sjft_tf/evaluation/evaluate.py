@@ -49,9 +49,7 @@ def result_paths(run_dir: str, split: str) -> tuple[str, str]:
 
 def plot_per_class(results: dict, path: str) -> None:
   """Bar chart of each view's per-class accuracy (written atomically)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = files.pyplot()
   names = list(next(iter(results["views"].values()))["per_class"])
   width = 0.8 / len(results["views"])
   figure, axes = plt.subplots(figsize=(max(6.0, 0.12 * len(names) + 2), 3.5))
@@ -69,10 +67,7 @@ def plot_per_class(results: dict, path: str) -> None:
                  f"{results['split']} split, per class")
   axes.legend(fontsize=7, loc="upper left")
   figure.tight_layout()
-  temporary = f"{path}.tmp.{os.getpid()}.png"
-  figure.savefig(temporary, dpi=120)
-  plt.close(figure)
-  os.replace(temporary, path)
+  files.save_figure_atomic(figure, path)
 
 
 def _earlier_results(json_path: str, header: dict, views, model_path: str) -> dict | None:

@@ -116,14 +116,15 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
   if k0 is not None:
     rows = ("selective_learned",)
 
-  def ranked(descriptors_dir, name):
-    """(round 0 with pools at the budget's K0, ranked neighbours) of a bank."""
+  def ranked(descriptors_dir, name, at_budget=True):
+    """(round 0 with pools at the budget's K0, ranked neighbours) of a bank; without
+    `at_budget`, round 0 at --k0 (the base that the other selections index)."""
     params = manifest.SelectionParams(config.k0, config.max_neighbours,
                                       config.min_images_per_class)
     folder = selected_round(descriptors_dir, os.path.join(root, f"{name}_ranked"), params)
     base = manifest.load(folder)
     chosen = _budget_k0(base, config, k0)
-    if chosen == config.k0:
+    if chosen == config.k0 or not at_budget:
       return folder, base
     params = dataclasses.replace(params, k0=chosen)
     return selected_round(descriptors_dir, os.path.join(root, f"{name}_k{chosen}"),
@@ -133,7 +134,8 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
     firsts["selective_gabor"] = ranked(config.gabor_descriptors, "gabor")[0]
   if not any(row in LEARNED_ROWS for row in rows):
     return firsts
-  learned, base = ranked(config.learned_descriptors, "learned")
+  learned, base = ranked(config.learned_descriptors, "learned", at_budget=any(
+      row in rows for row in ("selective_learned", "selective_learned_iterative")))
   for row in ("selective_learned", "selective_learned_iterative"):
     if row in rows:
       firsts[row] = learned

@@ -2,26 +2,13 @@
 
 import csv
 import io
-import os
 
 import numpy as np
 
+from sjft_tf import files
 from sjft_tf.data import pipeline
+from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import manifest
-
-
-def _pyplot():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
-def _save(figure, path: str) -> None:
-  temporary = f"{path}.tmp.{os.getpid()}.png"
-  figure.savefig(temporary, dpi=120)
-  _pyplot().close(figure)
-  os.replace(temporary, path)
 
 
 def accuracy_bars(rows: dict, titles: dict, path: str, view: str = "centre") -> None:
@@ -31,7 +18,7 @@ def accuracy_bars(rows: dict, titles: dict, path: str, view: str = "centre") -> 
     rows: row -> {view: {"mean", "std", "values"}} (view: any key of the rows, e.g.
       "val/centre/top1").
   """
-  plt = _pyplot()
+  plt = files.pyplot()
   names = list(rows)
   means = [rows[n][view]["mean"] * 100 for n in names]
   stds = [rows[n][view]["std"] * 100 for n in names]
@@ -47,7 +34,7 @@ def accuracy_bars(rows: dict, titles: dict, path: str, view: str = "centre") -> 
   axes.set_ylabel(f"accuracy % ({view})")
   axes.set_title("Ablation: mean and std over seeds (dots: seeds)")
   figure.tight_layout()
-  _save(figure, path)
+  files.save_figure_atomic(figure, path)
 
 
 def _decode(encoded: bytes, size: int) -> np.ndarray:
@@ -59,7 +46,7 @@ def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
                    num_neighbours: int = 8, size: int = 64,
                    title: str = "Nearest source images by filter-bank statistics") -> None:
   """For a few target images, their nearest source images (the paper's figure 2)."""
-  plt = _pyplot()
+  plt = files.pyplot()
   selection = manifest.load(round_folder)
   # Targets of distinct classes, spread over the label range.
   classes = np.unique(selection.target_labels)
@@ -67,6 +54,8 @@ def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
   num_targets = len(wanted)
   rows = [int(np.nonzero(selection.target_labels == c)[0][0]) for c in wanted]
   target_info, source_info = selection.info["target"], selection.info["source"]
+  target_names, source_names = (spec_lib.load_spec(info["spec_dir"]).readable_names()
+                                for info in (target_info, source_info))
   targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
                                   selection.target_ids[rows])
   neighbour_rows = selection.neighbours[rows, :num_neighbours]
@@ -77,17 +66,17 @@ def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
                               figsize=(1.2 * (num_neighbours + 1), 1.35 * num_targets))
   for r, (row, encoded) in enumerate(zip(rows, targets["encoded"])):
     axes[r, 0].imshow(_decode(encoded, size))
-    axes[r, 0].set_title(f"target\n{selection.target_ids[row].split('/')[-2][:14]}",
-                         fontsize=6)
+    target_name = target_names[selection.target_labels[row]].split(",")[0]
+    axes[r, 0].set_title(f"target\n{target_name[:14]}", fontsize=6)
     for c, source in enumerate(neighbour_rows[r]):
       axes[r, c + 1].imshow(_decode(by_id[selection.source_ids[source]], size))
-      label = selection.source_class_names[selection.source_labels[source]]
-      axes[r, c + 1].set_title(label[:12], fontsize=6)
+      label = source_names[selection.source_labels[source]].split(",")[0]
+      axes[r, c + 1].set_title(label[:14], fontsize=6)
   for axis in axes.flat:
     axis.axis("off")
   figure.suptitle(title, fontsize=8)
   figure.tight_layout()
-  _save(figure, path)
+  files.save_figure_atomic(figure, path)
 
 
 def learning_curves(histories: dict, path: str) -> None:
@@ -96,7 +85,7 @@ def learning_curves(histories: dict, path: str) -> None:
   Args:
     histories: name -> path of a history.csv (CSVLogger of sjft-train).
   """
-  plt = _pyplot()
+  plt = files.pyplot()
   figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(9, 3.5))
   for name, history_path in histories.items():
     with open(history_path) as f:
@@ -117,12 +106,12 @@ def learning_curves(histories: dict, path: str) -> None:
   accuracy_axes.set_ylabel("training accuracy (per head)")
   accuracy_axes.legend(fontsize=6)
   figure.tight_layout()
-  _save(figure, path)
+  files.save_figure_atomic(figure, path)
 
 
 def k0_sweep(points: list[dict], path: str, view: str = "centre") -> None:
   """Test accuracy and selected images against K0."""
-  plt = _pyplot()
+  plt = files.pyplot()
   figure, axes = plt.subplots(figsize=(5, 3.2))
   k0s = [p["k0"] for p in points]
   axes.plot(k0s, [p[view] * 100 for p in points], "o-")
@@ -134,4 +123,4 @@ def k0_sweep(points: list[dict], path: str, view: str = "centre") -> None:
   axes.set_ylabel(f"test top-1 % ({view})")
   axes.set_title("Selective, no iteration: K0 sweep (seed 0)", fontsize=9)
   figure.tight_layout()
-  _save(figure, path)
+  files.save_figure_atomic(figure, path)

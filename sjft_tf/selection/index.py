@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from scann.scann_ops.py import scann_ops
 
 from sjft_tf import files
 from sjft_tf.selection import divergence, embedding, exact
@@ -57,6 +56,7 @@ class IndexConfig:
 def build(embeddings: np.ndarray, config: IndexConfig, num_neighbours: int):
   """A ScaNN searcher (TF ops) over embeddings [n, d], squared L2 distance."""
   num_leaves, searched = config.leaves(len(embeddings), num_neighbours)
+  from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
   builder = scann_ops.builder(embeddings, num_neighbours, "squared_l2")
   if num_leaves > 1:
     builder = builder.tree(num_leaves=num_leaves, num_leaves_to_search=searched,
@@ -83,6 +83,7 @@ def save(directory: str, searcher, projection: embedding.HellingerPCA,
 def load(directory: str):
   """(searcher, projection) of a saved index."""
   module = tf.saved_model.load(os.path.join(directory, SEARCHER_DIRNAME))
+  from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
   searcher = scann_ops.searcher_from_module(module)
   return searcher, embedding.HellingerPCA.load(os.path.join(directory, EMBEDDING_FILENAME))
 

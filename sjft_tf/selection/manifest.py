@@ -112,6 +112,19 @@ def derive(selection: Selection) -> Selection:
   return selection
 
 
+def _info_paths(info: dict, convert) -> dict:
+  """info with its paths (the datasets' spec folders, the descriptors, the previous
+  round) passed through `convert`."""
+  info = dict(info)
+  for key in ("descriptors_dir", "previous_round"):
+    if key in info:
+      info[key] = convert(info[key])
+  for role in ("target", "source"):
+    if isinstance(info.get(role), dict) and "spec_dir" in info[role]:
+      info[role] = {**info[role], "spec_dir": convert(info[role]["spec_dir"])}
+  return info
+
+
 def save(selection: Selection, output_dir: str) -> str:
   """Writes the round's selection.json and selection.npz; returns the round folder."""
   folder = round_dir(output_dir, selection.round_index)
@@ -124,7 +137,8 @@ def save(selection: Selection, output_dir: str) -> str:
       "format_version": FORMAT_VERSION,
       "round": selection.round_index,
       "params": dataclasses.asdict(selection.params),
-      "info": selection.info,
+      # Paths relative to the round folder: a moved tree of data and runs still works.
+      "info": _info_paths(selection.info, lambda p: files.relative_to(p, folder)),
       "source_class_names": list(selection.source_class_names),
       "retained_classes": selection.retained_classes,
       "counts": {
@@ -147,7 +161,8 @@ def load(folder: str) -> Selection:
   with np.load(os.path.join(folder, ARRAYS_FILENAME)) as data:
     arrays = {k: data[k] for k in data.files}
   return Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
-                   info=meta["info"], source_class_names=meta["source_class_names"],
+                   info=_info_paths(meta["info"], lambda p: files.resolve(p, folder)),
+                   source_class_names=meta["source_class_names"],
                    retained_classes=meta["retained_classes"], **arrays)
 
 

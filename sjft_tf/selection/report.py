@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from sjft_tf import files
+from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import manifest
 
 JSON_FILENAME = "class_report.json"
@@ -17,17 +18,23 @@ FIGURE_FILENAME = "class_report.png"
 
 
 def class_report(selection: manifest.Selection, target_class_names: list,
-                 top: int = 5) -> dict:
+                 source_display_names: list | None = None, top: int = 5) -> dict:
   """Per target class, its `top` most selected source classes.
 
   A target class's selected images are the union of its target images' pools, each
   image once. For a source class c: `images` (how many of those are of c), `share`
   (images / the class's selected images) and `lift` (share / c's share of the whole
   source; above 1 means selection favours c for this target class).
+  Args:
+    selection: a round.
+    target_class_names: names of the target labels (readable ones where known).
+    source_display_names: readable names of the source labels (`name` in each entry);
+      None: the class names.
   Returns:
-    {"target_classes": {name: {"selected_images", "top": [{"source_class", "images",
-    "share", "lift"}]}}, "overall": the same for all targets together}.
+    {"target_classes": {name: {"selected_images", "top": [{"source_class", "name",
+    "images", "share", "lift"}]}}, "overall": the same for all targets together}.
   """
+  source_names = source_display_names or selection.source_class_names
   source_share = np.bincount(selection.source_labels,
                              minlength=len(selection.source_class_names)) / max(
                                  len(selection.source_labels), 1)
@@ -38,7 +45,8 @@ def class_report(selection: manifest.Selection, target_class_names: list,
     total = max(int(counts.sum()), 1)
     order = np.argsort(-counts, kind="stable")[:top]
     return {"selected_images": int(counts.sum()), "top": [
-        {"source_class": selection.source_class_names[c], "images": int(counts[c]),
+        {"source_class": selection.source_class_names[c], "name": source_names[c],
+         "images": int(counts[c]),
          "share": round(counts[c] / total, 4),
          "lift": round(counts[c] / total / max(source_share[c], 1e-12), 2)}
         for c in order if counts[c]]}
@@ -55,15 +63,13 @@ def class_report(selection: manifest.Selection, target_class_names: list,
 
 def plot(report: dict, path: str, max_target_classes: int = 40) -> None:
   """Each target class's most selected source class and its lift (horizontal bars)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = files.pyplot()
   items = [(name, entry["top"][0]) for name, entry in report["target_classes"].items()
            if entry["top"]][:max_target_classes]
   figure, axes = plt.subplots(figsize=(7, 0.22 * len(items) + 1.2))
   axes.barh(range(len(items)), [top["lift"] for _, top in items], color="#4c72b0")
   axes.set_yticks(range(len(items)))
-  axes.set_yticklabels([f"{name[:24]} <- {top['source_class'][:24]} ({top['share']:.0%})"
+  axes.set_yticklabels([f"{name[:24]} <- {top['name'][:24]} ({top['share']:.0%})"
                         for name, top in items], fontsize=6)
   axes.invert_yaxis()
   axes.axvline(1.0, color="k", lw=0.8)
@@ -71,15 +77,15 @@ def plot(report: dict, path: str, max_target_classes: int = 40) -> None:
                   "the source)", fontsize=7)
   axes.set_title(f"Round {report['round']}: what each target class draws on", fontsize=8)
   figure.tight_layout()
-  temporary = f"{path}.tmp.png"
-  figure.savefig(temporary, dpi=120)
-  plt.close(figure)
-  os.replace(temporary, path)
+  files.save_figure_atomic(figure, path)
 
 
-def write(selection: manifest.Selection, target_class_names: list, folder: str) -> dict:
-  """Writes class_report.json and class_report.png into the round folder."""
-  report = class_report(selection, target_class_names)
+def write(selection: manifest.Selection, folder: str) -> dict:
+  """Writes class_report.json and class_report.png into the round folder, with the
+  readable class names of both datasets' specs."""
+  names = [spec_lib.load_spec(selection.info[role]["spec_dir"]).readable_names()
+           for role in ("target", "source")]
+  report = class_report(selection, *names)
   files.write_json_atomic(os.path.join(folder, JSON_FILENAME), report)
   plot(report, os.path.join(folder, FIGURE_FILENAME))
   return report

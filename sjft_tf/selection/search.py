@@ -31,12 +31,18 @@ class SearchConfig:
     epsilon: added inside the logs of the divergence.
     index: ScaNN parameters (method "scann").
     index_dir: where the index is saved ("" : not saved).
+    pipeline_args: Beam pipeline options (e.g. ["--runner=DirectRunner",
+      "--direct_num_workers=2", "--direct_running_mode=multi_processing"]): search the
+      source's partitions on Beam workers (`sjft_tf.beam.search`); empty: here.
+    work_dir: the Beam search's folder of per-partition results (resume).
   """
   method: str = "auto"
   num_neighbours: int = 5000
   epsilon: float = divergence.DEFAULT_EPSILON
   index: index_lib.IndexConfig = dataclasses.field(default_factory=index_lib.IndexConfig)
   index_dir: str = ""
+  pipeline_args: list[str] = dataclasses.field(default_factory=list)
+  work_dir: str = ""
 
 
 @dataclasses.dataclass
@@ -57,10 +63,11 @@ class SourceDescriptors:
   IN_MEMORY_MAX_BYTES (float16 is how shards store them, so nothing is lost), else
   read shard by shard on every pass."""
 
-  def __init__(self, descriptors_dir: str, num_sources: int, dimension: int):
+  def __init__(self, descriptors_dir: str, num_sources: int, dimension: int,
+               array: np.ndarray | None = None):
     self.directory = descriptors_dir
-    self.array = None
-    if num_sources * dimension * 2 <= IN_MEMORY_MAX_BYTES:
+    self.array = array
+    if array is None and num_sources * dimension * 2 <= IN_MEMORY_MAX_BYTES:
       self.array = np.concatenate([b.astype(np.float16) for b in _shard_blocks(descriptors_dir)])
 
   def blocks(self):
@@ -76,17 +83,48 @@ class SourceDescriptors:
     return self.array if self.array is not None else self.blocks()
 
 
+def resolved_method(config: SearchConfig, num_targets: int, num_sources: int,
+                    dimension: int) -> str:
+  """"exact" or "scann": config.method, with "auto" decided by the amount of work."""
+  if config.method != "auto":
+    return config.method
+  work = float(num_targets) * num_sources * dimension
+  return "exact" if work <= AUTO_EXACT_MAX_PAIR_VALUES else "scann"
+
+
+def partition_neighbours(targets: np.ndarray, block: np.ndarray, offset: int,
+                         weights: np.ndarray, k: int, method: str, config: SearchConfig):
+  """Each target's k nearest among one partition of the source (rows offset, offset+1,
+  ...), by exact divergence: an exact pass, or ScaNN candidates re-ranked exactly.
+
+  Args:
+    targets: float [nt, D]; block: float [n, D] the partition's descriptors.
+  Returns:
+    (distances float32 [nt, k'], indices int64 [nt, k'] into the whole source),
+    ascending (ties by index), k' = min(k, n).
+  """
+  k = min(k, len(block))
+  if method == "exact" or k == len(block):
+    distances, indices = exact.exact_search(targets, [block], weights, k, config.epsilon)
+  else:
+    sources = SourceDescriptors("", len(block), block.shape[1], block.astype(np.float16))
+    distances, indices = _approximate(sources, targets, len(block), weights, k,
+                                      dataclasses.replace(config, index_dir=""))
+  return distances, indices + offset
+
+
 def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
          config: SearchConfig) -> Neighbours:
   """Neighbours of targets [nt, D] among the folder's source descriptors."""
   weights = store.load_edges(descriptors_dir).dimension_weights()
   k = min(config.num_neighbours, num_sources)
-  method = config.method
-  if method == "auto":
-    work = float(len(targets)) * num_sources * targets.shape[1]
-    method = "exact" if work <= AUTO_EXACT_MAX_PAIR_VALUES else "scann"
+  method = resolved_method(config, len(targets), num_sources, targets.shape[1])
   start = time.perf_counter()
-  if method == "exact":  # one streamed pass: nothing to hold in memory
+  if config.pipeline_args:
+    from sjft_tf.beam import search as beam_search  # pylint: disable=g-import-not-at-top
+    distances, indices = beam_search.find(descriptors_dir, targets, weights, k, method,
+                                          config)
+  elif method == "exact":  # one streamed pass: nothing to hold in memory
     distances, indices = exact.exact_search(targets, _shard_blocks(descriptors_dir), weights,
                                             k, config.epsilon)
   elif method == "scann":

@@ -68,7 +68,9 @@ def initial_selection(descriptors_dir: str, output_dir: str,
     if write_subset:
       _write_subset(existing, folder)
     return existing, folder
-  config.num_neighbours = params.max_neighbours
+  config = dataclasses.replace(
+      config, num_neighbours=params.max_neighbours,
+      work_dir=config.work_dir or os.path.join(folder, "beam_search"))
   metadata = store.load_metadata(descriptors_dir)
   target_entry = _entries(metadata, "target", target_split)[0]
   source_entries = _entries(metadata, "source")

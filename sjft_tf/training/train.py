@@ -174,15 +174,32 @@ def _check_config(config: TrainConfig) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-  current = json.loads(json.dumps(dataclasses.asdict(config)))
+  current = _portable(dataclasses.asdict(config), config.output_dir)
   defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(config.output_dir))))
   # How much progress is printed is no setting of the run.
   for values in (saved or {}, current, defaults):
     values.pop("verbose", None)
-  if saved is not None and not same_settings(saved, current, defaults):
+  if saved is not None and not same_settings(
+      _portable(saved, config.output_dir, from_file=True), current, defaults):
     raise ValueError(f"{path} holds another configuration: resume with the same one or "
                      f"use a fresh output_dir")
-  files.write_json_atomic(path, dataclasses.asdict(config))
+  files.write_json_atomic(path, _portable(dataclasses.asdict(config), config.output_dir))
+
+
+_PATH_SETTINGS = ("output_dir", "first_round", "target_spec_dir")
+
+
+def _portable(settings: dict, run_dir: str, from_file: bool = False) -> dict:
+  """The configuration as train_config.json holds it: its paths relative to the run
+  folder. Paths of the current configuration are relative to the working directory;
+  `from_file`: they were read from the file (relative to run_dir, or absolute as older
+  versions wrote them)."""
+  settings = json.loads(json.dumps(settings))
+  for key in _PATH_SETTINGS:
+    if settings.get(key):
+      path = files.resolve(settings[key], run_dir) if from_file else settings[key]
+      settings[key] = files.relative_to(path, run_dir)
+  return settings
 
 
 def same_settings(saved: dict, current: dict, defaults: dict) -> bool:
@@ -217,9 +234,7 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   if os.path.exists(report_path) and os.path.exists(model_path):
     with open(report_path) as f:
       return json.load(f)
-  for name in os.listdir(config.output_dir):  # a model save killed half way
-    if name.startswith(".tmp.") and name.endswith(MODEL_FILENAME):
-      os.remove(os.path.join(config.output_dir, name))
+  files.remove_stale_temporaries(config.output_dir)  # e.g. a model save killed half way
   replicas = strategy.num_replicas_in_sync
   if config.pairs.batch_size % (2 * replicas):
     raise ValueError(f"batch_size {config.pairs.batch_size} must be a multiple of 2 x "
@@ -289,9 +304,8 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   last_row = (resumable.history_rows(history_path) or [{}])[-1]
   last_logs = {k: float(v) for k, v in last_row.items() if k != "epoch" and v not in ("", "NA")}
 
-  temporary = os.path.join(config.output_dir, f".tmp.{os.getpid()}.{MODEL_FILENAME}")
-  model.save(temporary)
-  os.replace(temporary, model_path)
+  with files.atomic_path(model_path, ".keras") as temporary:
+    model.save(temporary)
   report = {
       "target_class_names": list(target_classes),
       "source_class_names": list(source_classes),

@@ -6,6 +6,10 @@ for the requested splits of both datasets (resumable, per shard):
       --output_dir=runs/flowers102/descriptors --bank=learned --application=MobileNet \
       --application_kwargs='{"alpha": 0.25}' --layers=conv1,conv_pw_1 --weights=imagenet
   sjft-descriptors ... --bank=gabor            # the paper's linear bank, 48 filters
+  sjft-descriptors ... --runner=DirectRunner \
+      --beam_options=--direct_num_workers=2,--direct_running_mode=multi_processing
+The last runs both passes as Apache Beam pipelines (same files; README: "Sources
+beyond one machine").
 """
 
 import json
@@ -14,7 +18,7 @@ from absl import flags
 
 from sjft_tf.descriptors import extract
 from sjft_tf.descriptors.gabor import GaborParams
-from tools import cli
+from sjft_tf.cli import beam_flags, runner
 
 _TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target dataset (its spec folder).", required=True)
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source dataset; omit to describe the target only.")
@@ -64,8 +68,13 @@ def config_from_flags() -> extract.ExtractionConfig:
 def main(argv):
   del argv
   config = config_from_flags()
+  workers = None
+  if beam_flags.pipeline_args():
+    from sjft_tf.beam import descriptors as beam_descriptors  # pylint: disable=g-import-not-at-top
+    workers = beam_descriptors.BeamPasses(config, beam_flags.pipeline_args())
   metadata = extract.extract(config, _TARGET_DIR.value, _SOURCE_DIR.value,
-                             _TARGET_SPLITS.value, _SOURCE_SPLITS.value, _FIT_SPLIT.value)
+                             _TARGET_SPLITS.value, _SOURCE_SPLITS.value, _FIT_SPLIT.value,
+                             workers)
   groups = ", ".join(f"{name} {channels}" for name, channels in metadata["channel_groups"])
   print(f"descriptors in {config.output_dir}: {metadata['dimension']} values each "
         f"({metadata['num_channels']} channels [{groups}] x {config.bins} bins, "
@@ -73,10 +82,12 @@ def main(argv):
   for entry in metadata["datasets"]:
     print(f"  {entry['role']}: {entry['dataset']}/{entry['split']}, "
           f"{entry['num_examples']} images in {len(entry['shards'])} shards")
+  for item in workers.failures if workers else []:
+    print(f"  left out (rerun to retry): {item['shard']}: {item['error']}")
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

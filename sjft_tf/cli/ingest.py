@@ -14,7 +14,7 @@ import os
 from absl import app, flags, logging
 
 from sjft_tf.data import ingest, sources
-from tools import cli
+from sjft_tf.cli import runner
 
 _INPUT_ROOT = flags.DEFINE_string("input_root", None, "Folder of ROOT/<split>/<class>/* or ROOT/<class>/* images.")
 _INPUT_CSV = flags.DEFINE_string("input_csv", None, "CSV manifest with a header path,label[,split].")
@@ -38,6 +38,7 @@ _MAX_SIDE = flags.DEFINE_integer("max_side", 0, "Shrink images so the longer sid
 _JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 95, "Quality of re-encoded JPEGs.", lower_bound=1, upper_bound=95)
 _SHARD_SIZE = flags.DEFINE_integer("shard_size", 1024, "Examples per TFRecord shard.", lower_bound=1)
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "Decoding threads (0: one per CPU core).", lower_bound=0)
+_DISPLAY_NAMES = flags.DEFINE_string("display_names", "", "TSV of class name<TAB>readable name (e.g. Tiny ImageNet's classes.tsv), used in reports and figures.")
 _METADATA_JSON = flags.DEFINE_string("metadata_json", None, "JSON file whose keys are added to the spec's metadata.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -81,14 +82,14 @@ def main(argv):
       dataset_name=_DATASET_NAME.value or os.path.basename(os.path.normpath(_OUTPUT_DIR.value)),
       max_side=_MAX_SIDE.value or None, jpeg_quality=_JPEG_QUALITY.value,
       shard_size=_SHARD_SIZE.value, num_workers=_NUM_WORKERS.value,
-      show_progress=_PROGRESS.value)
+      show_progress=_PROGRESS.value, display_names_file=_DISPLAY_NAMES.value)
   spec = ingest.ingest(listed, config)
   print(summary(spec, ingest.skipped_inputs(config.output_dir)))
   logging.info("wrote %s", spec.directory)
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Writes <run_dir>/evaluation_<split>.json and <run_dir>/evaluation_<split>_per_cl
 from absl import flags
 
 from sjft_tf.evaluation import evaluate
-from tools import cli
+from sjft_tf.cli import runner
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True)
 _SPEC_DIR = flags.DEFINE_string("spec_dir", None, "The target dataset folder (dataset_spec.json).", required=True)
@@ -33,7 +33,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from absl import flags
 
 from sjft_tf.export import serving
 from sjft_tf.training import train
-from tools import cli
+from sjft_tf.cli import runner
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True)
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "TF Serving's model base path; versions go in numbered folders.", required=True)
@@ -29,7 +29,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from sjft_tf.data import spec as spec_lib
 from sjft_tf.evaluation import evaluate
 from sjft_tf.export import serving
 from sjft_tf.selection import manifest
-from tools import cli, stages
+from sjft_tf.cli import runner, stages
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/demo", "Where the report goes.")
 _DEMO_DATA = flags.DEFINE_string("demo_data_flagfile", "", "sjft-make-demo-data flag file (empty: bring your own data).")
@@ -158,7 +158,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

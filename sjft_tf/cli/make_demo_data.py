@@ -7,7 +7,7 @@ then ingest OUT/source and OUT/target with sjft-ingest (see flags/ingest/demo_*.
 from absl import flags
 
 from sjft_tf.data import synthetic
-from tools import cli
+from sjft_tf.cli import runner
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the image trees and generator.json.", required=True)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of everything generated.")
@@ -35,7 +35,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

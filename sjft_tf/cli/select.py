@@ -14,9 +14,8 @@ import os
 import numpy as np
 from absl import app, flags
 
-from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import index, manifest, report, search, select, semantic
-from tools import cli, level_flags
+from sjft_tf.cli import beam_flags, level_flags, runner
 
 _DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).")
@@ -105,23 +104,22 @@ def main(argv):
         method=_SEARCH.value,
         index=index.IndexConfig(_DIMENSIONS.value, _LEAVES.value, _LEAVES_SEARCHED.value,
                                 _CANDIDATES.value, _QUANTIZE.value),
-        index_dir=f"{_OUTPUT_DIR.value}/index")
+        index_dir=f"{_OUTPUT_DIR.value}/index", pipeline_args=beam_flags.pipeline_args())
     if _METHOD.value == "filter_bank":
       selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
                                                    params, config, _TARGET_SPLIT.value,
                                                    _WRITE_SUBSET.value, _REUSE.value)
     else:
       selection, folder = _semantic_round(params, config)
-  names = spec_lib.load_spec(selection.info["target"]["spec_dir"]).class_names
-  overall = report.write(selection, names, folder)["overall"]["top"]
+  overall = report.write(selection, folder)["overall"]["top"]
   print(summary(selection, folder))
   print("  most selected source classes: " + ", ".join(
-      f"{t['source_class']} {t['images']} (lift {t['lift']})" for t in overall[:5])
+      f"{t['name']} {t['images']} (lift {t['lift']})" for t in overall[:5])
         + f"; per target class: {folder}/{report.JSON_FILENAME}")
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from sjft_tf.data import spec as spec_lib
 from sjft_tf.experiments import ablation, figures
 from sjft_tf.selection import manifest, report, semantic
 from sjft_tf.training import model, optimization, regularization, sampler, train
-from tools import cli, stages
+from sjft_tf.cli import runner, stages
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/reproduce", "Where selections, runs and the report go.")
 _TARGET_DIR = flags.DEFINE_string("target_dir", "data/flowers102", "Ingested target dataset.")
@@ -220,9 +220,8 @@ def main(argv):
     if firsts.get(name):
       figures.neighbour_grid(firsts[name], os.path.join(figures_dir, f"neighbours_{name}.png"),
                              title=f"Nearest source images by {title}")
-  target_names = spec_lib.load_spec(_TARGET_DIR.value).class_names
   for folder in {f for f in firsts.values() if f}:
-    report.write(manifest.load(folder), target_names, folder)
+    report.write(manifest.load(folder), folder)
   curves = {name: os.path.join(runs_dir, name, f"seed{config.seeds[0]}", "history.csv")
             for name in rows}
   figures.learning_curves(curves, os.path.join(figures_dir, "learning_curves.png"))
@@ -239,7 +238,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ TensorBoard: tensorboard --logdir=<output_dir>/logs
 from absl import app, flags
 
 from sjft_tf.training import model, optimization, regularization, sampler, train
-from tools import cli, level_flags
+from sjft_tf.cli import level_flags, runner
 
 # Data.
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Run folder: backups, logs, rounds, model.keras, train_report.json.", required=True)
@@ -97,7 +97,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""Package layout: the CLIs live in sjft_tf.cli, nothing installed shadows the standard
+library or takes a generic top-level name, and serving code does not need ScaNN."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _python(code: str, cwd) -> str:
+  done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done.stdout.strip()
+
+
+def test_evaluation_and_export_do_not_import_scann(tmp_path):
+  # One process per command-line module: each defines its own absl flags.
+  for modules in ("sjft_tf.export.serving, sjft_tf.evaluation.evaluate, sjft_tf.cli.export",
+                  "sjft_tf.cli.evaluate"):
+    loaded = _python(
+        f"import sys\nimport {modules}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scann'))", tmp_path)
+    assert loaded == "[]", modules
+
+
+def test_no_top_level_tools_package_is_installed_and_select_is_the_stdlib(tmp_path):
+  # Outside the checkout (cwd not the repository), as a user's environment sees it.
+  found = _python("import importlib.util, select, sys\n"
+                  "print(importlib.util.find_spec('tools') is None)\n"
+                  "print(select.__file__.startswith(sys.base_prefix) or "
+                  "select.__file__.endswith('.so'))", tmp_path)
+  assert found.splitlines() == ["True", "True"]
+  assert not os.path.exists(os.path.join(REPO, "tools", "__init__.py"))
+  assert os.path.exists(os.path.join(REPO, "sjft_tf", "cli", "select.py"))
