@@ -21,6 +21,7 @@ TOOLS = {
     "sjft-benchmark-descriptors": "sjft_tf.cli.benchmark_descriptors",
     "sjft-select": "sjft_tf.cli.select",
     "sjft-benchmark-selection": "sjft_tf.cli.benchmark_selection",
+    "sjft-benchmark-beam": "sjft_tf.cli.benchmark_beam",
     "sjft-train": "sjft_tf.cli.train",
     "sjft-benchmark-training": "sjft_tf.cli.benchmark_training",
     "sjft-eval": "sjft_tf.cli.evaluate",

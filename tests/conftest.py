@@ -22,3 +22,16 @@ def shared_data_dir() -> str:
 def test_cache_dir() -> str:
   """An ignored folder of the checkout for archives the tests unpack."""
   return os.path.join(os.path.dirname(archives.default_cache_dir()), "test-shared")
+
+
+# The longest files first: `make test` runs the suite on 2 processes (pytest-xdist,
+# --dist loadfile), and a long file left for last would run alone.
+_LONGEST_FIRST = ("test_run.py", "test_reproduce.py", "test_training.py", "test_beam.py",
+                  "test_export.py")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    name = os.path.basename(str(item.fspath))
+    return _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST)
+  items.sort(key=rank)

@@ -272,9 +272,11 @@ def _fit_record(config: ExtractionConfig, target: spec_lib.DatasetSpec, split: s
 
 def _bank_config(bank) -> dict:
   """The bank's Keras config without its build shape (which held the batch size of
-  whichever run built it first, so metadata differed between runs)."""
+  whichever run built it first, so metadata differed between runs) and without its
+  layer name (Keras numbers it by how many banks the process built before)."""
   config = keras.saving.serialize_keras_object(bank)
   config.pop("build_config", None)
+  config.get("config", {}).pop("name", None)
   return config
 
 

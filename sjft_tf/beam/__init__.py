@@ -1,0 +1,23 @@
+"""The descriptor and selection stages as Apache Beam pipelines, for sources beyond one
+machine (DirectRunner / Prism on a laptop, Dataflow, Flink, Spark).
+
+  descriptors  the fitting passes (a combine of per-shard ranges and counts) and the
+               extraction (one descriptor file per input shard) on workers
+  search       each worker searches its partition of the source for every target; a
+               combine keeps every target's global top K
+
+The workers run the functions of `sjft_tf.descriptors.extract` and
+`sjft_tf.selection.search` that the local path runs, so the files are the same. They
+read and write the descriptor folder through the file system: on a cluster it must be
+one every worker mounts (NFS, Filestore, a GCS FUSE mount). Importing this package
+needs `apache-beam` (requirements.txt).
+"""
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+def pipeline(pipeline_args) -> beam.Pipeline:
+  """A Beam pipeline from command-line style options, e.g. ["--runner=DirectRunner",
+  "--direct_num_workers=2", "--direct_running_mode=multi_processing"]."""
+  return beam.Pipeline(options=PipelineOptions(list(pipeline_args)))

@@ -1,0 +1,185 @@
+"""Descriptor extraction on Beam workers: `extract.extract(config, ..., workers=
+BeamPasses(config, pipeline_args))`.
+
+Three pipelines, each over the input shards (one element per TFRecord shard):
+  1. ranges of every target shard, combined by min/max   -> <output>/fit/ranges.npz
+  2. fine-grid counts of every target shard, summed      -> <output>/fit/counts.npz
+  3. descriptors of every shard of every requested split -> <output>/<role>/<shard>.npz
+Each worker builds the Keras filter bank once (`DoFn.setup`) and runs the same
+per-shard functions as the local path (`extract.EdgeFitter`, `extract.extract_shard`),
+so the edges equal the local fit and the descriptor files are the same. Every file is
+written atomically; a rerun after a killed pipeline skips what is complete. A shard
+a worker cannot read (a corrupt record) is reported in <output>/beam_failures.json and
+left out, not fatal: a rerun retries it.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+
+import apache_beam as beam
+import numpy as np
+
+from sjft_tf import beam as beam_lib
+from sjft_tf import files
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.descriptors import extract, store
+
+FIT_DIRNAME = "fit"
+FAILURES_FILENAME = "beam_failures.json"
+_FAILED = "failed"
+
+
+class _Ranges(beam.DoFn):
+  """(spec_dir, split, shard index) -> that shard's (lower, upper) or None."""
+
+  def __init__(self, config: extract.ExtractionConfig):
+    self._config = config
+
+  def setup(self):
+    self._fitter = extract.EdgeFitter(extract.make_bank(self._config.bank), self._config)
+
+  def process(self, element):
+    spec_dir, split, index = element
+    yield self._fitter.shard_ranges(spec_lib.load_spec(spec_dir), split, index)
+
+
+class _CombineRanges(beam.CombineFn):
+  """Element-wise min of the lowers and max of the uppers (None: an empty shard)."""
+
+  def create_accumulator(self):
+    return None
+
+  def add_input(self, accumulator, element):
+    if element is None:
+      return accumulator
+    if accumulator is None:
+      return element
+    return np.minimum(accumulator[0], element[0]), np.maximum(accumulator[1], element[1])
+
+  def merge_accumulators(self, accumulators):
+    merged = None
+    for accumulator in accumulators:
+      merged = self.add_input(merged, accumulator)
+    return merged
+
+  def extract_output(self, accumulator):
+    return accumulator
+
+
+class _Counts(beam.DoFn):
+  """(spec_dir, split, shard index) -> int64 [C, fine_bins] counts in [lower, upper]."""
+
+  def __init__(self, config: extract.ExtractionConfig, lower, upper):
+    self._config, self._lower, self._upper = config, lower, upper
+
+  def setup(self):
+    self._fitter = extract.EdgeFitter(extract.make_bank(self._config.bank), self._config)
+
+  def process(self, element):
+    spec_dir, split, index = element
+    yield self._fitter.shard_counts(spec_lib.load_spec(spec_dir), split, index,
+                                    self._lower, self._upper)
+
+
+class _Extract(beam.DoFn):
+  """(role, spec_dir, split, shard index) -> the descriptor shard written, or a failure
+  (tagged output) when the shard cannot be read."""
+
+  def __init__(self, config: extract.ExtractionConfig):
+    self._config = config
+
+  def setup(self):
+    bank = extract.make_bank(self._config.bank)
+    edges = store.load_edges(self._config.output_dir)
+    self._compute = extract.compiled_descriptors(
+        extract.descriptor_model(bank, edges, self._config))
+
+  def process(self, element):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    role, spec_dir, split, index = element
+    spec = spec_lib.load_spec(spec_dir)
+    try:
+      yield element, extract.extract_shard(self._compute, spec, split, role, index,
+                                           self._config)
+    except (tf.errors.OpError, ValueError) as error:
+      shard = spec.shard_paths(split)[index]
+      yield beam.pvalue.TaggedOutput(_FAILED, {
+          "shard": shard, "role": role, "split": split,
+          "error": " ".join(str(error).split())[:500]})
+
+
+def _save_arrays(path: str):
+  def save(arrays):
+    files.save_npz_atomic(path, **arrays)
+  return save
+
+
+@dataclasses.dataclass
+class BeamPasses:
+  """Runs the fitting and extraction passes as Beam pipelines.
+
+  Attributes:
+    config: the extraction settings (the same object the local path takes).
+    pipeline_args: Beam pipeline options, e.g. ["--runner=DirectRunner",
+      "--direct_num_workers=2", "--direct_running_mode=multi_processing"].
+  """
+  config: extract.ExtractionConfig
+  pipeline_args: list[str]
+  failures: list[dict] = dataclasses.field(default_factory=list)
+
+  def _fit_path(self, name: str) -> str:
+    return os.path.join(self.config.output_dir, FIT_DIRNAME, name)
+
+  def fit_edges(self, bank, spec: spec_lib.DatasetSpec, split: str) -> store.Edges:
+    """The equal-mass edges of `spec`'s `split`: a min/max combine, then a sum."""
+    shards = [(spec.directory, split, i) for i in range(len(spec.split(split).shards))]
+    ranges_path, counts_path = self._fit_path("ranges.npz"), self._fit_path("counts.npz")
+    if not os.path.exists(ranges_path):
+      with beam_lib.pipeline(self.pipeline_args) as p:
+        _ = (p | "shards" >> beam.Create(shards)
+             | "ranges" >> beam.ParDo(_Ranges(self.config))
+             | "combine" >> beam.CombineGlobally(_CombineRanges())
+             | "save" >> beam.Map(lambda r: _save_arrays(ranges_path)(
+                 {"lower": r[0], "upper": r[1]})))
+    with np.load(ranges_path) as data:
+      lower, upper = data["lower"], data["upper"]
+    if not os.path.exists(counts_path):
+      with beam_lib.pipeline(self.pipeline_args) as p:
+        _ = (p | "shards" >> beam.Create(shards)
+             | "counts" >> beam.ParDo(_Counts(self.config, lower, upper))
+             | "sum" >> beam.CombineGlobally(sum)
+             | "save" >> beam.Map(lambda c: _save_arrays(counts_path)({"counts": c})))
+    with np.load(counts_path) as data:
+      counts = data["counts"]
+    return extract.edges_from_counts(counts, lower, upper, bank, self.config)
+
+  def extract(self, jobs) -> list[list[str]]:
+    """Descriptor shards of every (role, spec, split) job, one pipeline for all.
+
+    Returns:
+      Per job, its descriptor shards in input order (failed shards left out; they
+      are listed in `failures` and in beam_failures.json).
+    """
+    elements = [(role, spec.directory, split, i) for role, spec, split in jobs
+                for i in range(len(spec.split(split).shards))]
+    failures_path = os.path.join(self.config.output_dir, FAILURES_FILENAME)
+    work = os.path.join(self.config.output_dir, FIT_DIRNAME, "failures")
+    with beam_lib.pipeline(self.pipeline_args) as p:
+      results = (p | "shards" >> beam.Create(elements)
+                 | "extract" >> beam.ParDo(_Extract(self.config)).with_outputs(
+                     _FAILED, main="written"))
+      _ = (results[_FAILED] | "gather" >> beam.combiners.ToList()
+           | "save" >> beam.Map(lambda items: files.write_json_atomic(
+               os.path.join(work, "failures.json"), items)))
+    with open(os.path.join(work, "failures.json")) as f:
+      self.failures = sorted(json.load(f), key=lambda item: item["shard"])
+    files.write_json_atomic(failures_path, self.failures)
+    for item in self.failures:
+      logging.warning("descriptors: %s left out (%s); rerun to retry", item["shard"],
+                      item["error"])
+    failed = {item["shard"] for item in self.failures}
+    return [[out for i, out in enumerate(extract.shard_outputs(spec, split, role))
+             if spec.shard_paths(split)[i] not in failed]
+            for role, spec, split in jobs]

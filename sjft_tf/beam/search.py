@@ -1,0 +1,111 @@
+"""The neighbour search on Beam workers: `search.find` with `SearchConfig.pipeline_args`.
+
+The source is partitioned by descriptor shard. Each worker loads the targets once
+(`DoFn.setup`, from <work_dir>/targets.npz) and searches its partitions for every
+target (`search.partition_neighbours`: exact, or ScaNN candidates re-ranked by the
+exact divergence), writing each partition's top K to <work_dir>/partitions/ (atomic).
+A combine keeps every target's global top K (`exact.merge_top_k`, ties by source
+index). With exact search the neighbours equal the local exact search's. A rerun
+after a killed pipeline reuses the partitions already written.
+"""
+
+import os
+
+import apache_beam as beam
+import numpy as np
+
+from sjft_tf import beam as beam_lib
+from sjft_tf import files
+from sjft_tf.descriptors import store
+from sjft_tf.selection import exact
+from sjft_tf.selection import search as search_lib
+
+TARGETS_FILENAME = "targets.npz"
+NEIGHBOURS_FILENAME = "neighbours.npz"
+
+
+class _SearchPartition(beam.DoFn):
+  """(partition index, shard path, first source row) -> (distances, indices) of every
+  target among that partition."""
+
+  def __init__(self, work_dir: str, k: int, method: str, config):
+    self._work_dir, self._k, self._method, self._config = work_dir, k, method, config
+
+  def setup(self):
+    with np.load(os.path.join(self._work_dir, TARGETS_FILENAME)) as data:
+      self._targets, self._weights = data["targets"], data["weights"]
+
+  def process(self, element):
+    index, shard_path, offset = element
+    path = os.path.join(self._work_dir, "partitions", f"{index:05d}.npz")
+    if not os.path.exists(path):
+      block = store.load_shard(shard_path).descriptors
+      distances, indices = search_lib.partition_neighbours(
+          self._targets, block, offset, self._weights, self._k, self._method, self._config)
+      files.save_npz_atomic(path, distances=distances, indices=indices)
+    with np.load(path) as data:
+      yield data["distances"], data["indices"]
+
+
+class _MergeTopK(beam.CombineFn):
+  """Every target's k smallest (distance, index) over the partitions' results."""
+
+  def __init__(self, k: int):
+    self._k = k
+
+  def create_accumulator(self):
+    return None
+
+  def add_input(self, accumulator, element):
+    if accumulator is None:
+      return element
+    return exact.merge_top_k(*accumulator, *element, self._k)
+
+  def merge_accumulators(self, accumulators):
+    merged = None
+    for accumulator in accumulators:
+      if accumulator is not None:
+        merged = self.add_input(merged, accumulator)
+    return merged
+
+  def extract_output(self, accumulator):
+    return accumulator
+
+
+def find(descriptors_dir: str, targets: np.ndarray, weights: np.ndarray, k: int,
+         method: str, config) -> tuple[np.ndarray, np.ndarray]:
+  """Each target's k nearest sources of the folder, searched partition by partition.
+
+  Args:
+    targets: float [nt, D]; weights: float32 [D] the divergence's weights.
+    method: "exact" or "scann" (per partition, re-ranked exactly).
+    config: the SearchConfig (pipeline_args, work_dir, ScaNN settings, epsilon).
+  Returns:
+    (distances float32 [nt, k], indices int64 [nt, k]), ascending, ties by index.
+  """
+  if not config.work_dir:
+    raise ValueError("a Beam search needs SearchConfig.work_dir (its partition files)")
+  work_dir = config.work_dir
+  files.remove_stale_temporaries(os.path.join(work_dir, "partitions"))
+  targets_path = os.path.join(work_dir, TARGETS_FILENAME)
+  if os.path.exists(targets_path):
+    with np.load(targets_path) as data:
+      if not (np.array_equal(data["targets"], targets) and data["k"] == k
+              and str(data["method"]) == method):
+        raise ValueError(f"{work_dir} holds a search of other targets or settings; "
+                         f"delete it or use another folder")
+  else:
+    files.save_npz_atomic(targets_path, targets=targets, weights=weights, k=k,
+                          method=np.array(method))
+  paths = store.shard_paths(descriptors_dir, "source")
+  offsets = np.cumsum([0] + [len(store.load_ids_labels(p)[0]) for p in paths])
+  elements = [(i, p, int(o)) for i, (p, o) in enumerate(zip(paths, offsets))]
+  result_path = os.path.join(work_dir, NEIGHBOURS_FILENAME)
+  with beam_lib.pipeline(config.pipeline_args) as p:
+    _ = (p | "partitions" >> beam.Create(elements)
+         | "search" >> beam.ParDo(_SearchPartition(work_dir, k, method, config))
+         | "merge" >> beam.CombineGlobally(_MergeTopK(k))
+         | "save" >> beam.Map(lambda r: files.save_npz_atomic(
+             result_path, distances=r[0], indices=r[1])))
+  with np.load(result_path) as data:
+    return data["distances"], data["indices"]
