@@ -262,3 +262,17 @@ def test_cli_initial_and_update(descriptor_dir, tmp_path):
   expected = np.where(first.target_labels == 0, 3, 5)  # uncertain+right: +2, wrong: +4
   np.testing.assert_array_equal(second.levels, expected)
   assert "round 1" in done.stdout
+
+
+def test_merge_top_k_cuts_ties_at_the_kth_distance_by_index_in_any_order():
+  from sjft_tf.selection import exact as exact_lib
+  distances = np.array([[0.5, 0.2, 0.5, 0.5, 0.1, 0.5]], np.float32)
+  indices = np.array([[40, 7, 3, 90, 12, 5]], np.int64)
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    order = rng.permutation(6)
+    first, second = order[:3], order[3:]
+    kept = exact_lib.merge_top_k(distances[:, first], indices[:, first],
+                                 distances[:, second], indices[:, second], 4)
+    np.testing.assert_array_equal(kept[1], [[12, 7, 3, 5]])
+    np.testing.assert_array_equal(kept[0], np.float32([[0.1, 0.2, 0.5, 0.5]]))

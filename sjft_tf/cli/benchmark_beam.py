@@ -97,7 +97,7 @@ def run_measured(command: list[str]) -> dict:
   driver = peaks.get(process.pid, (0, ""))[0]
   return {"seconds": round(seconds, 1), "driver_peak_mib": round(driver / 1024),
           "worker_peak_mib": round(max(workers) / 1024) if workers else None,
-          "workers_seen": len(workers)}
+          "worker_processes_seen": len(workers)}
 
 
 def _tool(name: str) -> str:

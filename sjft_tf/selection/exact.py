@@ -26,6 +26,12 @@ def merge_top_k(best_distances: np.ndarray, best_indices: np.ndarray,
   keep = min(k, all_distances.shape[1])
   if keep < all_distances.shape[1]:
     part = np.argpartition(all_distances, keep - 1, axis=1)[:, :keep]
+    # argpartition keeps an arbitrary one of candidates tied at the k-th distance; the
+    # rows with such a tie are cut by (distance, index), so the result does not depend
+    # on the order in which candidates arrive (partitions, Beam workers).
+    kth = np.take_along_axis(all_distances, part, 1).max(axis=1)
+    for row in np.nonzero((all_distances <= kth[:, None]).sum(axis=1) > keep)[0]:
+      part[row] = np.lexsort((all_indices[row], all_distances[row]))[:keep]
     all_distances = np.take_along_axis(all_distances, part, 1)
     all_indices = np.take_along_axis(all_indices, part, 1)
   order = np.lexsort((all_indices, all_distances), axis=1)
