@@ -20,7 +20,7 @@ $(STAMP): setup.py requirements.txt requirements-test.txt constraints.txt
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests
 
 demo: $(STAMP)
 	$(BIN)/sjft-run --flagfile=flags/run/demo.flags

@@ -25,7 +25,8 @@ def test_cache_dir() -> str:
 
 
 # The longest files first: `make test` runs the suite on 2 processes (pytest-xdist,
-# --dist loadfile), and a long file left for last would run alone.
+# --dist loadfile --no-loadscope-reorder, which keeps this order instead of putting
+# files with many tests first), and a long file left for last would run alone.
 _LONGEST_FIRST = ("test_run.py", "test_reproduce.py", "test_training.py", "test_beam.py",
                   "test_export.py")
 
