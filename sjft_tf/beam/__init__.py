@@ -21,3 +21,28 @@ def pipeline(pipeline_args) -> beam.Pipeline:
   """A Beam pipeline from command-line style options, e.g. ["--runner=DirectRunner",
   "--direct_num_workers=2", "--direct_running_mode=multi_processing"]."""
   return beam.Pipeline(options=PipelineOptions(list(pipeline_args)))
+
+
+class PairwiseCombine(beam.CombineFn):
+  """Combines a PCollection with an associative `merge(a, b)`; None elements (e.g. an
+  empty shard) are skipped, and the output is None when nothing was combined."""
+
+  def __init__(self, merge):
+    self._merge = merge
+
+  def create_accumulator(self):
+    return None
+
+  def add_input(self, accumulator, element):
+    if element is None:
+      return accumulator
+    return element if accumulator is None else self._merge(accumulator, element)
+
+  def merge_accumulators(self, accumulators):
+    merged = None
+    for accumulator in accumulators:
+      merged = self.add_input(merged, accumulator)
+    return merged
+
+  def extract_output(self, accumulator):
+    return accumulator

@@ -20,6 +20,7 @@ import os
 
 import apache_beam as beam
 import numpy as np
+import tensorflow as tf
 
 from sjft_tf import beam as beam_lib
 from sjft_tf import files
@@ -45,37 +46,16 @@ class _Ranges(beam.DoFn):
     yield self._fitter.shard_ranges(spec_lib.load_spec(spec_dir), split, index)
 
 
-class _CombineRanges(beam.CombineFn):
-  """Element-wise min of the lowers and max of the uppers (None: an empty shard)."""
-
-  def create_accumulator(self):
-    return None
-
-  def add_input(self, accumulator, element):
-    if element is None:
-      return accumulator
-    if accumulator is None:
-      return element
-    return np.minimum(accumulator[0], element[0]), np.maximum(accumulator[1], element[1])
-
-  def merge_accumulators(self, accumulators):
-    merged = None
-    for accumulator in accumulators:
-      merged = self.add_input(merged, accumulator)
-    return merged
-
-  def extract_output(self, accumulator):
-    return accumulator
+def _merge_ranges(a, b):
+  return extract.combine_ranges([a, b])
 
 
-class _Counts(beam.DoFn):
+class _Counts(_Ranges):
   """(spec_dir, split, shard index) -> int64 [C, fine_bins] counts in [lower, upper]."""
 
   def __init__(self, config: extract.ExtractionConfig, lower, upper):
-    self._config, self._lower, self._upper = config, lower, upper
-
-  def setup(self):
-    self._fitter = extract.EdgeFitter(extract.make_bank(self._config.bank), self._config)
+    super().__init__(config)
+    self._lower, self._upper = lower, upper
 
   def process(self, element):
     spec_dir, split, index = element
@@ -97,7 +77,6 @@ class _Extract(beam.DoFn):
         extract.descriptor_model(bank, edges, self._config))
 
   def process(self, element):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     role, spec_dir, split, index = element
     spec = spec_lib.load_spec(spec_dir)
     try:
@@ -108,12 +87,6 @@ class _Extract(beam.DoFn):
       yield beam.pvalue.TaggedOutput(_FAILED, {
           "shard": shard, "role": role, "split": split,
           "error": " ".join(str(error).split())[:500]})
-
-
-def _save_arrays(path: str):
-  def save(arrays):
-    files.save_npz_atomic(path, **arrays)
-  return save
 
 
 @dataclasses.dataclass
@@ -140,9 +113,9 @@ class BeamPasses:
       with beam_lib.pipeline(self.pipeline_args) as p:
         _ = (p | "shards" >> beam.Create(shards)
              | "ranges" >> beam.ParDo(_Ranges(self.config))
-             | "combine" >> beam.CombineGlobally(_CombineRanges())
-             | "save" >> beam.Map(lambda r: _save_arrays(ranges_path)(
-                 {"lower": r[0], "upper": r[1]})))
+             | "combine" >> beam.CombineGlobally(beam_lib.PairwiseCombine(_merge_ranges))
+             | "save" >> beam.Map(lambda r: files.save_npz_atomic(
+                 ranges_path, lower=r[0], upper=r[1])))
     with np.load(ranges_path) as data:
       lower, upper = data["lower"], data["upper"]
     if not os.path.exists(counts_path):
@@ -150,7 +123,7 @@ class BeamPasses:
         _ = (p | "shards" >> beam.Create(shards)
              | "counts" >> beam.ParDo(_Counts(self.config, lower, upper))
              | "sum" >> beam.CombineGlobally(sum)
-             | "save" >> beam.Map(lambda c: _save_arrays(counts_path)({"counts": c})))
+             | "save" >> beam.Map(lambda c: files.save_npz_atomic(counts_path, counts=c)))
     with np.load(counts_path) as data:
       counts = data["counts"]
     return extract.edges_from_counts(counts, lower, upper, bank, self.config)
@@ -165,17 +138,15 @@ class BeamPasses:
     elements = [(role, spec.directory, split, i) for role, spec, split in jobs
                 for i in range(len(spec.split(split).shards))]
     failures_path = os.path.join(self.config.output_dir, FAILURES_FILENAME)
-    work = os.path.join(self.config.output_dir, FIT_DIRNAME, "failures")
     with beam_lib.pipeline(self.pipeline_args) as p:
       results = (p | "shards" >> beam.Create(elements)
                  | "extract" >> beam.ParDo(_Extract(self.config)).with_outputs(
                      _FAILED, main="written"))
       _ = (results[_FAILED] | "gather" >> beam.combiners.ToList()
            | "save" >> beam.Map(lambda items: files.write_json_atomic(
-               os.path.join(work, "failures.json"), items)))
-    with open(os.path.join(work, "failures.json")) as f:
-      self.failures = sorted(json.load(f), key=lambda item: item["shard"])
-    files.write_json_atomic(failures_path, self.failures)
+               failures_path, sorted(items, key=lambda item: item["shard"]))))
+    with open(failures_path) as f:
+      self.failures = json.load(f)
     for item in self.failures:
       logging.warning("descriptors: %s left out (%s); rerun to retry", item["shard"],
                       item["error"])

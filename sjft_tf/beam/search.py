@@ -9,6 +9,7 @@ index). With exact search the neighbours equal the local exact search's. A rerun
 after a killed pipeline reuses the partitions already written.
 """
 
+import functools
 import os
 
 import apache_beam as beam
@@ -38,38 +39,20 @@ class _SearchPartition(beam.DoFn):
   def process(self, element):
     index, shard_path, offset = element
     path = os.path.join(self._work_dir, "partitions", f"{index:05d}.npz")
-    if not os.path.exists(path):
-      block = store.load_shard(shard_path).descriptors
-      distances, indices = search_lib.partition_neighbours(
-          self._targets, block, offset, self._weights, self._k, self._method, self._config)
-      files.save_npz_atomic(path, distances=distances, indices=indices)
-    with np.load(path) as data:
-      yield data["distances"], data["indices"]
+    if os.path.exists(path):  # written before a kill
+      with np.load(path) as data:
+        yield data["distances"], data["indices"]
+      return
+    block = store.load_shard(shard_path).descriptors
+    distances, indices = search_lib.partition_neighbours(
+        self._targets, block, offset, self._weights, self._k, self._method, self._config)
+    files.save_npz_atomic(path, distances=distances, indices=indices)
+    yield distances, indices
 
 
-class _MergeTopK(beam.CombineFn):
-  """Every target's k smallest (distance, index) over the partitions' results."""
-
-  def __init__(self, k: int):
-    self._k = k
-
-  def create_accumulator(self):
-    return None
-
-  def add_input(self, accumulator, element):
-    if accumulator is None:
-      return element
-    return exact.merge_top_k(*accumulator, *element, self._k)
-
-  def merge_accumulators(self, accumulators):
-    merged = None
-    for accumulator in accumulators:
-      if accumulator is not None:
-        merged = self.add_input(merged, accumulator)
-    return merged
-
-  def extract_output(self, accumulator):
-    return accumulator
+def _merge_top_k(k: int, a, b):
+  """Every target's k smallest (distance, index) of two partial results."""
+  return exact.merge_top_k(*a, *b, k)
 
 
 def find(descriptors_dir: str, targets: np.ndarray, weights: np.ndarray, k: int,
@@ -104,7 +87,8 @@ def find(descriptors_dir: str, targets: np.ndarray, weights: np.ndarray, k: int,
   with beam_lib.pipeline(config.pipeline_args) as p:
     _ = (p | "partitions" >> beam.Create(elements)
          | "search" >> beam.ParDo(_SearchPartition(work_dir, k, method, config))
-         | "merge" >> beam.CombineGlobally(_MergeTopK(k))
+         | "merge" >> beam.CombineGlobally(
+             beam_lib.PairwiseCombine(functools.partial(_merge_top_k, k)))
          | "save" >> beam.Map(lambda r: files.save_npz_atomic(
              result_path, distances=r[0], indices=r[1])))
   with np.load(result_path) as data:
