@@ -174,7 +174,8 @@ def _check_config(config: TrainConfig) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-  current = _portable(dataclasses.asdict(config), config.output_dir)
+  portable = _portable(dataclasses.asdict(config), config.output_dir)
+  current = dict(portable)
   defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(config.output_dir))))
   # How much progress is printed is no setting of the run.
   for values in (saved or {}, current, defaults):
@@ -183,7 +184,7 @@ def _check_config(config: TrainConfig) -> None:
       _portable(saved, config.output_dir, from_file=True), current, defaults):
     raise ValueError(f"{path} holds another configuration: resume with the same one or "
                      f"use a fresh output_dir")
-  files.write_json_atomic(path, _portable(dataclasses.asdict(config), config.output_dir))
+  files.write_json_atomic(path, portable)
 
 
 _PATH_SETTINGS = ("output_dir", "first_round", "target_spec_dir")
