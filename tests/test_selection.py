@@ -129,10 +129,14 @@ def test_rare_source_classes_leave_the_pools_and_labels_are_contiguous():
   selection = _selection(rng, k0=1, min_images=3)
   kept = {selection.source_class_names.index(c) for c in selection.retained_classes}
   assert all(selection.source_labels[j] in kept for p in selection.pools() for j in p)
-  assert sorted(set(selection.head_labels.tolist())) == list(range(len(kept)))
+  # Head labels index the run's head classes (reachable at max_level), which hold
+  # this round's retained classes.
+  heads = {selection.source_class_names.index(c) for c in selection.head_classes}
+  assert kept <= heads and selection.head_classes == [
+      n for c, n in enumerate(selection.source_class_names) if c in heads]
   for j, head in zip(selection.selected, selection.head_labels):
     name = selection.source_class_names[selection.source_labels[j]]
-    assert selection.retained_classes[head] == name
+    assert selection.head_classes[head] == name
 
 
 def test_selection_files_round_trip(tmp_path):
@@ -143,6 +147,7 @@ def test_selection_files_round_trip(tmp_path):
   for name in ("levels", "neighbours", "selected", "weights", "head_labels", "source_ids"):
     np.testing.assert_array_equal(getattr(again, name), getattr(selection, name))
   assert again.retained_classes == selection.retained_classes
+  assert again.head_classes == selection.head_classes
   assert again.params == selection.params
 
 
@@ -173,7 +178,7 @@ def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp
                                            search.SearchConfig(method="exact"))
   assert first.neighbours.shape == (12, 30) and (first.pool_sizes == 4).all()
   subset = spec_lib.load_spec(os.path.join(folder, "subset"))
-  assert subset.class_names == first.retained_classes
+  assert subset.class_names == first.head_classes
   read = {ex["id"].decode(): int(ex["label"])
           for ex in pipeline.read_examples(subset, "train").as_numpy_iterator()}
   assert read == dict(zip(first.source_ids[first.selected].tolist(),
@@ -185,13 +190,13 @@ def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp
   relabelled = dict(zip(first.source_ids[first.selected].tolist(),
                         (first.head_labels[::-1]).tolist()))
   rewritten = subset_lib.write_subset(source_spec_dir,
-                                      ["train", "val"], relabelled, first.retained_classes,
+                                      ["train", "val"], relabelled, first.head_classes,
                                       os.path.join(folder, "subset"), "again")
   assert rewritten.name == "again"
   assert {ex["id"].decode(): int(ex["label"]) for ex in
           pipeline.read_examples(rewritten, "train").as_numpy_iterator()} == relabelled
   assert subset_lib.write_subset(source_spec_dir, ["train", "val"], relabelled,
-                                 first.retained_classes, os.path.join(folder, "subset"),
+                                 first.head_classes, os.path.join(folder, "subset"),
                                  "reused").name == "again"
   assert first.info["source"]["splits"] == ["train", "val"]
   source_spec = first.info["source"]["spec_dir"]

@@ -99,7 +99,8 @@ def test_a_source_only_batch_leaves_the_target_head_unchanged():
 def test_pairs_follow_levels_and_pools_and_labels_match(problem):
   selection = manifest.load(problem)
   pairs = sampler_lib.PairSampler(problem, fx.PAIRS)
-  assert pairs.source_class_names == [
+  # The head's classes are the selection's, decided once for the run.
+  assert pairs.source_class_names == selection.head_classes == [
       n for n in selection.source_class_names
       if np.sum(selection.source_labels[np.unique(selection.neighbours[:, :30])]
                 == selection.source_class_names.index(n)) >= 2]
@@ -144,8 +145,8 @@ def test_pairs_follow_levels_and_pools_and_labels_match(problem):
     pairs.set_selection(manifest.derive(selection))
   # The memory cap stops the loading, not after it.
   with pytest.raises(ValueError, match="need more than max_encoded_gib=1e-05"):
-    sampler_lib.PairSampler(problem, sampler_lib.PairConfig(batch_size=8,
-                                                            max_encoded_gib=1e-5))
+    sampler_lib.PairSampler(problem, sampler_lib.PairConfig(
+        batch_size=8, crop_size=fx.IMAGE_SIZE, max_encoded_gib=1e-5))
 
 
 def test_schedules_and_gradient_accumulation():

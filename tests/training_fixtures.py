@@ -14,8 +14,7 @@ from sjft_tf.training import sampler as sampler_lib
 IMAGE_SIZE = 32
 TINY_MODEL = model_lib.ModelConfig(base="MobileNet", weights="", input_size=IMAGE_SIZE,
                                    alpha=0.25)
-PAIRS = sampler_lib.PairConfig(batch_size=8, resize_size=36, crop_size=IMAGE_SIZE,
-                               max_level=10)
+PAIRS = sampler_lib.PairConfig(batch_size=8, resize_size=36, crop_size=IMAGE_SIZE)
 
 
 def make_problem(root: str, levels=None, k0: int = 3) -> str:

@@ -8,26 +8,21 @@ Writes <run_dir>/evaluation_<split>.json and <run_dir>/evaluation_<split>_per_cl
 from absl import flags
 
 from sjft_tf.evaluation import evaluate
-from sjft_tf.cli import runner
+from sjft_tf.cli import config_flags, runner
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True)
 _SPEC_DIR = flags.DEFINE_string("spec_dir", None, "The target dataset folder (dataset_spec.json).", required=True)
-_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
-_VIEWS = flags.DEFINE_multi_enum("views", ["centre", "ten_crops"], ["centre", "ten_crops"], "centre: one centre crop; ten_crops: centre + corners and flips, averaged.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
-_RESIZE_SIZE = flags.DEFINE_integer("resize_size", 0, "Square resize before cropping (0: the run's).")
-_CROP_SIZE = flags.DEFINE_integer("crop_size", 0, "Crop side (0: the run's).")
-_REUSE = flags.DEFINE_bool("reuse", True, "Keep an evaluation already written that is newer than the model and made the same way.")
+# The fields of EvalConfig are flags of their names (--split, --views=centre,ten_crops...).
+_EVAL = config_flags.define(evaluate.EvalConfig)
 
 
 def main(argv):
   del argv
-  results = evaluate.evaluate(_RUN_DIR.value, _SPEC_DIR.value, evaluate.EvalConfig(
-      _SPLIT.value, tuple(_VIEWS.value), _BATCH_SIZE.value, _RESIZE_SIZE.value,
-      _CROP_SIZE.value, _REUSE.value))
-  json_path, png_path = evaluate.result_paths(_RUN_DIR.value, _SPLIT.value)
+  config = _EVAL()
+  results = evaluate.evaluate(_RUN_DIR.value, _SPEC_DIR.value, config)
+  json_path, png_path = evaluate.result_paths(_RUN_DIR.value, config.split)
   for view, result in results["views"].items():
-    print(f"{_SPLIT.value} ({result['images']} images), {view}: top-1 {result['top1']:.4f}, "
+    print(f"{config.split} ({result['images']} images), {view}: top-1 {result['top1']:.4f}, "
           f"mean per-class accuracy {result['mean_per_class_accuracy']:.4f}")
   print(f"wrote {json_path} and {png_path}")
 

@@ -20,8 +20,8 @@ from sjft_tf.data import archives
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.experiments import ablation, figures
 from sjft_tf.selection import manifest, report, semantic
-from sjft_tf.training import model, optimization, regularization, sampler, train
-from sjft_tf.cli import runner, stages
+from sjft_tf.training import train
+from sjft_tf.cli import config_flags, runner, stages
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/reproduce", "Where selections, runs and the report go.")
 _TARGET_DIR = flags.DEFINE_string("target_dir", "data/flowers102", "Ingested target dataset.")
@@ -40,37 +40,26 @@ _MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", 5, "Selected images a
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds of the iterative row.")
 _VIEWS = flags.DEFINE_multi_enum("views", ["centre"], ["centre", "ten_crops"], "Views evaluated.")
 _EVAL_SPLITS = flags.DEFINE_list("eval_splits", ["val"], "Target splits evaluated: the validation split while choosing settings; add the test split once, for the final table.")
-_BASE = flags.DEFINE_string("base", "MobileNet", "keras.applications base.")
-_ALPHA = flags.DEFINE_float("alpha", 0.25, "MobileNet width multiplier.")
-_WEIGHTS = flags.DEFINE_string("weights", "../shared/weights/mobilenet_v1_0.25_imagenet/mobilenet_2_5_224_tf_no_top.h5", "Base weights of the runs (empty: from scratch).")
-_FEATURE_WEIGHTS = flags.DEFINE_string("feature_weights", None, "Weights of the network of the deep-feature rows (default: --weights).")
-_INPUT_SIZE = flags.DEFINE_integer("input_size", 96, "Input side in pixels.")
-_RESIZE_SIZE = flags.DEFINE_integer("resize_size", 110, "Square resize before the crop.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch of the joint rows (both domains).")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Base learning rate (cosine).")
-_HEAD_LR = flags.DEFINE_float("head_learning_rate_multiplier", 1.0, "Heads learn at this multiple of the learning rate.")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 1e-4, "Decoupled weight decay.")
-_L2SP_ALPHA = flags.DEFINE_float("l2sp_alpha", 0.0, "L2-SP strength towards the starting weights (0: off).")
-_L2SP_BETA = flags.DEFINE_float("l2sp_beta", 0.01, "L2-SP: L2 on the heads.")
-_SOURCE_WEIGHT = flags.DEFINE_float("source_loss_weight", 0.5, "Weight of the source head's loss (joint rows).")
-_TOTAL_STEPS = flags.DEFINE_integer("total_steps", 480, "Batches per run, every row.")
-_STEPS_PER_EPOCH = flags.DEFINE_integer("steps_per_epoch", 32, "Batches per epoch.")
 _VERBOSE = flags.DEFINE_integer("verbose", 2, "Keras progress of each run: 0 silent, 1 bar, 2 a line per epoch.")
+# The training settings of every run: sjft-train's flags, with this testbed's defaults.
+_TRAIN = config_flags.define(
+    train.TrainConfig, prefixes={"l2sp": "l2sp_"},
+    skip=("output_dir", "first_round", "target_spec_dir", "target_split",
+          "epochs_per_round", "strategy", "verbose"),
+    defaults={"model.base": "MobileNet", "model.alpha": 0.25, "model.input_size": 96,
+              "model.weights": "../shared/weights/mobilenet_v1_0.25_imagenet/"
+                               "mobilenet_2_5_224_tf_no_top.h5",
+              "pairs.resize_size": 110, "pairs.batch_size": 64, "total_steps": 480,
+              "steps_per_epoch": 32})
 
 
 def _template() -> train.TrainConfig:
-  return train.TrainConfig(
-      output_dir="", target_spec_dir=_TARGET_DIR.value,
-      model=model.ModelConfig(_BASE.value, _WEIGHTS.value, _INPUT_SIZE.value,
-                              _ALPHA.value if "MobileNet" in _BASE.value else None),
-      optimizer=optimization.OptimizerConfig(
-          learning_rate=_LEARNING_RATE.value, weight_decay=_WEIGHT_DECAY.value,
-          head_learning_rate_multiplier=_HEAD_LR.value),
-      pairs=sampler.PairConfig(_BATCH_SIZE.value, _RESIZE_SIZE.value, _INPUT_SIZE.value),
-      total_steps=_TOTAL_STEPS.value, steps_per_epoch=_STEPS_PER_EPOCH.value,
-      source_loss_weight=_SOURCE_WEIGHT.value,
-      l2sp=regularization.L2SPConfig(_L2SP_ALPHA.value, _L2SP_BETA.value),
-      strategy="one_device", verbose=_VERBOSE.value)
+  template = _TRAIN(output_dir="", target_spec_dir=_TARGET_DIR.value, strategy="one_device",
+                    verbose=_VERBOSE.value)
+  if "MobileNet" not in template.model.base:
+    template = dataclasses.replace(
+        template, model=dataclasses.replace(template.model, alpha=None))
+  return template
 
 
 def _metrics(config: ablation.AblationConfig):

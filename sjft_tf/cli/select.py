@@ -9,38 +9,35 @@ The predictions file is an .npz with `ids` (target training ids) and `probabilit
 ([n, target classes]).
 """
 
+import dataclasses
 import os
 
 import numpy as np
 from absl import app, flags
 
-from sjft_tf.selection import index, manifest, report, search, select, semantic
-from sjft_tf.cli import beam_flags, level_flags, runner
+from sjft_tf.selection import levels, manifest, report, search, select, semantic
+from sjft_tf.cli import beam_flags, config_flags, runner
 
 _DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).")
 _PREVIOUS_ROUND = flags.DEFINE_string("previous_round", None, "A round folder to update from --predictions.")
 _PREDICTIONS = flags.DEFINE_string("predictions", None, "npz with ids and probabilities of the target training images.")
 
-_K0 = flags.DEFINE_integer("k0", manifest.SelectionParams.k0, "Pool size per level: a level-L target's pool is its first k0*L neighbours.", lower_bound=1)
-_MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", manifest.SelectionParams.max_neighbours, "Ranked neighbours kept per target (caps every pool).", lower_bound=1)
-_MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", manifest.SelectionParams.min_images_per_class, "Selected images a source class needs to keep a source-head output.", lower_bound=1)
+_METHOD = flags.DEFINE_enum("method", "filter_bank", ["filter_bank", "deep", "classes"], "Round 0 by the descriptors' filter-bank statistics (the paper), by the cosine of a pretrained network's pooled features (deep: each target's k0 nearest), or whole source classes nearest the target classes (classes, up to --budget_images).")
+_BUDGET = flags.DEFINE_integer("budget_images", 0, "--method=classes: source images to select (whole classes until reached).", lower_bound=0)
 _TARGET_SPLIT = flags.DEFINE_string("target_split", "train", "Target split whose images get neighbours.")
 _REUSE = flags.DEFINE_bool("reuse", True, "Keep a round 0 already in --output_dir made from the same descriptors and parameters (rerun = resume).")
 _WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected source images as TFRecords (subset/).")
-
-_METHOD = flags.DEFINE_enum("method", "filter_bank", ["filter_bank", "deep", "classes"], "Round 0 by the descriptors' filter-bank statistics (the paper), by the cosine of a pretrained network's pooled features (deep: each target's k0 nearest), or whole source classes nearest the target classes (classes, up to --budget_images).")
-_BUDGET = flags.DEFINE_integer("budget_images", 0, "--method=classes: source images to select (whole classes until reached).", lower_bound=0)
-_FEATURE_BASE = flags.DEFINE_string("feature_base", semantic.FeatureConfig.base, "deep/classes: keras.applications network of the features.")
-_FEATURE_WEIGHTS = flags.DEFINE_string("feature_weights", semantic.FeatureConfig.weights, "deep/classes: its weights (imagenet or a no-top weights file).")
-_FEATURE_ALPHA = flags.DEFINE_float("feature_alpha", semantic.FeatureConfig.alpha, "deep/classes: MobileNet width multiplier.")
-_FEATURE_SIZE = flags.DEFINE_integer("feature_input_size", semantic.FeatureConfig.input_size, "deep/classes: images resized to this square.")
-_SEARCH = flags.DEFINE_enum("search", "auto", ["auto", "exact", "scann"], "Neighbour search: exact, ScaNN + exact re-rank, or auto by size.")
-_DIMENSIONS = flags.DEFINE_integer("index_dimensions", index.IndexConfig.dimensions, "PCA dimensions of the ScaNN embedding (0: none).")
-_LEAVES = flags.DEFINE_integer("index_leaves", 0, "ScaNN partitions (0: sqrt of the source size).")
-_LEAVES_SEARCHED = flags.DEFINE_integer("index_leaves_to_search", 0, "Partitions searched per query (0: a fifth).")
-_CANDIDATES = flags.DEFINE_integer("index_candidates_per_neighbour", index.IndexConfig.candidates_per_neighbour, "Candidates re-ranked exactly per neighbour kept.")
-_QUANTIZE = flags.DEFINE_bool("index_quantize", index.IndexConfig.quantize, "Score with anisotropic 4-bit codes (faster, lower recall).")
+# The fields of SelectionParams (--k0, --max_neighbours, --min_images_per_class,
+# --max_level), LevelRule, SearchConfig (--search, --index_*) and FeatureConfig
+# (--feature_*) are flags of their names.
+_PARAMS = config_flags.define(manifest.SelectionParams)
+_RULE = config_flags.define(levels.LevelRule, skip=("max_level",))
+_SEARCH = config_flags.define(
+    search.SearchConfig, prefixes={"index": "index_"}, names={
+        "method": "search", "index.num_leaves": "index_leaves"},
+    skip=("num_neighbours", "index_dir", "pipeline_args", "work_dir"))
+_FEATURES = config_flags.define(semantic.FeatureConfig, prefixes={"": "feature_"})
 
 
 def summary(selection: manifest.Selection, folder: str) -> str:
@@ -64,9 +61,9 @@ def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfi
   _, base_folder = select.initial_selection(
       _DESCRIPTORS_DIR.value, f"{_OUTPUT_DIR.value}/filter_bank", params, config,
       _TARGET_SPLIT.value, write_subset=False, reuse=_REUSE.value)
-  features = semantic.FeatureConfig(_FEATURE_BASE.value, _FEATURE_WEIGHTS.value,
-                                    _FEATURE_ALPHA.value if "MobileNet" in _FEATURE_BASE.value
-                                    else None, _FEATURE_SIZE.value)
+  features = _FEATURES()
+  if "MobileNet" not in features.base:
+    features = dataclasses.replace(features, alpha=None)
   cache = f"{_OUTPUT_DIR.value}/features"
   if _METHOD.value == "classes":
     folder = semantic.classes_round(base_folder, _OUTPUT_DIR.value, features,
@@ -93,18 +90,15 @@ def main(argv):
       raise app.UsageError("--previous_round needs --predictions")
     with np.load(_PREDICTIONS.value) as data:
       ids, probabilities = data["ids"], data["probabilities"]
-    rule = level_flags.level_rule()
+    rule = _RULE(max_level=_PARAMS().max_level)
     selection, folder = select.next_round(_PREVIOUS_ROUND.value, ids, probabilities, rule,
                                           _OUTPUT_DIR.value, _WRITE_SUBSET.value)
   else:
     if not _OUTPUT_DIR.value:
       raise app.UsageError("--descriptors_dir needs --output_dir")
-    params = manifest.SelectionParams(_K0.value, _MAX_NEIGHBOURS.value, _MIN_IMAGES.value)
-    config = search.SearchConfig(
-        method=_SEARCH.value,
-        index=index.IndexConfig(_DIMENSIONS.value, _LEAVES.value, _LEAVES_SEARCHED.value,
-                                _CANDIDATES.value, _QUANTIZE.value),
-        index_dir=f"{_OUTPUT_DIR.value}/index", pipeline_args=beam_flags.pipeline_args())
+    params = _PARAMS()
+    config = _SEARCH(index_dir=f"{_OUTPUT_DIR.value}/index",
+                     pipeline_args=beam_flags.pipeline_args())
     if _METHOD.value == "filter_bank":
       selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
                                                    params, config, _TARGET_SPLIT.value,

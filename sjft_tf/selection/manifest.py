@@ -3,13 +3,18 @@ pool, and what follows from them (the selected subset, sampling weights, the sou
 classes the source head keeps).
 
 Files of a round (`<output_dir>/round_NNN/`):
-  selection.json   format version, round, parameters, datasets, retained source
-                   classes (source-head label = index), counts
+  selection.json   format version, round, parameters, datasets, the source-head classes
+                   (head label = index), this round's retained classes, counts
   selection.npz    arrays: target_ids, target_labels, levels, neighbours [nt, K_max]
                    (indices into source_ids), distances, source_ids, source_labels,
                    pool_sizes, selected (indices into source_ids), weights, head_labels
-  subset/          the selected source images as TFRecords + dataset_spec.json, labels
-                   re-indexed to the source head (written by sjft_tf.selection.subset)
+  subset/          the selected source images as TFRecords + dataset_spec.json, labelled
+                   with the source head's labels (written by sjft_tf.selection.subset)
+
+The source head's classes are decided here, once for every round of a run: the source
+classes with at least min_images_per_class images among every target's first
+k0 * max_level neighbours (all a run can reach). Pools only grow, so each round's
+retained classes are among them and the head never changes shape; training reads them.
 
 Pairing rule (the paper's data layer): draw a target image with probability
 proportional to its level, then one source image uniformly from its pool. A source
@@ -39,10 +44,13 @@ class SelectionParams:
     max_neighbours: ranked neighbours kept per target (K_max, the cap of every pool).
     min_images_per_class: a source class needs this many selected images to keep a
       source-head output; images of dropped classes leave the pools.
+    max_level: the highest level a target can reach (LevelRule.max_level of the run):
+      fixes the neighbours a run can reach, hence the source head's classes.
   """
   k0: int = 300
   max_neighbours: int = 5000
   min_images_per_class: int = 5
+  max_level: int = 10
 
 
 def round_dir(output_dir: str, round_index: int) -> str:
@@ -68,7 +76,8 @@ class Selection:
   selected: np.ndarray = None       # int64 [n_selected] indices into source_ids
   weights: np.ndarray = None        # float64 [n_selected], sum 1
   head_labels: np.ndarray = None    # int32 [n_selected] source-head labels
-  retained_classes: list = None     # source-head label -> source class name
+  retained_classes: list = None     # names of this round's classes, a subset of...
+  head_classes: list = None         # source-head label -> source class name
 
   def pools(self) -> list[np.ndarray]:
     """Each target's pool: indices into source_ids (retained classes only)."""
@@ -80,8 +89,18 @@ class Selection:
     return np.minimum(self.params.k0 * self.levels.astype(np.int64), self.neighbours.shape[1])
 
 
+def head_class_ids(selection: Selection) -> np.ndarray:
+  """The source classes of the source head, ascending (the module docstring)."""
+  reach = min(selection.params.k0 * selection.params.max_level, selection.neighbours.shape[1])
+  reachable = np.unique(selection.neighbours[:, :reach])
+  counts = np.bincount(selection.source_labels[reachable[reachable >= 0]],
+                       minlength=len(selection.source_class_names))
+  return np.nonzero(counts >= selection.params.min_images_per_class)[0]
+
+
 def derive(selection: Selection) -> Selection:
-  """Fills pools, the selected subset, weights and retained classes from the levels."""
+  """Fills pools, the selected subset, weights, retained and head classes from the
+  levels."""
   raw_sizes = selection._raw_sizes()
   in_pool = np.zeros(len(selection.source_ids), bool)
   for row, size in zip(selection.neighbours, raw_sizes):
@@ -93,8 +112,10 @@ def derive(selection: Selection) -> Selection:
   keep = np.isin(selection.source_labels[candidates], retained)
   selection.selected = candidates[keep]
   selection.retained_classes = [selection.source_class_names[c] for c in retained]
+  heads = head_class_ids(selection)
+  selection.head_classes = [selection.source_class_names[c] for c in heads]
   head_of = np.full(len(selection.source_class_names), -1, np.int64)
-  head_of[retained] = np.arange(len(retained))
+  head_of[heads] = np.arange(len(heads))
   selection.head_labels = head_of[selection.source_labels[selection.selected]].astype(np.int32)
 
   pools = selection.pools()
@@ -140,6 +161,7 @@ def save(selection: Selection, output_dir: str) -> str:
       # Paths relative to the round folder: a moved tree of data and runs still works.
       "info": _info_paths(selection.info, lambda p: files.relative_to(p, folder)),
       "source_class_names": list(selection.source_class_names),
+      "source_head_classes": selection.head_classes,
       "retained_classes": selection.retained_classes,
       "counts": {
           "targets": int(len(selection.target_ids)),
@@ -160,10 +182,15 @@ def load(folder: str) -> Selection:
                                    "sjft-select")
   with np.load(os.path.join(folder, ARRAYS_FILENAME)) as data:
     arrays = {k: data[k] for k in data.files}
-  return Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
-                   info=_info_paths(meta["info"], lambda p: files.resolve(p, folder)),
-                   source_class_names=meta["source_class_names"],
-                   retained_classes=meta["retained_classes"], **arrays)
+  selection = Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
+                        info=_info_paths(meta["info"], lambda p: files.resolve(p, folder)),
+                        source_class_names=meta["source_class_names"],
+                        retained_classes=meta["retained_classes"],
+                        head_classes=meta.get("source_head_classes"), **arrays)
+  if selection.head_classes is None:  # written before the head classes were stored
+    selection.head_classes = [selection.source_class_names[c]
+                              for c in head_class_ids(selection)]
+  return selection
 
 
 def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
@@ -182,7 +209,7 @@ def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
   rows = np.asarray(source_rows, np.int64)
   uniform = Selection(
       round_index=0,
-      params=SelectionParams(len(rows), len(rows), base.params.min_images_per_class),
+      params=dataclasses.replace(base.params, k0=len(rows), max_neighbours=len(rows)),
       info={**base.info, "search": {"method": name}, "descriptors_dir": None},
       target_ids=base.target_ids, target_labels=base.target_labels, levels=base.levels,
       neighbours=np.broadcast_to(rows, (len(base.target_ids), len(rows))),

@@ -28,7 +28,7 @@ def _write_subset(selection: manifest.Selection, folder: str) -> None:
       source["spec_dir"], source["splits"],
       dict(zip(selection.source_ids[selection.selected].tolist(),
                selection.head_labels.tolist())),
-      selection.retained_classes, os.path.join(folder, manifest.SUBSET_DIRNAME),
+      selection.head_classes, os.path.join(folder, manifest.SUBSET_DIRNAME),
       f"{source['dataset']}_selected_round{selection.round_index}",
       metadata={"selection_round": selection.round_index})
 

@@ -1,6 +1,6 @@
 """Keras callbacks that turn a user's own `model.fit` into selective joint fine-tuning.
 
-    sampler = PairSampler("runs/x/selection/round_000", PairConfig(batch_size=32))
+    sampler = PairSampler("runs/x/selection/round_000", PairConfig(batch_size=32, crop_size=224))
     model = build_joint_model(ModelConfig(...), len(sampler.target_class_names),
                               len(sampler.source_class_names))
     compile_joint(model, keras.optimizers.SGD(0.01, momentum=0.9))
@@ -64,9 +64,10 @@ class SelectiveRounds(keras.callbacks.Callback):
                target_batch_norm: bool = False):
     super().__init__()
     self.target_batch_norm = target_batch_norm
-    if rule.max_level > sampler.config.max_level:
-      raise ValueError(f"rule.max_level {rule.max_level} exceeds the sampler's max_level "
-                       f"{sampler.config.max_level}")
+    if rule.max_level > sampler.max_level:
+      raise ValueError(f"{sampler.first_round_folder}: the level rule's max_level "
+                       f"{rule.max_level} exceeds the selection's {sampler.max_level} "
+                       f"(sjft-select --max_level)")
     self.sampler = sampler
     self.output_dir = output_dir
     self.epochs_per_round = epochs_per_round

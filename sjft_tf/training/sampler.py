@@ -13,9 +13,8 @@ the batches already prefetched). The source images of every pool a run can reach
 target's first k0 * max_level neighbours) are held in memory still encoded, so a round
 never reads the source dataset again.
 
-The source head's classes are fixed for the run: the source classes with at least
-min_images_per_class images among those reachable neighbours. They include every
-round's retained classes (pools only grow), so the head never changes shape.
+The source head's classes are those the selection decided for the run (manifest.py):
+the source classes with enough images among every reachable neighbour.
 """
 
 import dataclasses
@@ -39,17 +38,15 @@ class PairConfig:
   Attributes:
     batch_size: images per batch, both domains together (even; paper: 20).
     resize_size: images are resized to a square of this side first (paper: 256)...
-    crop_size: ...then randomly cropped to this side and flipped (paper: 224).
+    crop_size: ...then randomly cropped to this side and flipped (paper: 224; None: the
+      model's input size, which a TrainConfig sets).
     seed: the pairs and augmentations of a run are a function of (seed, pair index).
-    max_level: the highest level a target can reach (LevelRule.max_level); fixes the
-      source images held in memory.
     max_encoded_gib: refuse to hold more than this many GiB of encoded images.
   """
   batch_size: int = 32
   resize_size: int = 256
-  crop_size: int = 224
+  crop_size: int | None = None
   seed: int = 0
-  max_level: int = 10
   max_encoded_gib: float = 8.0
 
 
@@ -76,8 +73,9 @@ class PairSampler:
 
   def __init__(self, first_round, config: PairConfig = PairConfig()):
     _check_no_strategy()
-    if config.batch_size % 2:
-      raise ValueError(f"batch_size {config.batch_size} must be even (1:1 pairs)")
+    if config.batch_size % 2 or not config.crop_size:
+      raise ValueError(f"batch_size {config.batch_size} must be even (1:1 pairs) and "
+                       f"crop_size ({config.crop_size}) set")
     selection = manifest.load(first_round)
     self.config = config
     self._target_ids = selection.target_ids
@@ -87,16 +85,15 @@ class PairSampler:
     self.target_spec_dir, self.target_split = target_info["spec_dir"], target_info["split"]
     self.first_round_folder = first_round
 
-    reach = min(selection.params.k0 * config.max_level, selection.neighbours.shape[1])
+    self.max_level = selection.params.max_level
+    reach = min(selection.params.k0 * self.max_level, selection.neighbours.shape[1])
     candidates = np.unique(selection.neighbours[:, :reach])
     candidates = candidates[candidates >= 0]
-    counts = np.bincount(selection.source_labels[candidates],
-                         minlength=len(selection.source_class_names))
-    head_classes = np.nonzero(counts >= selection.params.min_images_per_class)[0]
-    if not len(head_classes):
-      raise ValueError("no source class has min_images_per_class images in reach: "
-                       "nothing to train the source head on")
-    self.source_class_names = [selection.source_class_names[c] for c in head_classes]
+    head_classes = [selection.source_class_names.index(n) for n in selection.head_classes]
+    if not head_classes:
+      raise ValueError(f"{first_round}: no source class has min_images_per_class images "
+                       f"in reach: nothing to train the source head on")
+    self.source_class_names = list(selection.head_classes)
     candidates = candidates[np.isin(selection.source_labels[candidates], head_classes)]
     self._position = np.full(len(selection.source_ids), -1, np.int64)
     self._position[candidates] = np.arange(len(candidates))
@@ -145,7 +142,7 @@ class PairSampler:
     pools = [self._position[pool] for pool in selection.pools()]
     if any((pool < 0).any() for pool in pools):
       raise ValueError(f"round {selection.round_index} reaches beyond the first "
-                       f"{selection.params.k0} x max_level={self.config.max_level} "
+                       f"{selection.params.k0} x max_level={self.max_level} "
                        f"neighbours this sampler holds")
     fallback = self._position[selection.selected]
     fallback = fallback[fallback >= 0]

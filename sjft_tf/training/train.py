@@ -53,13 +53,15 @@ class TrainConfig:
       (otherwise the selection names them).
     model: the shared base and heads.
     optimizer: SGD, schedule, accumulation.
-    pairs: batch (images of both domains), augmentation sizes, seed, max level.
+    pairs: batch (images of both domains), augmentation sizes, seed; its crop_size is
+      the model's input_size (None sets it; another value is refused).
     total_steps: batches to train, all rounds together.
     steps_per_epoch: batches per epoch: the interval of backups, logs and rounds.
     epochs_per_round: a selection round lasts this many epochs; 0: one round, no
       hard-sample retrieval.
     target_loss_weight, source_loss_weight: weights of the heads' losses (paper: 0.5).
-    level_rule: the hard-sample rule between rounds.
+    level_rule: the hard-sample rule between rounds; its max_level may not exceed the
+      first round's (SelectionParams.max_level, which fixed the source head).
     l2sp: L2-SP regularisation towards the starting weights (off by default).
     target_batch_norm_for_levels: the predictions that set the next round's levels use
       batch norm statistics re-estimated on the target training images (the model is
@@ -87,6 +89,13 @@ class TrainConfig:
   target_batch_norm_for_levels: bool = False
   strategy: str = "mirrored"
   verbose: int = 2
+
+  def __post_init__(self):
+    if self.pairs.crop_size is None:
+      self.pairs = dataclasses.replace(self.pairs, crop_size=self.model.input_size)
+    elif self.pairs.crop_size != self.model.input_size:
+      raise ValueError(f"the random crop ({self.pairs.crop_size} px) must be the model's "
+                       f"input size ({self.model.input_size} px)")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -188,6 +197,9 @@ def _check_config(config: TrainConfig) -> None:
 
 
 _PATH_SETTINGS = ("output_dir", "first_round", "target_spec_dir")
+# Settings earlier versions saved that are now implied by others (pairs.max_level: the
+# selection's max_level).
+_RETIRED_SETTINGS = {"max_level"}
 
 
 def _portable(settings: dict, run_dir: str, from_file: bool = False) -> dict:
@@ -216,7 +228,7 @@ def same_settings(saved: dict, current: dict, defaults: dict) -> bool:
         return False
     elif saved[key] != value:
       return False
-  return not set(saved) - set(current)
+  return not set(saved) - set(current) - _RETIRED_SETTINGS
 
 
 def train(config: TrainConfig, extra_callbacks=()) -> dict:

@@ -1,0 +1,102 @@
+"""Command-line flags made from the library's configuration dataclasses.
+
+One flag per leaf field of a (nested) dataclass: named after the field (with a prefix
+per nested section where names would clash), typed by its annotation, defaulting to the
+dataclass default and documented by the field's line in the class docstring's
+`Attributes:` section. The configuration keeps one definition (the dataclass); a command
+line maps no field by hand.
+
+  build = config_flags.define(train.TrainConfig, prefixes={"l2sp": "l2sp_"})
+  ...
+  config = build()          # after absl parsed the flags
+"""
+
+import dataclasses
+import re
+import types
+import typing
+
+from absl import flags
+
+_DEFINERS = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+             float: flags.DEFINE_float, str: flags.DEFINE_string}
+
+
+def field_help(cls) -> dict[str, str]:
+  """{field name: its text} from the `Attributes:` section of cls's docstring; a line
+  `a, b: text` documents both fields."""
+  helps, names = {}, []
+  section = (cls.__doc__ or "").partition("Attributes:")[2]
+  for line in section.splitlines():
+    match = re.match(r"^\s{2,6}([\w, ]+):\s*(.*)$", line)
+    if match and all(n.strip().isidentifier() for n in match.group(1).split(",")):
+      names = [n.strip() for n in match.group(1).split(",")]
+      for name in names:
+        helps[name] = match.group(2)
+    elif line.strip() and names:
+      for name in names:
+        helps[name] += " " + line.strip()
+    elif not line.strip() and names:
+      names = []
+  return helps
+
+
+def _scalar_type(annotation):
+  """The flag type of a field annotation (`int | None` -> int; list[str] -> list)."""
+  if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+    annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+  return typing.get_origin(annotation) or annotation
+
+
+def _default(field: dataclasses.Field):
+  if field.default is not dataclasses.MISSING:
+    return field.default
+  if field.default_factory is not dataclasses.MISSING:
+    return field.default_factory()
+  return None
+
+
+def define(cls, prefixes: dict | None = None, skip=(), defaults: dict | None = None,
+           required=(), names: dict | None = None, flag_values=flags.FLAGS):
+  """Defines the flags of dataclass `cls`; returns build() -> cls from their values.
+
+  Args:
+    prefixes: {"section" or "section.sub": prefix} of the flag names of a nested
+      dataclass field ("": of the top level;
+      e.g. {"l2sp": "l2sp_"} gives --l2sp_alpha).
+    skip: dotted field names given no flag (they keep their dataclass default, or the
+      value passed to build(**values) for top-level fields).
+    defaults: {dotted field name: default} replacing the dataclass defaults.
+    required: dotted field names whose flag must be given.
+    names: {dotted field name: flag name} where the flag is not named after the field.
+  """
+  prefixes, defaults, names = prefixes or {}, defaults or {}, names or {}
+
+  def walk(section, path: str, prefix: str):
+    helps, hints, parts = field_help(section), typing.get_type_hints(section), {}
+    for field in dataclasses.fields(section):
+      key = f"{path}{field.name}"
+      if key in skip:
+        continue
+      kind = hints[field.name]
+      if dataclasses.is_dataclass(kind):
+        parts[field.name] = walk(kind, key + ".", prefixes.get(key, prefix))
+        continue
+      default = defaults.get(key, _default(field))
+      name, text = names.get(key, prefix + field.name), helps.get(field.name, field.name)
+      scalar = _scalar_type(kind)
+      if scalar in (list, tuple):
+        holder = flags.DEFINE_list(name, None if default is None else list(default), text,
+                                   flag_values=flag_values, required=key in required)
+        parts[field.name] = (lambda h, t: lambda: None if h.value is None else t(h.value))(
+            holder, scalar)
+      else:
+        holder = _DEFINERS[scalar](name, default, text, flag_values=flag_values,
+                                   required=key in required)
+        parts[field.name] = (lambda h: lambda: h.value)(holder)
+
+    def build(**values):
+      return section(**{name: part() for name, part in parts.items()}, **values)
+    return build
+
+  return walk(cls, "", prefixes.get("", ""))
