@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from sjft_tf import outputs
 from sjft_tf.data import pipeline
 from sjft_tf.evaluation import evaluate, metrics
 from sjft_tf.export import serving
@@ -36,17 +37,18 @@ def run(tmp_path_factory):
       output_dir=run_dir, first_round=first_round, model=fx.TINY_MODEL, pairs=fx.PAIRS,
       total_steps=8, steps_per_epoch=4, strategy="one_device", verbose=0,
       optimizer=optimization.OptimizerConfig(learning_rate=0.05)))
-  return run_dir, manifest.load(first_round).info["target"]["spec_dir"]
+  return run_dir, manifest.load(first_round).provenance.target.spec_dir
 
 
 @pytest.fixture(scope="module")
 def exported(run, tmp_path_factory):
   run_dir, _ = run
-  trained = train.load_trained(run_dir)
+  trained = outputs.TrainedRun.read(run_dir)
+  model = trained.load_model()
   export_dir = str(tmp_path_factory.mktemp("served"))
-  path = serving.export(trained.model, trained.target_class_names, export_dir,
+  path = serving.export(model, trained.target_class_names, export_dir,
                         trained.resize_size, trained.crop_size, top_k=2)
-  return trained, export_dir, path, tf.saved_model.load(path)
+  return trained, model, export_dir, path, tf.saved_model.load(path)
 
 
 def test_metrics_match_a_hand_count():
@@ -85,13 +87,14 @@ def test_evaluation_writes_what_the_model_predicts(run):
   assert other["resize_size"] == 40 and set(other["views"]) == {"centre"}
   results = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(batch_size=5))
   assert results["resize_size"] == fx.PAIRS.resize_size and os.path.getmtime(json_path) > written
-  trained = train.load_trained(run_dir)
+  trained = outputs.TrainedRun.read(run_dir)
+  model = trained.load_model()
   reader = pipeline.ReaderConfig(batch_size=64, resize_size=trained.resize_size,
                                  crop_size=trained.crop_size)
   examples = list(pipeline.make_dataset(spec_dir, "test", reader, training=False).unbatch())
   images = np.stack([ex["image"] for ex in examples])
   labels = np.array([int(ex["label"]) for ex in examples])
-  centre = tf.nn.softmax(trained.model(images, training=False)["target"]).numpy()
+  centre = tf.nn.softmax(model(images, training=False)["target"]).numpy()
   assert results["views"]["centre"] == metrics.classification_metrics(
       labels, centre, trained.target_class_names)
   # Ten crops: the mean of the softmax over the views of `ten_crops`.
@@ -102,10 +105,10 @@ def test_evaluation_writes_what_the_model_predicts(run):
                  pipeline.spec_lib.load_spec(spec_dir).shard_paths("test")).map(
                      pipeline.tfrecord.parse_example)]
   views = np.stack([pipeline.ten_crops(r, trained.crop_size) for r in resized])
-  averaged = tf.nn.softmax(trained.model(views.reshape(-1, *views.shape[2:]),
+  averaged = tf.nn.softmax(model(views.reshape(-1, *views.shape[2:]),
                                          training=False)["target"]).numpy()
   averaged = averaged.reshape(len(views), 10, -1).mean(axis=1)
-  _, _, ours = predict.target_probabilities(trained.model, spec_dir, "test", reader,
+  _, _, ours = predict.target_probabilities(model, spec_dir, "test", reader,
                                             "ten_crops")
   np.testing.assert_allclose(ours, averaged, atol=1e-6)
   assert results["views"]["ten_crops"]["top1"] == pytest.approx(
@@ -114,7 +117,7 @@ def test_evaluation_writes_what_the_model_predicts(run):
 
 def test_the_served_model_reproduces_keras_and_the_evaluation(run, exported):
   run_dir, spec_dir = run
-  trained, _, path, loaded = exported
+  trained, model, _, path, loaded = exported
   assert os.path.basename(path) == "1"
   stored = pipeline.load_encoded(spec_dir, ["test"])
   served = loaded.signatures[serving.SERVING_SIGNATURE](
@@ -122,7 +125,7 @@ def test_the_served_model_reproduces_keras_and_the_evaluation(run, exported):
   reader = pipeline.ReaderConfig(batch_size=64, resize_size=trained.resize_size,
                                  crop_size=trained.crop_size)
   ids, labels, keras_probabilities = predict.target_probabilities(
-      trained.model, spec_dir, "test", reader)
+      model, spec_dir, "test", reader)
   assert ids.tolist() == stored["id"].tolist()
   np.testing.assert_allclose(served["probabilities"].numpy(), keras_probabilities, atol=1e-5)
   top = np.argsort(-keras_probabilities, axis=1, kind="stable")[:, :2]
@@ -139,7 +142,7 @@ def test_the_served_model_reproduces_keras_and_the_evaluation(run, exported):
 
 
 def test_saved_model_cli_shows_the_documented_signatures(exported):
-  path = exported[2]
+  path = exported[3]
   shown = subprocess.run([os.path.join(BIN, "saved_model_cli"), "show", "--dir", path, "--all"],
                          capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -166,7 +169,7 @@ def _encoded(array: np.ndarray, image_format: str) -> bytes:
 
 def test_tf_serving_requests_feed_the_signature(exported):
   from tensorflow_serving.apis import predict_pb2
-  _, _, _, loaded = exported
+  *_, loaded = exported
   rng = np.random.default_rng(0)
   images = [_encoded(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), "JPEG"),
             _encoded(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8), "PNG")]
@@ -190,7 +193,7 @@ def test_tf_serving_requests_feed_the_signature(exported):
 
 
 def test_bad_images_fail_their_request_and_odd_ones_work(exported):
-  _, _, _, loaded = exported
+  *_, loaded = exported
   signature = loaded.signatures[serving.SERVING_SIGNATURE]
   rng = np.random.default_rng(1)
   rgb = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
@@ -259,21 +262,22 @@ def test_a_moved_tree_of_data_selection_and_run_evaluates_exports_and_resumes(ru
     for name in ("selection/round_000/selection.json", "run/train_config.json"):
       assert root not in (moved / name).read_text(), name
     selection = manifest.load(first_round)
-    assert selection.info["target"]["spec_dir"] == str(moved / "target")
+    assert selection.provenance.target.spec_dir == str(moved / "target")
     assert sampler_lib.PairSampler(first_round, fx.PAIRS).target_spec_dir == str(
         moved / "target")
     # The finished run is recognised with the moved paths: nothing is trained again.
-    model_time = os.path.getmtime(moved / "run" / train.MODEL_FILENAME)
+    model_time = os.path.getmtime(moved / "run" / outputs.MODEL_FILENAME)
     train.train(train.TrainConfig(
         output_dir=str(moved / "run"), first_round=first_round, model=fx.TINY_MODEL,
         pairs=fx.PAIRS, total_steps=8, steps_per_epoch=4, strategy="one_device",
         verbose=0, optimizer=optimization.OptimizerConfig(learning_rate=0.05)))
-    assert os.path.getmtime(moved / "run" / train.MODEL_FILENAME) == model_time
+    assert os.path.getmtime(moved / "run" / outputs.MODEL_FILENAME) == model_time
     after = evaluate.evaluate(str(moved / "run"), str(moved / "target"),
                               evaluate.EvalConfig(split="test"))
     assert after["views"]["centre"]["top1"] == before["views"]["centre"]["top1"]
-    trained = train.load_trained(str(moved / "run"))
-    path = serving.export(trained.model, trained.target_class_names, str(tmp_path / "served"),
+    trained = outputs.TrainedRun.read(str(moved / "run"))
+    model = trained.load_model()
+    path = serving.export(model, trained.target_class_names, str(tmp_path / "served"),
                           trained.resize_size, trained.crop_size)
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
   finally:

@@ -108,7 +108,7 @@ def test_target_batch_norm_uses_the_splits_statistics_and_restores_the_model(tmp
   from sjft_tf.training import predict
   problem = fx.make_problem(str(tmp_path))
   from sjft_tf.selection import manifest
-  spec_dir = manifest.load(problem).info["target"]["spec_dir"]
+  spec_dir = manifest.load(problem).provenance.target.spec_dir
   keras.utils.set_random_seed(5)
   model = model_lib.build_joint_model(fx.TINY_MODEL, 3, 4)  # from scratch: unsettled
   layers = predict._batch_norm_layers(model)

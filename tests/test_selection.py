@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from sjft_tf import outputs
 from sjft_tf.data import ingest, pipeline, sources, spec as spec_lib, synthetic
 from sjft_tf.descriptors import extract
 from sjft_tf.selection import (divergence, embedding, exact, index, levels, manifest,
@@ -95,7 +96,9 @@ def _selection(rng, k0=3, min_images=2):
   num_sources, num_targets = 60, 8
   neighbours = np.stack([rng.permutation(num_sources)[:20] for _ in range(num_targets)])
   selection = manifest.Selection(
-      round_index=0, params=manifest.SelectionParams(k0, 20, min_images), info={},
+      round_index=0, params=manifest.SelectionParams(k0, 20, min_images),
+      provenance=outputs.Provenance(outputs.DatasetRef("t", "t", ("train",)),
+                                    outputs.DatasetRef("s", "s", ("train",)), "exact"),
       target_ids=np.array([f"t{i}" for i in range(num_targets)]),
       target_labels=np.zeros(num_targets, np.int32),
       levels=rng.integers(1, 4, num_targets).astype(np.int32), neighbours=neighbours,
@@ -186,7 +189,7 @@ def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp
   # Rerunning round 0 with other pools into the same folder rewrites the subset, even
   # where the new selection happens to hold as many images.
   from sjft_tf.selection import subset as subset_lib
-  source_spec_dir = first.info["source"]["spec_dir"]
+  source_spec_dir = first.provenance.source.spec_dir
   relabelled = dict(zip(first.source_ids[first.selected].tolist(),
                         (first.head_labels[::-1]).tolist()))
   rewritten = subset_lib.write_subset(source_spec_dir,
@@ -198,8 +201,8 @@ def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp
   assert subset_lib.write_subset(source_spec_dir, ["train", "val"], relabelled,
                                  first.head_classes, os.path.join(folder, "subset"),
                                  "reused").name == "again"
-  assert first.info["source"]["splits"] == ["train", "val"]
-  source_spec = first.info["source"]["spec_dir"]
+  assert first.provenance.source.splits == ("train", "val")
+  source_spec = first.provenance.source.spec_dir
   both_splits = {ex["id"].decode() for split in ("train", "val")
                  for ex in pipeline.read_examples(source_spec, split).as_numpy_iterator()}
   assert set(first.source_ids.tolist()) == both_splits and len(both_splits) == 126
@@ -225,7 +228,7 @@ def test_round_zero_is_reused_only_when_made_the_same_way(descriptor_dir, tmp_pa
   stamp = os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME))
   again, _ = select.initial_selection(descriptor_dir, str(tmp_path), params, exact,
                                       write_subset=False)
-  assert again.info == first.info  # the search's recorded time too: nothing was redone
+  assert again.provenance == first.provenance  # the search's recorded time too: nothing was redone
   assert os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME)) == stamp
   wider = manifest.SelectionParams(k0=6, max_neighbours=30, min_images_per_class=1)
   changed, _ = select.initial_selection(descriptor_dir, str(tmp_path), wider, exact,

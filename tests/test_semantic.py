@@ -97,7 +97,7 @@ def test_budget_rows_and_equal_target_images(first_round, tmp_path):
 def test_class_report_counts_each_target_class_pools_and_lifts(first_round, tmp_path):
   from sjft_tf.selection import report
   selection = manifest.load(first_round)
-  names = spec_lib.load_spec(selection.info["target"]["spec_dir"]).readable_names()
+  names = spec_lib.load_spec(selection.provenance.target.spec_dir).readable_names()
   written = report.write(selection, str(tmp_path))
   assert (tmp_path / report.JSON_FILENAME).exists() and (tmp_path / report.FIGURE_FILENAME).exists()
   pools = selection.pools()

@@ -403,7 +403,7 @@ def test_two_workers_on_loopback_train_with_the_custom_loop(problem, tmp_path):
 
 
 def test_cli_trains_the_target_alone_and_refuses_ambiguous_input(problem, tmp_path):
-  target_dir = manifest.load(problem).info["target"]["spec_dir"]
+  target_dir = manifest.load(problem).provenance.target.spec_dir
   bin_dir = os.path.dirname(sys.executable)
   args = [os.path.join(bin_dir, "sjft-train"), f"--output_dir={tmp_path}",
           "--base=MobileNet", "--alpha=0.25", "--weights=", f"--input_size={fx.IMAGE_SIZE}",

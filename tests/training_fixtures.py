@@ -7,6 +7,7 @@ import numpy as np
 
 from sjft_tf.data import ingest, pipeline, sources, synthetic
 from sjft_tf.data import spec as spec_lib
+from sjft_tf import outputs
 from sjft_tf.selection import manifest
 from sjft_tf.training import model as model_lib
 from sjft_tf.training import sampler as sampler_lib
@@ -39,9 +40,9 @@ def make_problem(root: str, levels=None, k0: int = 3) -> str:
   num_neighbours = 40
   selection = manifest.Selection(
       round_index=0, params=manifest.SelectionParams(k0, num_neighbours, 2),
-      info={"target": {"dataset": target.name, "spec_dir": target.directory, "split": "train"},
-            "source": {"dataset": source.name, "spec_dir": source.directory,
-                       "splits": ["train"]}},
+      provenance=outputs.Provenance(
+          outputs.DatasetRef(target.name, target.directory, ("train",)),
+          outputs.DatasetRef(source.name, source.directory, ("train",)), "random"),
       target_ids=np.array([i for i, _ in target_rows]),
       target_labels=np.array([label for _, label in target_rows], np.int32),
       levels=(np.ones(len(target_rows), np.int32) if levels is None

@@ -28,16 +28,17 @@ from sjft_tf.cli import runner
 from sjft_tf.descriptors import store
 from sjft_tf.selection import manifest
 
-_TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target.", required=True)
-_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source.", required=True)
-_SOURCE_SPLITS = flags.DEFINE_list("source_splits", ["train"], "Source splits described.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder of both modes' outputs and the report.", required=True)
-_WORKERS = flags.DEFINE_integer("workers", 2, "DirectRunner worker processes.", lower_bound=1)
-_BANK = flags.DEFINE_enum("bank", "learned", ["learned", "gabor"], "Filter bank.")
-_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "Learned bank weights.")
-_SIZE = flags.DEFINE_integer("image_size", 64, "resize_size = crop_size, pixels.")
-_SEARCH = flags.DEFINE_enum("search", "exact", ["exact", "scann"], "Selection search.")
-_MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", 1000, "Neighbours per target.")
+FLAG_VALUES = flags.FlagValues()
+_TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target.", required=True, flag_values=FLAG_VALUES)
+_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source.", required=True, flag_values=FLAG_VALUES)
+_SOURCE_SPLITS = flags.DEFINE_list("source_splits", ["train"], "Source splits described.", flag_values=FLAG_VALUES)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder of both modes' outputs and the report.", required=True, flag_values=FLAG_VALUES)
+_WORKERS = flags.DEFINE_integer("workers", 2, "DirectRunner worker processes.", lower_bound=1, flag_values=FLAG_VALUES)
+_BANK = flags.DEFINE_enum("bank", "learned", ["learned", "gabor"], "Filter bank.", flag_values=FLAG_VALUES)
+_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "Learned bank weights.", flag_values=FLAG_VALUES)
+_SIZE = flags.DEFINE_integer("image_size", 64, "resize_size = crop_size, pixels.", flag_values=FLAG_VALUES)
+_SEARCH = flags.DEFINE_enum("search", "exact", ["exact", "scann"], "Selection search.", flag_values=FLAG_VALUES)
+_MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", 1000, "Neighbours per target.", flag_values=FLAG_VALUES)
 _POLL_SECONDS = 0.2
 
 
@@ -163,7 +164,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ dataclass default and documented by the field's line in the class docstring's
 `Attributes:` section. The configuration keeps one definition (the dataclass); a command
 line maps no field by hand.
 
-  build = config_flags.define(train.TrainConfig, prefixes={"l2sp": "l2sp_"})
+  build = config_flags.define(FLAG_VALUES, train.TrainConfig, prefixes={"l2sp": "l2sp_"})
   ...
   config = build()          # after absl parsed the flags
 """
@@ -56,9 +56,10 @@ def _default(field: dataclasses.Field):
   return None
 
 
-def define(cls, prefixes: dict | None = None, skip=(), defaults: dict | None = None,
-           required=(), names: dict | None = None, flag_values=flags.FLAGS):
-  """Defines the flags of dataclass `cls`; returns build() -> cls from their values.
+def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, skip=(),
+           defaults: dict | None = None, required=(), names: dict | None = None):
+  """Defines the flags of dataclass `cls` on `flag_values` (a tool's FLAG_VALUES);
+  returns build() -> cls from their values.
 
   Args:
     prefixes: {"section" or "section.sub": prefix} of the flag names of a nested

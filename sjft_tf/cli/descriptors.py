@@ -20,33 +20,35 @@ from sjft_tf.descriptors import extract
 from sjft_tf.descriptors.gabor import GaborParams
 from sjft_tf.cli import beam_flags, runner
 
-_TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target dataset (its spec folder).", required=True)
-_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source dataset; omit to describe the target only.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Descriptor folder (metadata, edges, shards).", required=True)
-_TARGET_SPLITS = flags.DEFINE_list("target_splits", ["train"], "Target splits to describe.")
-_SOURCE_SPLITS = flags.DEFINE_list("source_splits", ["train"], "Source splits to describe.")
-_FIT_SPLIT = flags.DEFINE_string("fit_split", "train", "Target split the bin edges are fitted on.")
+FLAG_VALUES = flags.FlagValues()
+_PIPELINE_ARGS = beam_flags.define(FLAG_VALUES)
+_TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target dataset (its spec folder).", required=True, flag_values=FLAG_VALUES)
+_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source dataset; omit to describe the target only.", flag_values=FLAG_VALUES)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Descriptor folder (metadata, edges, shards).", required=True, flag_values=FLAG_VALUES)
+_TARGET_SPLITS = flags.DEFINE_list("target_splits", ["train"], "Target splits to describe.", flag_values=FLAG_VALUES)
+_SOURCE_SPLITS = flags.DEFINE_list("source_splits", ["train"], "Source splits to describe.", flag_values=FLAG_VALUES)
+_FIT_SPLIT = flags.DEFINE_string("fit_split", "train", "Target split the bin edges are fitted on.", flag_values=FLAG_VALUES)
 
-_BANK = flags.DEFINE_enum("bank", "learned", ["learned", "gabor"], "Filter bank: a pretrained network's early layers, or Gabor filters.")
-_APPLICATION = flags.DEFINE_string("application", "MobileNet", "keras.applications network of the learned bank.")
-_APPLICATION_KWARGS = flags.DEFINE_string("application_kwargs", '{"alpha": 0.25}', "JSON constructor arguments of the network.")
-_LAYERS = flags.DEFINE_list("layers", ["conv1", "conv_pw_1"], "Layers whose pre-activation responses form the learned bank.")
-_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloads), a weights file, or 'none' (random).")
-_GABOR_SCALES = flags.DEFINE_integer("gabor_scales", GaborParams.num_scales, "Gabor pyramid levels.")
-_GABOR_ORIENTATIONS = flags.DEFINE_integer("gabor_orientations", GaborParams.num_orientations, "Gabor orientations.")
-_GABOR_KERNEL_SIZE = flags.DEFINE_integer("gabor_kernel_size", GaborParams.kernel_size, "Gabor kernel side, pixels.")
-_GABOR_WAVELENGTH = flags.DEFINE_float("gabor_wavelength", GaborParams.wavelength, "Gabor wavelength at every level, pixels.")
-_GABOR_SIGMA = flags.DEFINE_float("gabor_sigma_per_wavelength", GaborParams.sigma_per_wavelength, "Gabor sigma / wavelength.")
-_GABOR_GAMMA = flags.DEFINE_float("gabor_gamma", GaborParams.gamma, "Gabor aspect ratio.")
+_BANK = flags.DEFINE_enum("bank", "learned", ["learned", "gabor"], "Filter bank: a pretrained network's early layers, or Gabor filters.", flag_values=FLAG_VALUES)
+_APPLICATION = flags.DEFINE_string("application", "MobileNet", "keras.applications network of the learned bank.", flag_values=FLAG_VALUES)
+_APPLICATION_KWARGS = flags.DEFINE_string("application_kwargs", '{"alpha": 0.25}', "JSON constructor arguments of the network.", flag_values=FLAG_VALUES)
+_LAYERS = flags.DEFINE_list("layers", ["conv1", "conv_pw_1"], "Layers whose pre-activation responses form the learned bank.", flag_values=FLAG_VALUES)
+_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "'imagenet' (downloads), a weights file, or 'none' (random).", flag_values=FLAG_VALUES)
+_GABOR_SCALES = flags.DEFINE_integer("gabor_scales", GaborParams.num_scales, "Gabor pyramid levels.", flag_values=FLAG_VALUES)
+_GABOR_ORIENTATIONS = flags.DEFINE_integer("gabor_orientations", GaborParams.num_orientations, "Gabor orientations.", flag_values=FLAG_VALUES)
+_GABOR_KERNEL_SIZE = flags.DEFINE_integer("gabor_kernel_size", GaborParams.kernel_size, "Gabor kernel side, pixels.", flag_values=FLAG_VALUES)
+_GABOR_WAVELENGTH = flags.DEFINE_float("gabor_wavelength", GaborParams.wavelength, "Gabor wavelength at every level, pixels.", flag_values=FLAG_VALUES)
+_GABOR_SIGMA = flags.DEFINE_float("gabor_sigma_per_wavelength", GaborParams.sigma_per_wavelength, "Gabor sigma / wavelength.", flag_values=FLAG_VALUES)
+_GABOR_GAMMA = flags.DEFINE_float("gabor_gamma", GaborParams.gamma, "Gabor aspect ratio.", flag_values=FLAG_VALUES)
 
-_NUM_BINS = flags.DEFINE_integer("num_bins", 0, "Bins per channel (0: 100 learned, 32 Gabor).", lower_bound=0)
-_RESIZE_SIZE = flags.DEFINE_integer("resize_size", 256, "Images are resized to this square first.")
-_CROP_SIZE = flags.DEFINE_integer("crop_size", 224, "Then centre-cropped to this square.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per forward pass.")
-_STORAGE = flags.DEFINE_enum("storage", "float16", ["float16", "uint8"], "Descriptor storage.")
-_FINE_BINS = flags.DEFINE_integer("fine_bins", extract.histogram.DEFAULT_FINE_BINS, "Fitting grid cells per channel.")
-_LOOKUP_CELLS = flags.DEFINE_integer("lookup_cells", 0, "Binning lookup cells per channel (speed only; 0: automatic).")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_NUM_BINS = flags.DEFINE_integer("num_bins", 0, "Bins per channel (0: 100 learned, 32 Gabor).", lower_bound=0, flag_values=FLAG_VALUES)
+_RESIZE_SIZE = flags.DEFINE_integer("resize_size", 256, "Images are resized to this square first.", flag_values=FLAG_VALUES)
+_CROP_SIZE = flags.DEFINE_integer("crop_size", 224, "Then centre-cropped to this square.", flag_values=FLAG_VALUES)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per forward pass.", flag_values=FLAG_VALUES)
+_STORAGE = flags.DEFINE_enum("storage", "float16", ["float16", "uint8"], "Descriptor storage.", flag_values=FLAG_VALUES)
+_FINE_BINS = flags.DEFINE_integer("fine_bins", extract.histogram.DEFAULT_FINE_BINS, "Fitting grid cells per channel.", flag_values=FLAG_VALUES)
+_LOOKUP_CELLS = flags.DEFINE_integer("lookup_cells", 0, "Binning lookup cells per channel (speed only; 0: automatic).", flag_values=FLAG_VALUES)
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=FLAG_VALUES)
 
 
 def config_from_flags() -> extract.ExtractionConfig:
@@ -69,9 +71,9 @@ def main(argv):
   del argv
   config = config_from_flags()
   workers = None
-  if beam_flags.pipeline_args():
+  if _PIPELINE_ARGS():
     from sjft_tf.beam import descriptors as beam_descriptors  # pylint: disable=g-import-not-at-top
-    workers = beam_descriptors.BeamPasses(config, beam_flags.pipeline_args())
+    workers = beam_descriptors.BeamPasses(config, _PIPELINE_ARGS())
   metadata = extract.extract(config, _TARGET_DIR.value, _SOURCE_DIR.value,
                              _TARGET_SPLITS.value, _SOURCE_SPLITS.value, _FIT_SPLIT.value,
                              workers)
@@ -87,7 +89,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

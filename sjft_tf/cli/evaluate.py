@@ -10,16 +10,17 @@ from absl import flags
 from sjft_tf.evaluation import evaluate
 from sjft_tf.cli import config_flags, runner
 
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True)
-_SPEC_DIR = flags.DEFINE_string("spec_dir", None, "The target dataset folder (dataset_spec.json).", required=True)
+FLAG_VALUES = flags.FlagValues()
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True, flag_values=FLAG_VALUES)
+SPEC_DIR = flags.DEFINE_string("spec_dir", None, "The target dataset folder (dataset_spec.json).", required=True, flag_values=FLAG_VALUES)
 # The fields of EvalConfig are flags of their names (--split, --views=centre,ten_crops...).
-_EVAL = config_flags.define(evaluate.EvalConfig)
+config_from_flags = config_flags.define(FLAG_VALUES, evaluate.EvalConfig)
 
 
 def main(argv):
   del argv
-  config = _EVAL()
-  results = evaluate.evaluate(_RUN_DIR.value, _SPEC_DIR.value, config)
+  config = config_from_flags()
+  results = evaluate.evaluate(_RUN_DIR.value, SPEC_DIR.value, config)
   json_path, png_path = evaluate.result_paths(_RUN_DIR.value, config.split)
   for view, result in results["views"].items():
     print(f"{config.split} ({result['images']} images), {view}: top-1 {result['top1']:.4f}, "
@@ -28,7 +29,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

@@ -10,26 +10,27 @@ bytes) and predict_images (float pixels); see README.
 from absl import flags
 
 from sjft_tf.export import serving
-from sjft_tf.training import train
+from sjft_tf import outputs
 from sjft_tf.cli import runner
 
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True)
-_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "TF Serving's model base path; versions go in numbered folders.", required=True)
-_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.", lower_bound=1)
-_VERSION = flags.DEFINE_integer("version", None, "Version to write (default: the next); an existing one is refused.")
+FLAG_VALUES = flags.FlagValues()
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True, flag_values=FLAG_VALUES)
+EXPORT_DIR = flags.DEFINE_string("export_dir", None, "TF Serving's model base path; versions go in numbered folders.", required=True, flag_values=FLAG_VALUES)
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.", lower_bound=1, flag_values=FLAG_VALUES)
+_VERSION = flags.DEFINE_integer("version", None, "Version to write (default: the next); an existing one is refused.", flag_values=FLAG_VALUES)
 
 
 def main(argv):
   del argv
-  trained = train.load_trained(_RUN_DIR.value)
-  path = serving.export(trained.model, trained.target_class_names, _EXPORT_DIR.value,
+  trained = outputs.TrainedRun.read(_RUN_DIR.value)
+  path = serving.export(trained.load_model(), trained.target_class_names, EXPORT_DIR.value,
                         trained.resize_size, trained.crop_size, _TOP_K.value, _VERSION.value)
   print(f"exported {len(trained.target_class_names)} classes, {trained.resize_size} px "
         f"resize, {trained.crop_size} px centre crop to {path}")
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

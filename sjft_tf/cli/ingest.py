@@ -16,31 +16,32 @@ from absl import app, flags, logging
 from sjft_tf.data import ingest, sources
 from sjft_tf.cli import runner
 
-_INPUT_ROOT = flags.DEFINE_string("input_root", None, "Folder of ROOT/<split>/<class>/* or ROOT/<class>/* images.")
-_INPUT_CSV = flags.DEFINE_string("input_csv", None, "CSV manifest with a header path,label[,split].")
-_TFDS_NAME = flags.DEFINE_string("tfds_name", None, "TFDS dataset name[:version] to ingest.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the shards, spec and report.", required=True)
-_DATASET_NAME = flags.DEFINE_string("dataset_name", None, "Name stored in the spec and examples (default: the output folder's name).")
+FLAG_VALUES = flags.FlagValues()
+_INPUT_ROOT = flags.DEFINE_string("input_root", None, "Folder of ROOT/<split>/<class>/* or ROOT/<class>/* images.", flag_values=FLAG_VALUES)
+_INPUT_CSV = flags.DEFINE_string("input_csv", None, "CSV manifest with a header path,label[,split].", flag_values=FLAG_VALUES)
+_TFDS_NAME = flags.DEFINE_string("tfds_name", None, "TFDS dataset name[:version] to ingest.", flag_values=FLAG_VALUES)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the shards, spec and report.", required=True, flag_values=FLAG_VALUES)
+_DATASET_NAME = flags.DEFINE_string("dataset_name", None, "Name stored in the spec and examples (default: the output folder's name).", flag_values=FLAG_VALUES)
 
-_LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "split_class", "class"], "Folder layout of --input_root.")
-_SPLIT_FRACTIONS = flags.DEFINE_string("split_fractions", "", "Divide unsplit inputs per class, e.g. train=0.8,val=0.2.")
-_SPLIT_COUNTS = flags.DEFINE_string("split_counts", "", "Or divide them by images per class, e.g. train=30,test=rest (Caltech-256's protocol).")
-_SPLITS = flags.DEFINE_list("splits", [], "With --input_root: ingest only these split folders (default: all).")
-_CLASSES = flags.DEFINE_list("classes", [], "Ingest only these classes (default: all).")
+_LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "split_class", "class"], "Folder layout of --input_root.", flag_values=FLAG_VALUES)
+_SPLIT_FRACTIONS = flags.DEFINE_string("split_fractions", "", "Divide unsplit inputs per class, e.g. train=0.8,val=0.2.", flag_values=FLAG_VALUES)
+_SPLIT_COUNTS = flags.DEFINE_string("split_counts", "", "Or divide them by images per class, e.g. train=30,test=rest (Caltech-256's protocol).", flag_values=FLAG_VALUES)
+_SPLITS = flags.DEFINE_list("splits", [], "With --input_root: ingest only these split folders (default: all).", flag_values=FLAG_VALUES)
+_CLASSES = flags.DEFINE_list("classes", [], "Ingest only these classes (default: all).", flag_values=FLAG_VALUES)
 
-_TFDS_SPLITS = flags.DEFINE_string("tfds_splits", "train", "Output splits, each optionally =TFDS split: train,val=validation.")
-_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir holding the prepared dataset.")
-_TFDS_IMAGE_KEY = flags.DEFINE_string("tfds_image_key", "image", "TFDS feature holding the image.")
-_TFDS_LABEL_KEY = flags.DEFINE_string("tfds_label_key", "label", "TFDS ClassLabel feature.")
-_TFDS_DOWNLOAD = flags.DEFINE_bool("tfds_download", False, "Download and prepare the TFDS dataset first (needs the internet).")
+_TFDS_SPLITS = flags.DEFINE_string("tfds_splits", "train", "Output splits, each optionally =TFDS split: train,val=validation.", flag_values=FLAG_VALUES)
+_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir holding the prepared dataset.", flag_values=FLAG_VALUES)
+_TFDS_IMAGE_KEY = flags.DEFINE_string("tfds_image_key", "image", "TFDS feature holding the image.", flag_values=FLAG_VALUES)
+_TFDS_LABEL_KEY = flags.DEFINE_string("tfds_label_key", "label", "TFDS ClassLabel feature.", flag_values=FLAG_VALUES)
+_TFDS_DOWNLOAD = flags.DEFINE_bool("tfds_download", False, "Download and prepare the TFDS dataset first (needs the internet).", flag_values=FLAG_VALUES)
 
-_MAX_SIDE = flags.DEFINE_integer("max_side", 0, "Shrink images so the longer side is at most this many pixels (0: keep).")
-_JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 95, "Quality of re-encoded JPEGs.", lower_bound=1, upper_bound=95)
-_SHARD_SIZE = flags.DEFINE_integer("shard_size", 1024, "Examples per TFRecord shard.", lower_bound=1)
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "Decoding threads (0: one per CPU core).", lower_bound=0)
-_DISPLAY_NAMES = flags.DEFINE_string("display_names", "", "TSV of class name<TAB>readable name (e.g. Tiny ImageNet's classes.tsv), used in reports and figures.")
-_METADATA_JSON = flags.DEFINE_string("metadata_json", None, "JSON file whose keys are added to the spec's metadata.")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_MAX_SIDE = flags.DEFINE_integer("max_side", 0, "Shrink images so the longer side is at most this many pixels (0: keep).", flag_values=FLAG_VALUES)
+_JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 95, "Quality of re-encoded JPEGs.", lower_bound=1, upper_bound=95, flag_values=FLAG_VALUES)
+_SHARD_SIZE = flags.DEFINE_integer("shard_size", 1024, "Examples per TFRecord shard.", lower_bound=1, flag_values=FLAG_VALUES)
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "Decoding threads (0: one per CPU core).", lower_bound=0, flag_values=FLAG_VALUES)
+_DISPLAY_NAMES = flags.DEFINE_string("display_names", "", "TSV of class name<TAB>readable name (e.g. Tiny ImageNet's classes.tsv), used in reports and figures.", flag_values=FLAG_VALUES)
+_METADATA_JSON = flags.DEFINE_string("metadata_json", None, "JSON file whose keys are added to the spec's metadata.", flag_values=FLAG_VALUES)
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=FLAG_VALUES)
 
 
 def _listed_source() -> sources.ListedSource:
@@ -89,7 +90,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ from absl import flags
 from sjft_tf.data import synthetic
 from sjft_tf.cli import runner
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the image trees and generator.json.", required=True)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of everything generated.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Side of the square images, pixels.", lower_bound=16)
-_SOURCE_PER_CLASS = flags.DEFINE_integer("source_images_per_class", 80, "Images per source class.", lower_bound=1)
-_NUM_TARGET_CLASSES = flags.DEFINE_integer("num_target_classes", 6, "Target classes, each related to one source class.", lower_bound=1)
-_TARGET_SPLITS = flags.DEFINE_string("target_split_sizes", "train=10,val=10,test=30", "Target images per class in each split.")
+FLAG_VALUES = flags.FlagValues()
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the image trees and generator.json.", required=True, flag_values=FLAG_VALUES)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of everything generated.", flag_values=FLAG_VALUES)
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Side of the square images, pixels.", lower_bound=16, flag_values=FLAG_VALUES)
+_SOURCE_PER_CLASS = flags.DEFINE_integer("source_images_per_class", 80, "Images per source class.", lower_bound=1, flag_values=FLAG_VALUES)
+_NUM_TARGET_CLASSES = flags.DEFINE_integer("num_target_classes", 6, "Target classes, each related to one source class.", lower_bound=1, flag_values=FLAG_VALUES)
+_TARGET_SPLITS = flags.DEFINE_string("target_split_sizes", "train=10,val=10,test=30", "Target images per class in each split.", flag_values=FLAG_VALUES)
 
 
 def main(argv):
@@ -35,7 +36,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

@@ -21,28 +21,30 @@ from sjft_tf.data import spec as spec_lib
 from sjft_tf.experiments import ablation, figures
 from sjft_tf.selection import manifest, report, semantic
 from sjft_tf.training import train
-from sjft_tf.cli import config_flags, runner, stages
+from sjft_tf.cli import config_flags, descriptors, ingest, runner, select
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/reproduce", "Where selections, runs and the report go.")
-_TARGET_DIR = flags.DEFINE_string("target_dir", "data/flowers102", "Ingested target dataset.")
-_LEARNED = flags.DEFINE_string("learned_descriptors", "runs/flowers102/descriptors", "Learned-bank descriptor folder.")
-_GABOR = flags.DEFINE_string("gabor_descriptors", "", "Gabor-bank descriptor folder (only the selective_gabor row needs it).")
-_UNPACK = flags.DEFINE_list("unpack", [], "Archives under ../shared/data to unpack into .cache/shared first (idempotent), as make shared-data does.")
-_PREPARE = flags.DEFINE_list("prepare_flagfiles", [], "Stage flag files run first, in order, as tool=flagfile (e.g. sjft-ingest=flags/ingest/flowers102.flags); each reuses its complete output.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: one run per row and seed.")
-_ROWS = flags.DEFINE_list("rows", list(ablation.ROWS), "Rows of the table: " + ", ".join(f"{r} ({t})" for r, t in ablation.ROW_TITLES.items()) + ".")
-_K0 = flags.DEFINE_integer("k0", 50, "Pool size per level of the selective rows (when --budget_images=0).")
-_K0_SWEEP = flags.DEFINE_list("k0_sweep", [], "K0 values of a sweep of selective_learned (first seed); empty: no sweep.")
-_BUDGET = flags.DEFINE_integer("budget_images", 0, "Source images of every partial-source row (random, selective); 0: --k0 decides.")
-_EQUAL_TARGET = flags.DEFINE_bool("equal_target_images", True, "The target-only row takes half the batch, so every row sees the same target images.")
-_MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", 1000, "Ranked neighbours per target.")
-_MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", 5, "Selected images a source class needs to keep a source-head output.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds of the iterative row.")
-_VIEWS = flags.DEFINE_multi_enum("views", ["centre"], ["centre", "ten_crops"], "Views evaluated.")
-_EVAL_SPLITS = flags.DEFINE_list("eval_splits", ["val"], "Target splits evaluated: the validation split while choosing settings; add the test split once, for the final table.")
-_VERBOSE = flags.DEFINE_integer("verbose", 2, "Keras progress of each run: 0 silent, 1 bar, 2 a line per epoch.")
+FLAG_VALUES = flags.FlagValues()
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/reproduce", "Where selections, runs and the report go.", flag_values=FLAG_VALUES)
+_TARGET_DIR = flags.DEFINE_string("target_dir", "data/flowers102", "Ingested target dataset.", flag_values=FLAG_VALUES)
+_LEARNED = flags.DEFINE_string("learned_descriptors", "runs/flowers102/descriptors", "Learned-bank descriptor folder.", flag_values=FLAG_VALUES)
+_GABOR = flags.DEFINE_string("gabor_descriptors", "", "Gabor-bank descriptor folder (only the selective_gabor row needs it).", flag_values=FLAG_VALUES)
+_UNPACK = flags.DEFINE_list("unpack", [], "Archives under ../shared/data to unpack into .cache/shared first (idempotent), as make shared-data does.", flag_values=FLAG_VALUES)
+_PREPARE = flags.DEFINE_list("prepare_flagfiles", [], "Stage flag files run first, in order, as tool=flagfile (e.g. sjft-ingest=flags/ingest/flowers102.flags); each reuses its complete output.", flag_values=FLAG_VALUES)
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: one run per row and seed.", flag_values=FLAG_VALUES)
+_ROWS = flags.DEFINE_list("rows", list(ablation.ROWS), "Rows of the table: " + ", ".join(f"{r} ({t})" for r, t in ablation.ROW_TITLES.items()) + ".", flag_values=FLAG_VALUES)
+_K0 = flags.DEFINE_integer("k0", 50, "Pool size per level of the selective rows (when --budget_images=0).", flag_values=FLAG_VALUES)
+_K0_SWEEP = flags.DEFINE_list("k0_sweep", [], "K0 values of a sweep of selective_learned (first seed); empty: no sweep.", flag_values=FLAG_VALUES)
+_BUDGET = flags.DEFINE_integer("budget_images", 0, "Source images of every partial-source row (random, selective); 0: --k0 decides.", flag_values=FLAG_VALUES)
+_EQUAL_TARGET = flags.DEFINE_bool("equal_target_images", True, "The target-only row takes half the batch, so every row sees the same target images.", flag_values=FLAG_VALUES)
+_MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", 1000, "Ranked neighbours per target.", flag_values=FLAG_VALUES)
+_MIN_IMAGES = flags.DEFINE_integer("min_images_per_class", 5, "Selected images a source class needs to keep a source-head output.", flag_values=FLAG_VALUES)
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds of the iterative row.", flag_values=FLAG_VALUES)
+_VIEWS = flags.DEFINE_multi_enum("views", ["centre"], ["centre", "ten_crops"], "Views evaluated.", flag_values=FLAG_VALUES)
+_EVAL_SPLITS = flags.DEFINE_list("eval_splits", ["val"], "Target splits evaluated: the validation split while choosing settings; add the test split once, for the final table.", flag_values=FLAG_VALUES)
+_FEATURE_WEIGHTS = flags.DEFINE_string("feature_weights", None, "Weights of the network of the deep-feature rows (default: --weights).", flag_values=FLAG_VALUES)
+_VERBOSE = flags.DEFINE_integer("verbose", 2, "Keras progress of each run: 0 silent, 1 bar, 2 a line per epoch.", flag_values=FLAG_VALUES)
 # The training settings of every run: sjft-train's flags, with this testbed's defaults.
-_TRAIN = config_flags.define(
+_TRAIN = config_flags.define(FLAG_VALUES, 
     train.TrainConfig, prefixes={"l2sp": "l2sp_"},
     skip=("output_dir", "first_round", "target_spec_dir", "target_split",
           "epochs_per_round", "strategy", "verbose"),
@@ -60,6 +62,9 @@ def _template() -> train.TrainConfig:
     template = dataclasses.replace(
         template, model=dataclasses.replace(template.model, alpha=None))
   return template
+
+
+_STAGES = {"sjft-ingest": ingest, "sjft-descriptors": descriptors, "sjft-select": select}
 
 
 def _metrics(config: ablation.AblationConfig):
@@ -141,7 +146,9 @@ def main(argv):
     stage_seconds[f"unpack {archive}"] = round(time.time() - t, 1)
   for item in _PREPARE.value:
     tool, flagfile = item.split("=", 1)
-    stage_seconds[item] = stages.run_stage(tool, f"--flagfile={flagfile}")
+    if tool not in _STAGES:
+      raise app.UsageError(f"--prepare_flagfiles: unknown tool {tool}; known: {sorted(_STAGES)}")
+    stage_seconds[item] = runner.run_stage(_STAGES[tool], flagfile)
   template = _template()
   config = ablation.AblationConfig(
       output_dir=_OUTPUT_DIR.value, learned_descriptors=_LEARNED.value,
@@ -227,7 +234,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

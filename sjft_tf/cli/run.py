@@ -3,49 +3,38 @@ selection -> joint training rounds -> evaluation -> export, plus the target-only
 baseline, then a JSON report and a short summary.
 
   sjft-run --flagfile=flags/run/demo.flags      # what `make demo` runs
-Every stage is its own command line with its own flag file (--<stage>_flagfile), run
-as a user would run it; each reuses its output when complete, so a rerun resumes.
+Every stage's flags are in its own flag file (--<stage>_flagfile), the file its command
+line takes; the stages run in this process, each reusing its output when complete, so
+a rerun resumes.
 Writes <output_dir>/run_report.json and <output_dir>/run_summary.txt.
 """
 
-import json
+import dataclasses
 import os
+import time
 
 import numpy as np
 from absl import flags
 
-from sjft_tf import files
+from sjft_tf import files, outputs
 from sjft_tf.data import spec as spec_lib
-from sjft_tf.evaluation import evaluate
+from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.export import serving
 from sjft_tf.selection import manifest
-from sjft_tf.cli import runner, stages
+from sjft_tf.training import train as train_lib
+from sjft_tf.cli import (descriptors, evaluate, export, ingest, make_demo_data, runner,
+                         select, train)
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/demo", "Where the report goes.")
-_DEMO_DATA = flags.DEFINE_string("demo_data_flagfile", "", "sjft-make-demo-data flag file (empty: bring your own data).")
-_INGEST = flags.DEFINE_list("ingest_flagfiles", [], "sjft-ingest flag files, one per dataset.")
-_DESCRIPTORS = flags.DEFINE_string("descriptors_flagfile", None, "sjft-descriptors flag file.", required=True)
-_SELECT = flags.DEFINE_string("select_flagfile", None, "sjft-select flag file (round 0).", required=True)
-_TRAIN = flags.DEFINE_string("train_flagfile", None, "sjft-train flag file.", required=True)
-_EVAL = flags.DEFINE_string("eval_flagfile", None, "sjft-eval flag file (its --run_dir is the training run).", required=True)
-_EXPORT = flags.DEFINE_string("export_flagfile", "", "sjft-export flag file (empty: no export).")
-_BASELINE = flags.DEFINE_bool("baseline", True, "Also train and evaluate fine-tuning on the target alone, same flags otherwise.")
-
-
-def read_flagfile(path: str) -> dict[str, str]:
-  """--name=value lines of an absl flag file (nested --flagfile included, later wins)."""
-  values = {}
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line.startswith("--"):
-        continue
-      name, _, value = line[2:].partition("=")
-      if name == "flagfile":
-        values.update(read_flagfile(value))
-      else:
-        values[name] = value
-  return values
+FLAG_VALUES = flags.FlagValues()
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/demo", "Where the report goes.", flag_values=FLAG_VALUES)
+_DEMO_DATA = flags.DEFINE_string("demo_data_flagfile", "", "sjft-make-demo-data flag file (empty: bring your own data).", flag_values=FLAG_VALUES)
+_INGEST = flags.DEFINE_list("ingest_flagfiles", [], "sjft-ingest flag files, one per dataset.", flag_values=FLAG_VALUES)
+_DESCRIPTORS = flags.DEFINE_string("descriptors_flagfile", None, "sjft-descriptors flag file.", required=True, flag_values=FLAG_VALUES)
+_SELECT = flags.DEFINE_string("select_flagfile", None, "sjft-select flag file (round 0).", required=True, flag_values=FLAG_VALUES)
+_TRAIN = flags.DEFINE_string("train_flagfile", None, "sjft-train flag file.", required=True, flag_values=FLAG_VALUES)
+_EVAL = flags.DEFINE_string("eval_flagfile", None, "sjft-eval flag file (its --run_dir is the training run).", required=True, flag_values=FLAG_VALUES)
+_EXPORT = flags.DEFINE_string("export_flagfile", "", "sjft-export flag file (empty: no export).", flag_values=FLAG_VALUES)
+_BASELINE = flags.DEFINE_bool("baseline", True, "Also train and evaluate fine-tuning on the target alone, same flags otherwise.", flag_values=FLAG_VALUES)
 
 
 def _related_share(selection: manifest.Selection, target_spec_dir: str) -> dict | None:
@@ -64,18 +53,9 @@ def _related_share(selection: manifest.Selection, target_spec_dir: str) -> dict 
           "share_by_chance": float(in_related.mean())}
 
 
-def _accuracy(run_dir: str, split: str) -> dict:
-  with open(evaluate.result_paths(run_dir, split)[0]) as f:
-    views = json.load(f)["views"]
+def _accuracy(results: dict) -> dict:
   return {view: {"top1": r["top1"], "mean_per_class_accuracy": r["mean_per_class_accuracy"]}
-          for view, r in views.items()}
-
-
-def _last_round(run_dir: str, first_round: str) -> str:
-  rounds_dir = os.path.join(run_dir, "rounds")
-  later = sorted(n for n in os.listdir(rounds_dir) if n.startswith("round_")) if (
-      os.path.isdir(rounds_dir)) else []
-  return os.path.join(rounds_dir, later[-1]) if later else first_round
+          for view, r in results["views"].items()}
 
 
 def summary(report: dict) -> str:
@@ -104,50 +84,49 @@ def main(argv):
   del argv
   seconds = {}
   if _DEMO_DATA.value:
-    seconds["demo data"] = stages.run_stage("sjft-make-demo-data", f"--flagfile={_DEMO_DATA.value}")
+    seconds["demo data"] = runner.run_stage(make_demo_data, _DEMO_DATA.value)
   for i, flagfile in enumerate(_INGEST.value):
-    seconds[f"ingest {i}"] = stages.run_stage("sjft-ingest", f"--flagfile={flagfile}")
-  seconds["descriptors"] = stages.run_stage("sjft-descriptors", f"--flagfile={_DESCRIPTORS.value}")
-  seconds["selection"] = stages.run_stage("sjft-select", f"--flagfile={_SELECT.value}")
-  seconds["training"] = stages.run_stage("sjft-train", f"--flagfile={_TRAIN.value}")
-  seconds["evaluation"] = stages.run_stage("sjft-eval", f"--flagfile={_EVAL.value}")
-
-  train_flags, eval_flags = read_flagfile(_TRAIN.value), read_flagfile(_EVAL.value)
-  run_dir, split = train_flags["output_dir"], eval_flags.get("split", "test")
-  first_round = train_flags["first_round"]
-  first = manifest.load(first_round)
-  target_spec_dir = first.info["target"]["spec_dir"]
-  accuracy = {"selective": _accuracy(run_dir, split)}
+    seconds[f"ingest {i}"] = runner.run_stage(ingest, flagfile)
+  seconds["descriptors"] = runner.run_stage(descriptors, _DESCRIPTORS.value)
+  seconds["selection"] = runner.run_stage(select, _SELECT.value)
+  seconds["training"] = runner.run_stage(train, _TRAIN.value)
+  train_config = train.config_from_flags()
+  seconds["evaluation"] = runner.run_stage(evaluate, _EVAL.value)
+  # The evaluation just written (reused, not redone).
+  spec_dir, eval_config = evaluate.SPEC_DIR.value, evaluate.config_from_flags()
+  run = outputs.TrainedRun.read(train_config.output_dir)
+  accuracy = {"selective": _accuracy(evaluate_lib.evaluate(
+      run.run_dir, spec_dir, dataclasses.replace(eval_config, reuse=True)))}
   if _BASELINE.value:
-    baseline_dir = f"{run_dir}_target_only"
-    seconds["baseline training"] = stages.run_stage(
-        "sjft-train", f"--flagfile={_TRAIN.value}", "--first_round=",
-        f"--target_spec_dir={target_spec_dir}", f"--output_dir={baseline_dir}",
-        "--epochs_per_round=0")
-    seconds["baseline evaluation"] = stages.run_stage(
-        "sjft-eval", f"--flagfile={_EVAL.value}", f"--run_dir={baseline_dir}")
-    accuracy["target_only"] = _accuracy(baseline_dir, split)
+    baseline = train_lib.target_only(train_config, f"{run.run_dir}_target_only")
+    started = time.time()
+    train_lib.train(baseline)
+    results = evaluate_lib.evaluate(baseline.output_dir, spec_dir, eval_config)
+    seconds["baseline"] = time.time() - started
+    accuracy["target_only"] = _accuracy(results)
   export_path = None
   if _EXPORT.value:
-    export_dir = read_flagfile(_EXPORT.value)["export_dir"]
-    model_time = os.path.getmtime(os.path.join(run_dir, "model.keras"))
+    runner.parse_stage(export, _EXPORT.value)
+    export_dir = export.EXPORT_DIR.value
     done = [n for n in (os.listdir(export_dir) if os.path.isdir(export_dir) else [])
-            if n.isdigit() and os.path.getmtime(os.path.join(export_dir, n)) >= model_time]
+            if n.isdigit() and os.path.getmtime(os.path.join(export_dir, n)) >= (
+                os.path.getmtime(run.model_path))]
     if not done:  # else a version newer than the model is there: reuse it
-      seconds["export"] = stages.run_stage("sjft-export", f"--flagfile={_EXPORT.value}")
+      seconds["export"] = runner.run_stage(export, _EXPORT.value)
     export_path = os.path.join(export_dir, str(serving.next_version(export_dir) - 1))
-  last_round = _last_round(run_dir, first_round)
-  last = manifest.load(last_round) if last_round != first_round else first
+  first = manifest.load(run.first_round)
+  last = manifest.load(run.last_round)
+  target_spec_dir = first.provenance.target.spec_dir
   report = {
-      "target": first.info["target"]["dataset"], "source": first.info["source"]["dataset"],
-      "split": split, "accuracy": accuracy,
+      "target": first.provenance.target.dataset, "source": first.provenance.source.dataset,
+      "split": eval_config.split, "accuracy": accuracy,
       "selection": {
-          "round_0": {"folder": first_round, "selected_images": len(first.selected),
+          "round_0": {"folder": run.first_round, "selected_images": len(first.selected),
                       "related": _related_share(first, target_spec_dir)},
-          "last_round": {"folder": last_round, "selected_images": len(last.selected),
+          "last_round": {"folder": run.last_round, "selected_images": len(last.selected),
                          "related": _related_share(last, target_spec_dir),
-                         "level_predictions_accuracy": last.info.get(
-                             "level_predictions_accuracy")}},
+                         "level_predictions_accuracy":
+                             last.provenance.level_predictions_accuracy}},
       "seconds": {k: round(v, 1) for k, v in seconds.items()},
       "export": export_path,
   }
@@ -158,7 +137,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

@@ -18,26 +18,28 @@ from absl import app, flags
 from sjft_tf.selection import levels, manifest, report, search, select, semantic
 from sjft_tf.cli import beam_flags, config_flags, runner
 
-_DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).")
-_PREVIOUS_ROUND = flags.DEFINE_string("previous_round", None, "A round folder to update from --predictions.")
-_PREDICTIONS = flags.DEFINE_string("predictions", None, "npz with ids and probabilities of the target training images.")
+FLAG_VALUES = flags.FlagValues()
+_PIPELINE_ARGS = beam_flags.define(FLAG_VALUES)
+_DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.", flag_values=FLAG_VALUES)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).", flag_values=FLAG_VALUES)
+_PREVIOUS_ROUND = flags.DEFINE_string("previous_round", None, "A round folder to update from --predictions.", flag_values=FLAG_VALUES)
+_PREDICTIONS = flags.DEFINE_string("predictions", None, "npz with ids and probabilities of the target training images.", flag_values=FLAG_VALUES)
 
-_METHOD = flags.DEFINE_enum("method", "filter_bank", ["filter_bank", "deep", "classes"], "Round 0 by the descriptors' filter-bank statistics (the paper), by the cosine of a pretrained network's pooled features (deep: each target's k0 nearest), or whole source classes nearest the target classes (classes, up to --budget_images).")
-_BUDGET = flags.DEFINE_integer("budget_images", 0, "--method=classes: source images to select (whole classes until reached).", lower_bound=0)
-_TARGET_SPLIT = flags.DEFINE_string("target_split", "train", "Target split whose images get neighbours.")
-_REUSE = flags.DEFINE_bool("reuse", True, "Keep a round 0 already in --output_dir made from the same descriptors and parameters (rerun = resume).")
-_WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected source images as TFRecords (subset/).")
+_METHOD = flags.DEFINE_enum("method", "filter_bank", ["filter_bank", "deep", "classes"], "Round 0 by the descriptors' filter-bank statistics (the paper), by the cosine of a pretrained network's pooled features (deep: each target's k0 nearest), or whole source classes nearest the target classes (classes, up to --budget_images).", flag_values=FLAG_VALUES)
+_BUDGET = flags.DEFINE_integer("budget_images", 0, "--method=classes: source images to select (whole classes until reached).", lower_bound=0, flag_values=FLAG_VALUES)
+_TARGET_SPLIT = flags.DEFINE_string("target_split", "train", "Target split whose images get neighbours.", flag_values=FLAG_VALUES)
+_REUSE = flags.DEFINE_bool("reuse", True, "Keep a round 0 already in --output_dir made from the same descriptors and parameters (rerun = resume).", flag_values=FLAG_VALUES)
+_WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected source images as TFRecords (subset/).", flag_values=FLAG_VALUES)
 # The fields of SelectionParams (--k0, --max_neighbours, --min_images_per_class,
 # --max_level), LevelRule, SearchConfig (--search, --index_*) and FeatureConfig
 # (--feature_*) are flags of their names.
-_PARAMS = config_flags.define(manifest.SelectionParams)
-_RULE = config_flags.define(levels.LevelRule, skip=("max_level",))
-_SEARCH = config_flags.define(
+_PARAMS = config_flags.define(FLAG_VALUES, manifest.SelectionParams)
+_RULE = config_flags.define(FLAG_VALUES, levels.LevelRule, skip=("max_level",))
+_SEARCH = config_flags.define(FLAG_VALUES, 
     search.SearchConfig, prefixes={"index": "index_"}, names={
         "method": "search", "index.num_leaves": "index_leaves"},
     skip=("num_neighbours", "index_dir", "pipeline_args", "work_dir"))
-_FEATURES = config_flags.define(semantic.FeatureConfig, prefixes={"": "feature_"})
+_FEATURES = config_flags.define(FLAG_VALUES, semantic.FeatureConfig, prefixes={"": "feature_"})
 
 
 def summary(selection: manifest.Selection, folder: str) -> str:
@@ -50,7 +52,7 @@ def summary(selection: manifest.Selection, folder: str) -> str:
       f"{len(selection.retained_classes)} source classes "
       f"(mean pool {selection.pool_sizes.mean():.0f}, "
       f"{int((selection.pool_sizes == 0).sum())} targets without a pool)",
-      f"  search: {selection.info['search']['method']}"])
+      f"  search: {selection.provenance.search_method}"])
 
 
 def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfig):
@@ -71,7 +73,7 @@ def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfi
   else:
     folder = manifest.round_dir(_OUTPUT_DIR.value, 0)
     made = os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)) and manifest.load(
-        folder).info["search"]["method"].startswith("deep_cosine")
+        folder).provenance.search_method.startswith("deep_cosine")
     if _REUSE.value and made:  # ScaNN is not deterministic: keep a started run's pools
       return manifest.load(folder), folder
     base = manifest.load(base_folder)
@@ -98,7 +100,7 @@ def main(argv):
       raise app.UsageError("--descriptors_dir needs --output_dir")
     params = _PARAMS()
     config = _SEARCH(index_dir=f"{_OUTPUT_DIR.value}/index",
-                     pipeline_args=beam_flags.pipeline_args())
+                     pipeline_args=_PIPELINE_ARGS())
     if _METHOD.value == "filter_bank":
       selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
                                                    params, config, _TARGET_SPLIT.value,
@@ -113,7 +115,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ A killed run resumes where its last epoch ended when rerun with the same flags.
 TensorBoard: tensorboard --logdir=<output_dir>/logs
 """
 
-from absl import app
+from absl import app, flags
 
 from sjft_tf.training import train
 from sjft_tf.cli import config_flags, runner
 
+FLAG_VALUES = flags.FlagValues()
 # Every field of TrainConfig is a flag of its name (--l2sp_alpha, --l2sp_beta for L2-SP).
-config_from_flags = config_flags.define(train.TrainConfig, prefixes={"l2sp": "l2sp_"},
+config_from_flags = config_flags.define(FLAG_VALUES, train.TrainConfig, prefixes={"l2sp": "l2sp_"},
                                         required=("output_dir",))
 
 
@@ -36,7 +37,7 @@ def main(argv):
 
 
 def run():
-  runner.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

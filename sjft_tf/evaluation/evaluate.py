@@ -13,11 +13,11 @@ import os
 
 import numpy as np
 
-from sjft_tf import files
+from sjft_tf import files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.evaluation import metrics
-from sjft_tf.training import predict, train
+from sjft_tf.training import predict
 
 
 @dataclasses.dataclass
@@ -90,28 +90,27 @@ def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> 
   Raises:
     ValueError: the dataset's classes are not the model's target classes.
   """
-  run = train.finished_run_info(run_dir)
+  run = outputs.TrainedRun.read(run_dir)
   spec = spec_lib.load_spec(spec_dir)
-  if spec.class_names != run["target_class_names"]:
+  if spec.class_names != run.target_class_names:
     raise ValueError(f"{spec_dir}: its {len(spec.class_names)} classes are not the "
-                     f"{len(run['target_class_names'])} target classes of {run_dir}")
+                     f"{len(run.target_class_names)} target classes of {run_dir}")
   spec.split(config.split)  # names the split in the error when it is missing
   reader = pipeline.ReaderConfig(batch_size=config.batch_size,
-                                 resize_size=config.resize_size or run["resize_size"],
-                                 crop_size=config.crop_size or run["crop_size"])
+                                 resize_size=config.resize_size or run.resize_size,
+                                 crop_size=config.crop_size or run.crop_size)
   results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory,
              "split": config.split, "resize_size": reader.resize_size,
              "crop_size": reader.crop_size, "views": {}}
   json_path, png_path = result_paths(run_dir, config.split)
   if config.reuse:
-    earlier = _earlier_results(json_path, results, config.views,
-                               os.path.join(run_dir, train.MODEL_FILENAME))
+    earlier = _earlier_results(json_path, results, config.views, run.model_path)
     if earlier is not None:
       return earlier
-  trained = train.load_trained(run_dir)
+  model = run.load_model()
   for view in config.views:
     ids, labels, probabilities = predict.target_probabilities(
-        trained.model, spec, config.split, reader, view)
+        model, spec, config.split, reader, view)
     results["views"][view] = metrics.classification_metrics(labels, probabilities,
                                                            spec.class_names)
   files.write_json_atomic(json_path, results)

@@ -167,14 +167,12 @@ def run_config(config: AblationConfig, row: str, seed: int, first_round: str | N
   rounds = config.rounds if row == "selective_learned_iterative" else 1
   if epochs % rounds:
     raise ValueError(f"{epochs} epochs do not split into {rounds} rounds")
-  batch_size = template.pairs.batch_size
-  if first_round is None and config.equal_target_images:
-    batch_size //= 2
-  return dataclasses.replace(
-      template, output_dir=run_dir, first_round=first_round or "",
-      target_spec_dir=template.target_spec_dir if first_round is None else "",
-      epochs_per_round=epochs // rounds if rounds > 1 else 0,
-      pairs=dataclasses.replace(template.pairs, seed=seed, batch_size=batch_size))
+  run = dataclasses.replace(template, output_dir=run_dir, first_round=first_round or "",
+                            pairs=dataclasses.replace(template.pairs, seed=seed))
+  if first_round is None:
+    return train_lib.target_only(run, run_dir, config.equal_target_images)
+  return dataclasses.replace(run, target_spec_dir="",
+                             epochs_per_round=epochs // rounds if rounds > 1 else 0)
 
 
 def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,

@@ -1,7 +1,6 @@
 """Figures of the ablation report (matplotlib, Agg backend, PNG written atomically)."""
 
 import csv
-import io
 
 import numpy as np
 
@@ -37,9 +36,11 @@ def accuracy_bars(rows: dict, titles: dict, path: str, view: str = "centre") -> 
   files.save_figure_atomic(figure, path)
 
 
-def _decode(encoded: bytes, size: int) -> np.ndarray:
-  from PIL import Image
-  return np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB").resize((size, size)))
+def _thumbnail(images: dict, row: int, size: int) -> np.ndarray:
+  """uint8 [size, size, 3] of row `row` of `pipeline.load_encoded`'s images, decoded
+  the way training reads them."""
+  return pipeline.decode_resized(*(images[k][row] for k in ("encoded", "format", "height",
+                                                            "width")), size).numpy().astype(np.uint8)
 
 
 def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
@@ -53,23 +54,22 @@ def neighbour_grid(round_folder: str, path: str, num_targets: int = 4,
   wanted = np.unique(classes[np.linspace(0, len(classes) - 1, num_targets).astype(int)])
   num_targets = len(wanted)
   rows = [int(np.nonzero(selection.target_labels == c)[0][0]) for c in wanted]
-  target_info, source_info = selection.info["target"], selection.info["source"]
-  target_names, source_names = (spec_lib.load_spec(info["spec_dir"]).readable_names()
-                                for info in (target_info, source_info))
-  targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
-                                  selection.target_ids[rows])
+  target, source = selection.provenance.target, selection.provenance.source
+  target_names, source_names = (spec_lib.load_spec(ref.spec_dir).readable_names()
+                                for ref in (target, source))
+  targets = pipeline.load_encoded(target.spec_dir, target.splits, selection.target_ids[rows])
   neighbour_rows = selection.neighbours[rows, :num_neighbours]
-  sources = pipeline.load_encoded(source_info["spec_dir"], source_info["splits"],
+  sources = pipeline.load_encoded(source.spec_dir, source.splits,
                                   selection.source_ids[np.unique(neighbour_rows)])
-  by_id = dict(zip(sources["id"].tolist(), sources["encoded"]))
+  by_id = {i: n for n, i in enumerate(sources["id"].tolist())}
   figure, axes = plt.subplots(num_targets, num_neighbours + 1, squeeze=False,
                               figsize=(1.2 * (num_neighbours + 1), 1.35 * num_targets))
-  for r, (row, encoded) in enumerate(zip(rows, targets["encoded"])):
-    axes[r, 0].imshow(_decode(encoded, size))
+  for r, row in enumerate(rows):
+    axes[r, 0].imshow(_thumbnail(targets, r, size))
     target_name = target_names[selection.target_labels[row]].split(",")[0]
     axes[r, 0].set_title(f"target\n{target_name[:14]}", fontsize=6)
     for c, source in enumerate(neighbour_rows[r]):
-      axes[r, c + 1].imshow(_decode(by_id[selection.source_ids[source]], size))
+      axes[r, c + 1].imshow(_thumbnail(sources, by_id[selection.source_ids[source]], size))
       label = source_names[selection.source_labels[source]].split(",")[0]
       axes[r, c + 1].set_title(label[:14], fontsize=6)
   for axis in axes.flat:

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import files
+from sjft_tf import files, outputs
 
 FORMAT_VERSION = 1
 JSON_FILENAME = "selection.json"
@@ -62,7 +62,7 @@ class Selection:
   """One round's selection (see the module docstring for the files)."""
   round_index: int
   params: SelectionParams
-  info: dict                  # datasets, search method, free-form provenance
+  provenance: outputs.Provenance  # datasets, search, previous round
   target_ids: np.ndarray      # str [nt]
   target_labels: np.ndarray   # int32 [nt]
   levels: np.ndarray          # int32 [nt]
@@ -133,19 +133,6 @@ def derive(selection: Selection) -> Selection:
   return selection
 
 
-def _info_paths(info: dict, convert) -> dict:
-  """info with its paths (the datasets' spec folders, the descriptors, the previous
-  round) passed through `convert`."""
-  info = dict(info)
-  for key in ("descriptors_dir", "previous_round"):
-    if key in info:
-      info[key] = convert(info[key])
-  for role in ("target", "source"):
-    if isinstance(info.get(role), dict) and "spec_dir" in info[role]:
-      info[role] = {**info[role], "spec_dir": convert(info[role]["spec_dir"])}
-  return info
-
-
 def save(selection: Selection, output_dir: str) -> str:
   """Writes the round's selection.json and selection.npz; returns the round folder."""
   folder = round_dir(output_dir, selection.round_index)
@@ -159,7 +146,7 @@ def save(selection: Selection, output_dir: str) -> str:
       "round": selection.round_index,
       "params": dataclasses.asdict(selection.params),
       # Paths relative to the round folder: a moved tree of data and runs still works.
-      "info": _info_paths(selection.info, lambda p: files.relative_to(p, folder)),
+      "info": selection.provenance.to_json(folder),
       "source_class_names": list(selection.source_class_names),
       "source_head_classes": selection.head_classes,
       "retained_classes": selection.retained_classes,
@@ -183,7 +170,7 @@ def load(folder: str) -> Selection:
   with np.load(os.path.join(folder, ARRAYS_FILENAME)) as data:
     arrays = {k: data[k] for k in data.files}
   selection = Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
-                        info=_info_paths(meta["info"], lambda p: files.resolve(p, folder)),
+                        provenance=outputs.Provenance.from_json(meta["info"], folder),
                         source_class_names=meta["source_class_names"],
                         retained_classes=meta["retained_classes"],
                         head_classes=meta.get("source_head_classes"), **arrays)
@@ -210,7 +197,8 @@ def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
   uniform = Selection(
       round_index=0,
       params=dataclasses.replace(base.params, k0=len(rows), max_neighbours=len(rows)),
-      info={**base.info, "search": {"method": name}, "descriptors_dir": None},
+      provenance=dataclasses.replace(base.provenance, search_method=name,
+                                     search_seconds=None, descriptors_dir=None),
       target_ids=base.target_ids, target_labels=base.target_labels, levels=base.levels,
       neighbours=np.broadcast_to(rows, (len(base.target_ids), len(rows))),
       distances=np.zeros((len(base.target_ids), len(rows)), np.float32),

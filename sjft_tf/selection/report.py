@@ -83,8 +83,8 @@ def plot(report: dict, path: str, max_target_classes: int = 40) -> None:
 def write(selection: manifest.Selection, folder: str) -> dict:
   """Writes class_report.json and class_report.png into the round folder, with the
   readable class names of both datasets' specs."""
-  names = [spec_lib.load_spec(selection.info[role]["spec_dir"]).readable_names()
-           for role in ("target", "source")]
+  names = [spec_lib.load_spec(ref.spec_dir).readable_names()
+           for ref in (selection.provenance.target, selection.provenance.source)]
   report = class_report(selection, *names)
   files.write_json_atomic(os.path.join(folder, JSON_FILENAME), report)
   plot(report, os.path.join(folder, FIGURE_FILENAME))

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from sjft_tf import outputs
 from sjft_tf.descriptors import store
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest, search, subset
@@ -23,13 +24,13 @@ def _entries(metadata: dict, role: str, split: str | None = None) -> list[dict]:
 
 
 def _write_subset(selection: manifest.Selection, folder: str) -> None:
-  source = selection.info["source"]
+  source = selection.provenance.source
   subset.write_subset(
-      source["spec_dir"], source["splits"],
+      source.spec_dir, source.splits,
       dict(zip(selection.source_ids[selection.selected].tolist(),
                selection.head_labels.tolist())),
       selection.head_classes, os.path.join(folder, manifest.SUBSET_DIRNAME),
-      f"{source['dataset']}_selected_round{selection.round_index}",
+      f"{source.dataset}_selected_round{selection.round_index}",
       metadata={"selection_round": selection.round_index})
 
 
@@ -39,10 +40,10 @@ def _reusable_round(folder: str, descriptors_dir: str, params: manifest.Selectio
   if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
     return None
   existing = manifest.load(folder)
-  same = (existing.params == params
-          and existing.info.get("descriptors_dir") == os.path.abspath(descriptors_dir)
-          and existing.info.get("target", {}).get("split") == target_split
-          and config.method in ("auto", existing.info.get("search", {}).get("method")))
+  made = existing.provenance
+  same = (existing.params == params and made.target.splits == (target_split,)
+          and os.path.abspath(made.descriptors_dir or "") == os.path.abspath(descriptors_dir)
+          and config.method in ("auto", made.search_method))
   return existing if same else None
 
 
@@ -81,12 +82,12 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   found = search.find(descriptors_dir, targets.descriptors, len(source_ids), config)
   selection = manifest.Selection(
       round_index=0, params=params,
-      info={"descriptors_dir": os.path.abspath(descriptors_dir),
-            "search": {"method": found.method, "seconds": round(found.seconds, 2)},
-            "target": {k: target_entry[k] for k in ("dataset", "spec_dir", "split")},
-            "source": {"dataset": source_entries[0]["dataset"],
-                       "spec_dir": source_entries[0]["spec_dir"],
-                       "splits": [e["split"] for e in source_entries]}},
+      provenance=outputs.Provenance(
+          outputs.DatasetRef(target_entry["dataset"], target_entry["spec_dir"],
+                             (target_entry["split"],)),
+          outputs.DatasetRef(source_entries[0]["dataset"], source_entries[0]["spec_dir"],
+                             tuple(e["split"] for e in source_entries)),
+          found.method, round(found.seconds, 2), descriptors_dir),
       target_ids=targets.ids, target_labels=targets.labels,
       levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
       distances=found.distances, source_ids=source_ids, source_labels=source_labels,
@@ -121,11 +122,12 @@ def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
                                               selection.target_labels, rule)
   selection.round_index += 1
   predicted = np.asarray(probabilities)[rows]
-  selection.info = {**selection.info, "previous_round": os.path.abspath(previous_folder),
-                    "level_rule": dataclasses.asdict(rule),
-                    # How well the predictions that set the levels fit the labels.
-                    "level_predictions_accuracy": float(np.mean(
-                        predicted.argmax(axis=1) == selection.target_labels))}
+  selection.provenance = dataclasses.replace(
+      selection.provenance, previous_round=previous_folder,
+      level_rule=dataclasses.asdict(rule),
+      # How well the predictions that set the levels fit the labels.
+      level_predictions_accuracy=float(np.mean(
+          predicted.argmax(axis=1) == selection.target_labels)))
   manifest.derive(selection)
   folder = manifest.save(selection, output_dir or os.path.dirname(os.path.abspath(previous_folder)))
   if write_subset:

@@ -200,8 +200,9 @@ def deep_selection(base: manifest.Selection, target_features: np.ndarray,
                                             params.max_neighbours, method)
   selection = manifest.Selection(
       round_index=0, params=params,
-      info={**base.info, "descriptors_dir": None,
-            "search": {"method": f"deep_cosine_{method}"}},
+      provenance=dataclasses.replace(base.provenance, descriptors_dir=None,
+                                     search_method=f"deep_cosine_{method}",
+                                     search_seconds=None),
       target_ids=base.target_ids, target_labels=base.target_labels,
       levels=np.ones(len(base.target_ids), np.int32), neighbours=indices,
       distances=(1.0 - similarities).astype(np.float32), source_ids=base.source_ids,
@@ -213,12 +214,11 @@ def base_features(base: manifest.Selection, config: FeatureConfig,
                   cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Pooled features of a round's target and source images, rows in its order:
   (targets float32 [nt, d], sources float32 [ns, d])."""
-  info = base.info
-  target = pooled_features(info["target"]["spec_dir"], info["target"]["split"], config,
-                           cache_dir)
+  target_ref, source_ref = base.provenance.target, base.provenance.source
+  target = pooled_features(target_ref.spec_dir, target_ref.split, config, cache_dir)
   source_ids, source_features = [], []
-  for split in info["source"]["splits"]:
-    ids, _, features = pooled_features(info["source"]["spec_dir"], split, config, cache_dir)
+  for split in source_ref.splits:
+    ids, _, features = pooled_features(source_ref.spec_dir, split, config, cache_dir)
     source_ids.append(ids)
     source_features.append(features)
   return (reorder(target[0], target[2], base.target_ids),

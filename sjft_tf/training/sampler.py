@@ -80,9 +80,9 @@ class PairSampler:
     self.config = config
     self._target_ids = selection.target_ids
     self._source_ids = selection.source_ids
-    target_info, source_info = selection.info["target"], selection.info["source"]
-    self.target_class_names = spec_lib.load_spec(target_info["spec_dir"]).class_names
-    self.target_spec_dir, self.target_split = target_info["spec_dir"], target_info["split"]
+    target, source = selection.provenance.target, selection.provenance.source
+    self.target_class_names = spec_lib.load_spec(target.spec_dir).class_names
+    self.target_spec_dir, self.target_split = target.spec_dir, target.split
     self.first_round_folder = first_round
 
     self.max_level = selection.params.max_level
@@ -102,10 +102,10 @@ class PairSampler:
 
     budget = config.max_encoded_gib * 2**30
     try:
-      targets = pipeline.load_encoded(target_info["spec_dir"], [target_info["split"]],
+      targets = pipeline.load_encoded(target.spec_dir, [target.split],
                                       ids=selection.target_ids, max_bytes=budget)
       sources = pipeline.load_encoded(
-          source_info["spec_dir"], source_info["splits"], ids=selection.source_ids[candidates],
+          source.spec_dir, source.splits, ids=selection.source_ids[candidates],
           max_bytes=budget - sum(len(b) for b in targets["encoded"]))
     except MemoryError as error:
       raise ValueError(

@@ -10,6 +10,7 @@ Run folder (`output_dir`):
   rounds/             selection rounds 1, 2, ... and the predictions that made them
   model.keras         the trained model (written last)
   train_report.json   classes, counts, images/s, final metrics
+A finished run is read back as an `outputs.TrainedRun`.
 
 Two drivers share the model, its compiled loss and `model.train_step`: Keras'
 `model.fit` (one device, MirroredStrategy) and a custom loop that calls the same train
@@ -26,18 +27,19 @@ import time
 import keras
 import tensorflow as tf
 
-from sjft_tf import files
+from sjft_tf import files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import levels as levels_lib
+from sjft_tf.selection import manifest
 from sjft_tf.training import callbacks as callbacks_lib
 from sjft_tf.training import losses, optimization, regularization, resumable
 from sjft_tf.training.model import TARGET_HEAD, ModelConfig, build_joint_model
 from sjft_tf.training.sampler import PairConfig, PairSampler
 
-CONFIG_FILENAME = "train_config.json"
-REPORT_FILENAME = "train_report.json"
-MODEL_FILENAME = "model.keras"
+CONFIG_FILENAME = outputs.TRAIN_CONFIG_FILENAME
+REPORT_FILENAME = outputs.TRAIN_REPORT_FILENAME
+MODEL_FILENAME = outputs.MODEL_FILENAME
 STRATEGIES = ("mirrored", "multi_worker", "one_device")
 
 
@@ -96,6 +98,26 @@ class TrainConfig:
     elif self.pairs.crop_size != self.model.input_size:
       raise ValueError(f"the random crop ({self.pairs.crop_size} px) must be the model's "
                        f"input size ({self.model.input_size} px)")
+
+
+def target_only(config: TrainConfig, output_dir: str,
+                equal_target_images: bool = False) -> TrainConfig:
+  """The baseline of a run: plain fine-tuning with its settings on its target alone
+  (the first round's target split, or config's), no source, no rounds.
+
+  Args:
+    equal_target_images: halve the batch, so the baseline sees as many target images
+      as the joint run, whose batches are half source images.
+  """
+  spec_dir, split = config.target_spec_dir, config.target_split
+  if config.first_round:
+    target = manifest.load(config.first_round).provenance.target
+    spec_dir, split = target.spec_dir, target.split
+  batch_size = config.pairs.batch_size // (2 if equal_target_images else 1)
+  return dataclasses.replace(
+      config, output_dir=output_dir, first_round="", target_spec_dir=spec_dir,
+      target_split=split, epochs_per_round=0,
+      pairs=dataclasses.replace(config.pairs, batch_size=batch_size))
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -332,45 +354,3 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   files.write_json_atomic(report_path, report)
   shutil.rmtree(backup_dir, ignore_errors=True)  # the model is saved: nothing to resume
   return report
-
-
-@dataclasses.dataclass
-class TrainedModel:
-  """A finished run's model and what reading images for it needs.
-
-  Attributes:
-    model: the Keras model (target head, and source head if joint).
-    target_class_names: target-head class names, label = index.
-    resize_size, crop_size: the run's image sizes (evaluation resizes, then crops).
-    run_dir: the run folder.
-  """
-  model: keras.Model
-  target_class_names: list
-  resize_size: int
-  crop_size: int
-  run_dir: str
-
-
-def finished_run_info(run_dir: str) -> dict:
-  """{"target_class_names", "resize_size", "crop_size"} of a finished run, read from its
-  report and configuration without loading the model."""
-  paths = [os.path.join(run_dir, name) for name in (MODEL_FILENAME, REPORT_FILENAME,
-                                                    CONFIG_FILENAME)]
-  missing = [p for p in paths if not os.path.exists(p)]
-  if missing:
-    raise FileNotFoundError(f"{run_dir} is not a finished sjft-train run: no "
-                            f"{', '.join(os.path.basename(p) for p in missing)}")
-  with open(paths[1]) as f:
-    report = json.load(f)
-  with open(paths[2]) as f:
-    pairs = json.load(f)["pairs"]
-  return {"target_class_names": report["target_class_names"],
-          "resize_size": pairs["resize_size"], "crop_size": pairs["crop_size"]}
-
-
-def load_trained(run_dir: str) -> TrainedModel:
-  """Loads `run_dir`/model.keras with its class names and image sizes."""
-  info = finished_run_info(run_dir)
-  return TrainedModel(keras.saving.load_model(os.path.join(run_dir, MODEL_FILENAME)),
-                      info["target_class_names"], info["resize_size"], info["crop_size"],
-                      run_dir)

@@ -1,0 +1,157 @@
+"""Typed records of what one stage hands to the next.
+
+  DatasetRef   an ingested dataset (its spec folder) and the splits a stage used
+  Provenance   where a selection round came from (`manifest.Selection.provenance`)
+  TrainedRun   a finished training run: its model file, class names and image sizes
+
+The files that hold them store paths relative to themselves (`files.relative_to`), so
+a tree of data and runs works when moved or copied as a whole; absolute paths written
+by older versions are still read. Evaluation and export need only `TrainedRun` and the
+model (no selection or search code).
+"""
+
+import dataclasses
+import json
+import os
+
+from sjft_tf import files
+
+TRAIN_CONFIG_FILENAME = "train_config.json"
+TRAIN_REPORT_FILENAME = "train_report.json"
+MODEL_FILENAME = "model.keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetRef:
+  """An ingested dataset and splits of it.
+
+  Attributes:
+    dataset: its name (DatasetSpec.name).
+    spec_dir: its folder (dataset_spec.json and the TFRecord shards).
+    splits: the splits used; a selection's target has one, its source one or more.
+  """
+  dataset: str
+  spec_dir: str
+  splits: tuple[str, ...]
+
+  @property
+  def split(self) -> str:
+    """The one split of a target."""
+    if len(self.splits) != 1:
+      raise ValueError(f"{self.spec_dir}: {len(self.splits)} splits where one was expected")
+    return self.splits[0]
+
+  def to_json(self, folder: str, one_split: bool = False) -> dict:
+    """As stored in a file of `folder` ({"split": ...} when `one_split`)."""
+    splits = {"split": self.split} if one_split else {"splits": list(self.splits)}
+    return {"dataset": self.dataset, "spec_dir": files.relative_to(self.spec_dir, folder),
+            **splits}
+
+  @classmethod
+  def from_json(cls, value: dict, folder: str) -> "DatasetRef":
+    splits = value["splits"] if "splits" in value else [value["split"]]
+    return cls(value["dataset"], files.resolve(value["spec_dir"], folder), tuple(splits))
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+  """Where a selection round came from.
+
+  Attributes:
+    target: the target dataset and the split whose images got neighbours.
+    source: the source dataset and its described splits.
+    search_method: how the neighbours were found ("exact", "scann", "deep_cosine_...",
+      or the name of a fixed subset: "all", "random", "classes").
+    search_seconds: the search's time (None where no search ran).
+    descriptors_dir: the descriptor folder searched (None: not by descriptors).
+    previous_round: the round this one updated (None for round 0).
+    level_rule: the LevelRule's fields that set this round's levels.
+    level_predictions_accuracy: training accuracy of the predictions that set them.
+  """
+  target: DatasetRef
+  source: DatasetRef
+  search_method: str
+  search_seconds: float | None = None
+  descriptors_dir: str | None = None
+  previous_round: str | None = None
+  level_rule: dict | None = None
+  level_predictions_accuracy: float | None = None
+
+  def to_json(self, folder: str) -> dict:
+    """The "info" of selection.json (paths relative to the round folder)."""
+    value = {"descriptors_dir": files.relative_to(self.descriptors_dir, folder),
+             "search": {"method": self.search_method},
+             "target": self.target.to_json(folder, one_split=True),
+             "source": self.source.to_json(folder)}
+    if self.search_seconds is not None:
+      value["search"]["seconds"] = self.search_seconds
+    if self.previous_round:
+      value["previous_round"] = files.relative_to(self.previous_round, folder)
+    for key in ("level_rule", "level_predictions_accuracy"):
+      if getattr(self, key) is not None:
+        value[key] = getattr(self, key)
+    return value
+
+  @classmethod
+  def from_json(cls, value: dict, folder: str) -> "Provenance":
+    return cls(DatasetRef.from_json(value["target"], folder),
+               DatasetRef.from_json(value["source"], folder), value["search"]["method"],
+               value["search"].get("seconds"),
+               files.resolve(value.get("descriptors_dir"), folder),
+               files.resolve(value.get("previous_round"), folder), value.get("level_rule"),
+               value.get("level_predictions_accuracy"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """A finished sjft-train run, read without loading its model.
+
+  Attributes:
+    run_dir: the run folder.
+    target_class_names: target-head classes, label = index.
+    source_class_names: source-head classes ([] for a target-only run).
+    resize_size, crop_size: its images' sizes in pixels (evaluation resizes, then
+      centre-crops).
+    first_round: the selection round it started from ("" for a target-only run).
+    report: train_report.json (counts, images/s, the last epoch's metrics).
+  """
+  run_dir: str
+  target_class_names: list
+  source_class_names: list
+  resize_size: int
+  crop_size: int
+  first_round: str
+  report: dict
+
+  @property
+  def model_path(self) -> str:
+    return os.path.join(self.run_dir, MODEL_FILENAME)
+
+  @property
+  def last_round(self) -> str:
+    """The folder of the last selection round the run trained on."""
+    rounds = os.path.join(self.run_dir, "rounds")
+    later = sorted(n for n in os.listdir(rounds) if n.startswith("round_")) if (
+        os.path.isdir(rounds)) else []
+    return os.path.join(rounds, later[-1]) if later else self.first_round
+
+  @classmethod
+  def read(cls, run_dir: str) -> "TrainedRun":
+    """Raises FileNotFoundError naming what a finished run lacks."""
+    names = (MODEL_FILENAME, TRAIN_REPORT_FILENAME, TRAIN_CONFIG_FILENAME)
+    missing = [n for n in names if not os.path.exists(os.path.join(run_dir, n))]
+    if missing:
+      raise FileNotFoundError(f"{run_dir} is not a finished sjft-train run: no "
+                              f"{', '.join(missing)}")
+    with open(os.path.join(run_dir, TRAIN_REPORT_FILENAME)) as f:
+      report = json.load(f)
+    with open(os.path.join(run_dir, TRAIN_CONFIG_FILENAME)) as f:
+      config = json.load(f)
+    return cls(run_dir, report["target_class_names"], report["source_class_names"],
+               config["pairs"]["resize_size"], config["pairs"]["crop_size"],
+               files.resolve(config.get("first_round"), run_dir), report)
+
+  def load_model(self):
+    """The Keras model (target head, and source head if joint)."""
+    import keras  # pylint: disable=g-import-not-at-top
+    return keras.saving.load_model(self.model_path)

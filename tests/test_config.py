@@ -1,0 +1,76 @@
+"""Configuration from the command line: flags made from the config dataclasses, tools'
+flags parsed in process, tied settings checked where the config is built, and one
+definition of the target-only baseline."""
+
+import dataclasses
+
+import pytest
+from absl import flags
+
+from sjft_tf.cli import config_flags, evaluate, runner, train as train_cli
+from sjft_tf.evaluation import evaluate as evaluate_lib
+from sjft_tf.experiments import ablation
+from sjft_tf.selection import levels
+from sjft_tf.training import model, sampler, train
+
+
+def test_every_field_is_a_flag_with_its_default_and_its_documented_help():
+  values = flags.FlagValues()
+  build = config_flags.define(values, train.TrainConfig, prefixes={"l2sp": "l2sp_"},
+                              defaults={"model.input_size": 96})
+  values(["x", "--output_dir=o", "--learning_rate=0.02", "--l2sp_alpha=0.1",
+          "--max_level=6", "--alpha=0.5", "--schedule=step"])
+  config = build()
+  assert config == train.TrainConfig(
+      output_dir="o", model=model.ModelConfig(input_size=96, alpha=0.5),
+      optimizer=dataclasses.replace(train.TrainConfig("o").optimizer, learning_rate=0.02,
+                                    schedule="step"),
+      l2sp=dataclasses.replace(train.TrainConfig("o").l2sp, alpha=0.1),
+      level_rule=levels.LevelRule(max_level=6))
+  # The crop is the model's input: set from it, and another value is refused.
+  assert config.pairs.crop_size == 96
+  assert values["learning_rate"].help.startswith("the base learning rate (paper: 0.01)")
+  assert "width multiplier" in values["alpha"].help
+  fields = {f.name for f in dataclasses.fields(model.ModelConfig)} | {
+      f.name for f in dataclasses.fields(sampler.PairConfig)} | {"l2sp_alpha", "l2sp_beta"}
+  assert fields <= set(values)
+  with pytest.raises(ValueError, match="must be the model's input size"):
+    values(["x", "--crop_size=80"])
+    build()
+
+
+def test_docstring_help_reads_shared_and_continued_lines():
+  helps = config_flags.field_help(evaluate_lib.EvalConfig)
+  assert helps["resize_size"] == helps["crop_size"] == "0 takes the training run's sizes."
+  assert helps["views"].startswith('any of "centre" (one centre crop) and "ten_crops"')
+  assert helps["views"].endswith("the paper's multi-crop test).")
+
+
+def test_a_tools_flag_file_is_parsed_in_process_as_its_command_line(tmp_path):
+  flagfile = tmp_path / "eval.flags"
+  flagfile.write_text("# a comment\n--run_dir=runs/x\n--spec_dir=data/t\n--split=val\n"
+                      "--views=centre\n")
+  runner.parse_stage(evaluate, str(flagfile), "--batch_size=8")
+  assert evaluate.SPEC_DIR.value == "data/t"
+  assert evaluate.config_from_flags() == evaluate_lib.EvalConfig(
+      split="val", views=("centre",), batch_size=8)
+  runner.parse_stage(evaluate, str(flagfile))  # a new parse starts from the defaults
+  assert evaluate.config_from_flags().batch_size == 64
+  with pytest.raises(flags.Error):
+    runner.parse_stage(evaluate, str(flagfile), "--no_such_flag=1")
+  # Tools keep their flags apart: sjft-train's are not sjft-eval's.
+  assert "learning_rate" in train_cli.FLAG_VALUES and "learning_rate" not in evaluate.FLAG_VALUES
+
+
+def test_the_target_only_baseline_has_one_definition():
+  joint = train.TrainConfig(output_dir="runs/a", target_spec_dir="data/t",
+                            pairs=sampler.PairConfig(batch_size=64, seed=3),
+                            epochs_per_round=2)
+  baseline = train.target_only(joint, "runs/a_target_only", equal_target_images=True)
+  assert baseline == dataclasses.replace(
+      joint, output_dir="runs/a_target_only", epochs_per_round=0,
+      pairs=sampler.PairConfig(batch_size=32, seed=3, crop_size=224))
+  ablation_config = ablation.AblationConfig(output_dir="runs/r", learned_descriptors="d", gabor_descriptors="",
+                                            train=dataclasses.replace(joint, output_dir=""))
+  assert ablation.run_config(ablation_config, "target_only", 3, None,
+                             "runs/a_target_only") == baseline
