@@ -1,8 +1,9 @@
 """Typed records of what one stage hands to the next.
 
-  DatasetRef   an ingested dataset (its spec folder) and the splits a stage used
-  Provenance   where a selection round came from (`manifest.Selection.provenance`)
-  TrainedRun   a finished training run: its model file, class names and image sizes
+  DatasetRef     an ingested dataset (its spec folder) and the splits a stage used
+  DescriptorSet  a descriptor folder: which datasets and splits it describes
+  Provenance     where a selection round came from (`manifest.Selection.provenance`)
+  TrainedRun     a finished training run: its model file, class names and image sizes
 
 The files that hold them store paths relative to themselves (`files.relative_to`), so
 a tree of data and runs works when moved or copied as a whole; absolute paths written
@@ -51,6 +52,43 @@ class DatasetRef:
   def from_json(cls, value: dict, folder: str) -> "DatasetRef":
     splits = value["splits"] if "splits" in value else [value["split"]]
     return cls(value["dataset"], files.resolve(value["spec_dir"], folder), tuple(splits))
+
+
+@dataclasses.dataclass(frozen=True)
+class DescriptorSet:
+  """A descriptor folder written by sjft-descriptors (its descriptor_metadata.json).
+
+  Attributes:
+    directory: the folder.
+    metadata: the metadata, spec folders resolved (`store.load_metadata`).
+  """
+  directory: str
+  metadata: dict
+
+  @classmethod
+  def read(cls, directory: str) -> "DescriptorSet":
+    from sjft_tf.descriptors import store  # pylint: disable=g-import-not-at-top
+    return cls(directory, store.load_metadata(directory))
+
+  def entries(self, role: str, split: str | None = None) -> list[dict]:
+    """The described splits of `role` ("target" or "source"), of `split` if given."""
+    return [e for e in self.metadata["datasets"]
+            if e["role"] == role and split in (None, e["split"])]
+
+  def dataset(self, role: str, split: str | None = None) -> DatasetRef:
+    """The one dataset of `role` and its described splits (or `split`).
+
+    Raises:
+      ValueError: none is described, or several datasets are.
+    """
+    entries = self.entries(role, split)
+    if not entries:
+      raise ValueError(f"{self.directory}: no {role} descriptors"
+                       f"{f' for split {split}' if split else ''}")
+    if len({e["spec_dir"] for e in entries}) > 1:
+      raise ValueError(f"{self.directory}: {role} descriptors come from several datasets")
+    return DatasetRef(entries[0]["dataset"], entries[0]["spec_dir"],
+                      tuple(e["split"] for e in entries))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -231,7 +231,7 @@ def test_cli_evaluates_and_exports_new_versions_only(run, exported, tmp_path):
   result = json.loads(open(evaluate.result_paths(run_dir, "train")[0]).read())
   assert f"train (12 images), centre: top-1 {result['views']['centre']['top1']:.4f}" in (
       evaluated.stdout)
-  _, export_dir, _, _ = exported
+  export_dir = exported[2]
   for expected in ("2", "3"):
     done = subprocess.run([os.path.join(BIN, "sjft-export"), f"--run_dir={run_dir}",
                            f"--export_dir={export_dir}"], capture_output=True, text=True,

@@ -12,17 +12,6 @@ from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest, search, subset
 
 
-def _entries(metadata: dict, role: str, split: str | None = None) -> list[dict]:
-  entries = [e for e in metadata["datasets"]
-             if e["role"] == role and split in (None, e["split"])]
-  if not entries:
-    raise ValueError(f"descriptor metadata has no {role} descriptors"
-                     f"{f' for split {split}' if split else ''}")
-  if len({e["spec_dir"] for e in entries}) > 1:
-    raise ValueError(f"{role} descriptors come from several datasets")
-  return entries
-
-
 def _write_subset(selection: manifest.Selection, folder: str) -> None:
   source = selection.provenance.source
   subset.write_subset(
@@ -72,9 +61,8 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   config = dataclasses.replace(
       config, num_neighbours=params.max_neighbours,
       work_dir=config.work_dir or os.path.join(folder, "beam_search"))
-  metadata = store.load_metadata(descriptors_dir)
-  target_entry = _entries(metadata, "target", target_split)[0]
-  source_entries = _entries(metadata, "source")
+  described = outputs.DescriptorSet.read(descriptors_dir)
+  target, source = described.dataset("target", target_split), described.dataset("source")
   targets = store.load_all(descriptors_dir, "target", target_split)
   shards = [store.load_ids_labels(p) for p in store.shard_paths(descriptors_dir, "source")]
   source_ids = np.concatenate([ids for ids, _ in shards])
@@ -82,16 +70,12 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   found = search.find(descriptors_dir, targets.descriptors, len(source_ids), config)
   selection = manifest.Selection(
       round_index=0, params=params,
-      provenance=outputs.Provenance(
-          outputs.DatasetRef(target_entry["dataset"], target_entry["spec_dir"],
-                             (target_entry["split"],)),
-          outputs.DatasetRef(source_entries[0]["dataset"], source_entries[0]["spec_dir"],
-                             tuple(e["split"] for e in source_entries)),
-          found.method, round(found.seconds, 2), descriptors_dir),
+      provenance=outputs.Provenance(target, source, found.method, round(found.seconds, 2),
+                                    descriptors_dir),
       target_ids=targets.ids, target_labels=targets.labels,
       levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
       distances=found.distances, source_ids=source_ids, source_labels=source_labels,
-      source_class_names=source_entries[0]["class_names"])
+      source_class_names=described.entries("source")[0]["class_names"])
   manifest.derive(selection)
   folder = manifest.save(selection, output_dir)
   if write_subset:
