@@ -2,6 +2,7 @@
 file that exists is a file that is whole (what makes every stage resumable)."""
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -125,3 +126,15 @@ def remove_stale_temporaries(directory: str) -> list[str]:
       os.remove(path)
       removed.append(path)
   return removed
+
+
+def fingerprint(settings, *paths: str) -> str:
+  """The freshness rule of stage outputs: SHA-1 (hex) of `settings` (canonical JSON)
+  and the bytes of the input files `paths`. An output is reused only when the
+  fingerprint stored with it equals the current one."""
+  digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+  for path in paths:
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+  return digest.hexdigest()

@@ -189,6 +189,11 @@ class TrainedRun:
                config["pairs"]["resize_size"], config["pairs"]["crop_size"],
                files.resolve(config.get("first_round"), run_dir), report)
 
+  def model_fingerprint(self) -> str:
+    """`files.fingerprint` of the model file: what its evaluations and exported
+    versions record, so they are reused only for this model."""
+    return files.fingerprint({}, self.model_path)
+
   def load_model(self):
     """The Keras model (target head, and source head if joint)."""
     import keras  # pylint: disable=g-import-not-at-top

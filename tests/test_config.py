@@ -1,12 +1,13 @@
 """Configuration from the command line: flags made from the config dataclasses, tools'
-flags parsed in process, tied settings checked where the config is built, and one
-definition of the target-only baseline."""
+flags parsed in process, tied settings checked where the config is built, one
+definition of the target-only baseline, and the freshness rule."""
 
 import dataclasses
 
 import pytest
 from absl import flags
 
+from sjft_tf import files
 from sjft_tf.cli import config_flags, evaluate, runner, train as train_cli
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.experiments import ablation
@@ -74,3 +75,15 @@ def test_the_target_only_baseline_has_one_definition():
                                             train=dataclasses.replace(joint, output_dir=""))
   assert ablation.run_config(ablation_config, "target_only", 3, None,
                              "runs/a_target_only") == baseline
+
+
+def test_the_fingerprint_follows_settings_and_input_bytes_not_times(tmp_path):
+  model = tmp_path / "model.keras"
+  model.write_bytes(b"weights v1")
+  first = files.fingerprint({"split": "test", "views": ["centre"]}, str(model))
+  assert first == files.fingerprint({"views": ["centre"], "split": "test"}, str(model))
+  model.touch()
+  assert files.fingerprint({"split": "test", "views": ["centre"]}, str(model)) == first
+  assert files.fingerprint({"split": "val", "views": ["centre"]}, str(model)) != first
+  model.write_bytes(b"weights v2")
+  assert files.fingerprint({"split": "test", "views": ["centre"]}, str(model)) != first

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from sjft_tf import outputs
+from sjft_tf import files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.evaluation import evaluate, metrics
 from sjft_tf.export import serving
@@ -81,6 +81,13 @@ def test_evaluation_writes_what_the_model_predicts(run):
   written = os.path.getmtime(json_path)
   assert evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",))) == (
       json.loads(json.dumps(results)))
+  assert os.path.getmtime(json_path) == written
+  # Freshness is the model file's fingerprint, not its time: a touched (e.g. copied)
+  # model keeps its evaluation.
+  model_path = os.path.join(run_dir, outputs.MODEL_FILENAME)
+  assert results["model"] == files.fingerprint({}, model_path)
+  os.utime(model_path, (written + 60, written + 60))
+  evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",)))
   assert os.path.getmtime(json_path) == written
   other = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",),
                                                                     resize_size=40))
@@ -238,6 +245,10 @@ def test_cli_evaluates_and_exports_new_versions_only(run, exported, tmp_path):
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith(os.path.join(export_dir, expected))
+  # Each version records its model (TF Serving ignores assets.extra).
+  assert serving.latest_provenance(export_dir) == {
+      "run_dir": os.path.abspath(run_dir), "model": outputs.TrainedRun.read(
+          run_dir).model_fingerprint()}
   again = subprocess.run([os.path.join(BIN, "sjft-export"), f"--run_dir={run_dir}",
                           f"--export_dir={export_dir}", "--version=2"],
                          capture_output=True, text=True, env=env, timeout=300)

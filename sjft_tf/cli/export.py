@@ -7,10 +7,12 @@ Writes <export_dir>/<next version>/; signatures serving_default (encoded JPEG/PN
 bytes) and predict_images (float pixels); see README.
 """
 
+import os
+
 from absl import flags
 
-from sjft_tf.export import serving
 from sjft_tf import outputs
+from sjft_tf.export import serving
 from sjft_tf.cli import runner
 
 FLAG_VALUES = flags.FlagValues()
@@ -24,7 +26,9 @@ def main(argv):
   del argv
   trained = outputs.TrainedRun.read(_RUN_DIR.value)
   path = serving.export(trained.load_model(), trained.target_class_names, EXPORT_DIR.value,
-                        trained.resize_size, trained.crop_size, _TOP_K.value, _VERSION.value)
+                        trained.resize_size, trained.crop_size, _TOP_K.value, _VERSION.value,
+                        provenance={"run_dir": os.path.abspath(trained.run_dir),
+                                    "model": trained.model_fingerprint()})
   print(f"exported {len(trained.target_class_names)} classes, {trained.resize_size} px "
         f"resize, {trained.crop_size} px centre crop to {path}")
 

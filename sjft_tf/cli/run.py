@@ -109,10 +109,8 @@ def main(argv):
   if _EXPORT.value:
     runner.parse_stage(export, _EXPORT.value)
     export_dir = export.EXPORT_DIR.value
-    done = [n for n in (os.listdir(export_dir) if os.path.isdir(export_dir) else [])
-            if n.isdigit() and os.path.getmtime(os.path.join(export_dir, n)) >= (
-                os.path.getmtime(run.model_path))]
-    if not done:  # else a version newer than the model is there: reuse it
+    latest = serving.latest_provenance(export_dir) or {}
+    if latest.get("model") != run.model_fingerprint():  # else the latest is this model
       seconds["export"] = runner.run_stage(export, _EXPORT.value)
     export_path = os.path.join(export_dir, str(serving.next_version(export_dir) - 1))
   first = manifest.load(run.first_round)

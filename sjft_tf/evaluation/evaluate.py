@@ -30,8 +30,9 @@ class EvalConfig:
       their flips, probabilities averaged; the paper's multi-crop test).
     batch_size: images per batch (ten views each for "ten_crops").
     resize_size, crop_size: 0 takes the training run's sizes.
-    reuse: return the evaluation already written when it is newer than the model and
-      was made on the same dataset, split, sizes and (at least) these views.
+    reuse: return the evaluation already written when it was made of this model (the
+      fingerprint of its file) on the same dataset, split, sizes and (at least) these
+      views.
   """
   split: str = "test"
   views: tuple = ("centre", "ten_crops")
@@ -70,11 +71,10 @@ def plot_per_class(results: dict, path: str) -> None:
   files.save_figure_atomic(figure, path)
 
 
-def _earlier_results(json_path: str, header: dict, views, model_path: str) -> dict | None:
-  """The evaluation in json_path when it matches `header` (everything but the views),
-  holds `views` and is newer than the model; else None."""
-  if not os.path.exists(json_path) or os.path.getmtime(json_path) < os.path.getmtime(
-      model_path):
+def _earlier_results(json_path: str, header: dict, views) -> dict | None:
+  """The evaluation in json_path when it matches `header` (everything but the views:
+  the model's fingerprint among them) and holds `views`; else None."""
+  if not os.path.exists(json_path):
     return None
   with open(json_path) as f:
     earlier = json.load(f)
@@ -101,10 +101,11 @@ def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> 
                                  crop_size=config.crop_size or run.crop_size)
   results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory,
              "split": config.split, "resize_size": reader.resize_size,
-             "crop_size": reader.crop_size, "views": {}}
+             "crop_size": reader.crop_size, "model": run.model_fingerprint(),
+             "views": {}}
   json_path, png_path = result_paths(run_dir, config.split)
   if config.reuse:
-    earlier = _earlier_results(json_path, results, config.views, run.model_path)
+    earlier = _earlier_results(json_path, results, config.views)
     if earlier is not None:
       return earlier
   model = run.load_model()

@@ -17,6 +17,7 @@ position and the problem; the server and later requests are unaffected.
 Only the target head is exported: the source head and the retrieval are training aids.
 """
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from sjft_tf import files
 from sjft_tf.data import pipeline
 from sjft_tf.training.model import TARGET_HEAD
 
@@ -64,6 +66,19 @@ def _classifier(model: keras.Model) -> keras.Model:
   return keras.Model(model.input, logits, name="target_classifier")
 
 
+PROVENANCE_PATH = os.path.join("assets.extra", "sjft_export.json")
+
+
+def latest_provenance(export_dir: str) -> dict | None:
+  """The provenance of the highest version in export_dir (None: none, or none
+  recorded)."""
+  path = os.path.join(export_dir, str(next_version(export_dir) - 1), PROVENANCE_PATH)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def next_version(export_dir: str) -> int:
   """1 + the highest integer version folder in export_dir (1 when there is none)."""
   if not os.path.isdir(export_dir):
@@ -73,7 +88,8 @@ def next_version(export_dir: str) -> int:
 
 
 def export(model: keras.Model, class_names, export_dir: str, resize_size: int,
-           crop_size: int, top_k: int = 5, version: int | None = None) -> str:
+           crop_size: int, top_k: int = 5, version: int | None = None,
+           provenance: dict | None = None) -> str:
   """Writes the target classifier to export_dir/<version>/ and returns that folder.
 
   Args:
@@ -82,6 +98,8 @@ def export(model: keras.Model, class_names, export_dir: str, resize_size: int,
     resize_size, crop_size: evaluation's sizes (the images' square resize, the crop).
     top_k: classes returned per image (at most the number of classes).
     version: the version to write (default: the next one); an existing one is refused.
+    provenance: written to <version>/assets.extra/sjft_export.json (TF Serving ignores
+      it), e.g. the fingerprint of the model file, to tell whether a version is current.
   """
   classifier = _classifier(model)
   classes = len(class_names)
@@ -120,5 +138,7 @@ def export(model: keras.Model, class_names, export_dir: str, resize_size: int,
   temporary = os.path.join(export_dir, f".tmp.{version}.{os.getpid()}")
   shutil.rmtree(temporary, ignore_errors=True)
   archive.write_out(temporary, verbose=False)
+  if provenance is not None:
+    files.write_json_atomic(os.path.join(temporary, PROVENANCE_PATH), provenance)
   os.rename(temporary, final)  # TF Serving watches export_dir: a version appears whole
   return final

@@ -12,8 +12,6 @@ Features are cached as npz per (dataset folder, split, feature settings).
 """
 
 import dataclasses
-import hashlib
-import json
 import os
 
 import numpy as np
@@ -42,12 +40,6 @@ class FeatureConfig:
   batch_size: int = 128
 
 
-def _fingerprint(spec_dir: str, split: str, config: FeatureConfig) -> str:
-  text = json.dumps({"spec": os.path.abspath(spec_dir), "split": split,
-                     **dataclasses.asdict(config)}, sort_keys=True)
-  return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
 def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
                     cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(ids str [n], labels int [n], features float32 [n, d], unit L2 norm) of a split.
@@ -56,7 +48,9 @@ def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
   """
   path = None
   if cache_dir:
-    path = os.path.join(cache_dir, f"features-{_fingerprint(spec_dir, split, config)}.npz")
+    key = files.fingerprint({"spec": os.path.abspath(spec_dir), "split": split,
+                             **dataclasses.asdict(config)})[:16]
+    path = os.path.join(cache_dir, f"features-{key}.npz")
     if os.path.exists(path):
       with np.load(path) as cached:
         if int(cached["version"]) == FEATURES_VERSION:

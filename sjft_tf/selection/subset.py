@@ -2,12 +2,12 @@
 labels are source-head labels (retained classes re-indexed contiguously) and a
 dataset_spec.json, readable by sjft_tf.data.pipeline like any ingested dataset."""
 
-import hashlib
 import math
 import os
 
 import tensorflow as tf
 
+from sjft_tf import files
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 from sjft_tf.data.ingest import shard_name
@@ -27,10 +27,7 @@ def write_subset(source_spec_dir: str, splits: list[str], head_label_of: dict[st
     The subset's spec (split "train"). A subset already in output_dir is reused only
     if it holds exactly these ids with these labels (a fingerprint in its metadata).
   """
-  digest = hashlib.sha1()
-  for example_id, label in sorted(head_label_of.items()):
-    digest.update(f"{example_id}\t{label}\n".encode())
-  fingerprint = digest.hexdigest()
+  fingerprint = files.fingerprint(sorted(head_label_of.items()))
   if os.path.exists(spec_lib.spec_path(output_dir)):
     existing = spec_lib.load_spec(output_dir)
     if existing.metadata.get("selection_fingerprint") == fingerprint:
