@@ -9,6 +9,7 @@ from absl import flags
 
 from sjft_tf import files
 from sjft_tf.cli import config_flags, evaluate, runner, train as train_cli
+from sjft_tf.data import ingest
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.experiments import ablation
 from sjft_tf.selection import levels
@@ -45,6 +46,10 @@ def test_docstring_help_reads_shared_and_continued_lines():
   assert helps["resize_size"] == helps["crop_size"] == "0 takes the training run's sizes."
   assert helps["views"].startswith('any of "centre" (one centre crop) and "ten_crops"')
   assert helps["views"].endswith("the paper's multi-crop test).")
+  # A continuation line that looks like "word: text" continues its entry.
+  assert config_flags.field_help(ingest.IngestConfig)["dataset_name"].endswith(
+      "(the command line's default: the output folder's name).")
+  assert "default" not in config_flags.field_help(ingest.IngestConfig)
 
 
 def test_a_tools_flag_file_is_parsed_in_process_as_its_command_line(tmp_path):

@@ -1,7 +1,7 @@
 """Command-line flags made from the library's configuration dataclasses.
 
 One flag per leaf field of a (nested) dataclass: named after the field (with a prefix
-per nested section where names would clash), typed by its annotation, defaulting to the
+per nested section where names would clash), typed by its annotation (a dict is a JSON string), defaulting to the
 dataclass default and documented by the field's line in the class docstring's
 `Attributes:` section. The configuration keeps one definition (the dataclass); a command
 line maps no field by hand.
@@ -12,6 +12,7 @@ line maps no field by hand.
 """
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -24,19 +25,19 @@ _DEFINERS = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
 
 def field_help(cls) -> dict[str, str]:
   """{field name: its text} from the `Attributes:` section of cls's docstring; a line
-  `a, b: text` documents both fields."""
+  `a, b: text` documents both fields. Entries start at the section's indentation;
+  deeper lines continue them."""
   helps, names = {}, []
-  section = (cls.__doc__ or "").partition("Attributes:")[2]
-  for line in section.splitlines():
-    match = re.match(r"^\s{2,6}([\w, ]+):\s*(.*)$", line)
+  lines = [l for l in (cls.__doc__ or "").partition("Attributes:")[2].splitlines()]
+  indent = next((len(l) - len(l.lstrip()) for l in lines if l.strip()), 0)
+  for line in lines:
+    match = re.match(r"^ {%d}(\w[\w, ]*):\s*(.*)$" % indent, line)
     if match and all(n.strip().isidentifier() for n in match.group(1).split(",")):
       names = [n.strip() for n in match.group(1).split(",")]
-      for name in names:
-        helps[name] = match.group(2)
-    elif line.strip() and names:
-      for name in names:
-        helps[name] += " " + line.strip()
-    elif not line.strip() and names:
+      helps.update({name: match.group(2) for name in names})
+    elif line.strip() and len(line) - len(line.lstrip()) > indent:
+      helps.update({name: helps[name] + " " + line.strip() for name in names})
+    else:
       names = []
   return helps
 
@@ -86,7 +87,11 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
       default = defaults.get(key, _default(field))
       name, text = names.get(key, prefix + field.name), helps.get(field.name, field.name)
       scalar = _scalar_type(kind)
-      if scalar in (list, tuple):
+      if scalar is dict:
+        holder = flags.DEFINE_string(name, json.dumps(default), text + " (JSON)",
+                                     flag_values=flag_values, required=key in required)
+        parts[field.name] = (lambda h: lambda: json.loads(h.value))(holder)
+      elif scalar in (list, tuple):
         holder = flags.DEFINE_list(name, None if default is None else list(default), text,
                                    flag_values=flag_values, required=key in required)
         parts[field.name] = (lambda h, t: lambda: None if h.value is None else t(h.value))(

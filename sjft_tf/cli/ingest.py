@@ -14,14 +14,12 @@ import os
 from absl import app, flags, logging
 
 from sjft_tf.data import ingest, sources
-from sjft_tf.cli import runner
+from sjft_tf.cli import config_flags, runner
 
 FLAG_VALUES = flags.FlagValues()
 _INPUT_ROOT = flags.DEFINE_string("input_root", None, "Folder of ROOT/<split>/<class>/* or ROOT/<class>/* images.", flag_values=FLAG_VALUES)
 _INPUT_CSV = flags.DEFINE_string("input_csv", None, "CSV manifest with a header path,label[,split].", flag_values=FLAG_VALUES)
 _TFDS_NAME = flags.DEFINE_string("tfds_name", None, "TFDS dataset name[:version] to ingest.", flag_values=FLAG_VALUES)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the shards, spec and report.", required=True, flag_values=FLAG_VALUES)
-_DATASET_NAME = flags.DEFINE_string("dataset_name", None, "Name stored in the spec and examples (default: the output folder's name).", flag_values=FLAG_VALUES)
 
 _LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "split_class", "class"], "Folder layout of --input_root.", flag_values=FLAG_VALUES)
 _SPLIT_FRACTIONS = flags.DEFINE_string("split_fractions", "", "Divide unsplit inputs per class, e.g. train=0.8,val=0.2.", flag_values=FLAG_VALUES)
@@ -35,13 +33,12 @@ _TFDS_IMAGE_KEY = flags.DEFINE_string("tfds_image_key", "image", "TFDS feature h
 _TFDS_LABEL_KEY = flags.DEFINE_string("tfds_label_key", "label", "TFDS ClassLabel feature.", flag_values=FLAG_VALUES)
 _TFDS_DOWNLOAD = flags.DEFINE_bool("tfds_download", False, "Download and prepare the TFDS dataset first (needs the internet).", flag_values=FLAG_VALUES)
 
-_MAX_SIDE = flags.DEFINE_integer("max_side", 0, "Shrink images so the longer side is at most this many pixels (0: keep).", flag_values=FLAG_VALUES)
-_JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 95, "Quality of re-encoded JPEGs.", lower_bound=1, upper_bound=95, flag_values=FLAG_VALUES)
-_SHARD_SIZE = flags.DEFINE_integer("shard_size", 1024, "Examples per TFRecord shard.", lower_bound=1, flag_values=FLAG_VALUES)
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "Decoding threads (0: one per CPU core).", lower_bound=0, flag_values=FLAG_VALUES)
-_DISPLAY_NAMES = flags.DEFINE_string("display_names", "", "TSV of class name<TAB>readable name (e.g. Tiny ImageNet's classes.tsv), used in reports and figures.", flag_values=FLAG_VALUES)
+# The fields of IngestConfig are flags of their names (--display_names, --progress).
+_BUILD = config_flags.define(FLAG_VALUES, ingest.IngestConfig, required=("output_dir",),
+                             names={"display_names_file": "display_names",
+                                    "show_progress": "progress"},
+                             defaults={"max_side": 0, "dataset_name": ""})
 _METADATA_JSON = flags.DEFINE_string("metadata_json", None, "JSON file whose keys are added to the spec's metadata.", flag_values=FLAG_VALUES)
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=FLAG_VALUES)
 
 
 def _listed_source() -> sources.ListedSource:
@@ -78,12 +75,9 @@ def main(argv):
   if _METADATA_JSON.value:
     with open(_METADATA_JSON.value) as f:
       listed.metadata.update(json.load(f))
-  config = ingest.IngestConfig(
-      output_dir=_OUTPUT_DIR.value,
-      dataset_name=_DATASET_NAME.value or os.path.basename(os.path.normpath(_OUTPUT_DIR.value)),
-      max_side=_MAX_SIDE.value or None, jpeg_quality=_JPEG_QUALITY.value,
-      shard_size=_SHARD_SIZE.value, num_workers=_NUM_WORKERS.value,
-      show_progress=_PROGRESS.value, display_names_file=_DISPLAY_NAMES.value)
+  config = _BUILD()
+  if not config.dataset_name:
+    config.dataset_name = os.path.basename(os.path.normpath(config.output_dir))
   spec = ingest.ingest(listed, config)
   print(summary(spec, ingest.skipped_inputs(config.output_dir)))
   logging.info("wrote %s", spec.directory)

@@ -40,7 +40,8 @@ class IngestConfig:
 
   Attributes:
     output_dir: folder for the spec, shards and report.
-    dataset_name: stored in the spec and in every example.
+    dataset_name: stored in the spec and in every example (the command line's
+      default: the output folder's name).
     max_side: longest image side in pixels after ingestion; None or 0 keeps sizes.
     jpeg_quality: quality of re-encoded JPEGs (1-95).
     shard_size: examples listed per shard (bad ones are skipped from it).

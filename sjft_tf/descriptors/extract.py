@@ -40,7 +40,8 @@ class BankConfig:
     application: keras.applications class of the learned bank.
     application_kwargs: its constructor arguments (e.g. {"alpha": 0.25}).
     layer_names: the layers whose pre-activation responses are used.
-    weights: "imagenet", a weights file, or None (random: for tests only).
+    weights: "imagenet", a weights file, or None (random: for tests only; "none" on the
+      command line).
     gabor: parameters of the Gabor bank.
   """
   kind: str = "learned"
