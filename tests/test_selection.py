@@ -1,5 +1,6 @@
 """Source selection: exact and approximate search, manifest, levels, subset, CLI."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -140,6 +141,16 @@ def test_rare_source_classes_leave_the_pools_and_labels_are_contiguous():
   for j, head in zip(selection.selected, selection.head_labels):
     name = selection.source_class_names[selection.source_labels[j]]
     assert selection.head_classes[head] == name
+
+
+def test_derive_returns_a_copy_and_leaves_its_argument_as_it_is():
+  selection = _selection(np.random.default_rng(5))
+  selected, pool_sizes = selection.selected.copy(), selection.pool_sizes.copy()
+  grown = manifest.derive(dataclasses.replace(selection, levels=selection.levels + 2))
+  np.testing.assert_array_equal(selection.selected, selected)
+  np.testing.assert_array_equal(selection.pool_sizes, pool_sizes)
+  assert (grown.pool_sizes >= selection.pool_sizes).all() and set(selected) <= set(
+      grown.selected)
 
 
 def test_selection_files_round_trip(tmp_path):

@@ -1,5 +1,6 @@
 """Joint training: the loss, the paired input, the drivers, resume, rounds, the CLI."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -132,17 +133,17 @@ def test_pairs_follow_levels_and_pools_and_labels_match(problem):
   assert images.shape == (8, fx.IMAGE_SIZE, fx.IMAGE_SIZE, 3)
 
   # A new round's pools take effect without a new dataset.
-  selection.levels = np.full(12, 10, np.int32)
-  selection.round_index = 1
-  pairs.set_selection(manifest.derive(selection))
+  selection = manifest.derive(dataclasses.replace(
+      selection, levels=np.full(12, 10, np.int32), round_index=1))
+  pairs.set_selection(selection)
   targets, sources = pairs.pair_ids(0, 3000)
   wide = {t: set(selection.source_ids[p].tolist())
           for t, p in zip(selection.target_ids.tolist(), selection.pools())}
   assert all(s in wide[t] for t, s in zip(targets.tolist(), sources.tolist()))
   assert sum(s not in pools[t] for t, s in zip(targets.tolist(), sources.tolist())) > 1000
-  selection.levels = np.full(12, 11, np.int32)
   with pytest.raises(ValueError, match="reaches beyond"):
-    pairs.set_selection(manifest.derive(selection))
+    pairs.set_selection(manifest.derive(dataclasses.replace(
+        selection, levels=np.full(12, 11, np.int32))))
   # The memory cap stops the loading, not after it.
   with pytest.raises(ValueError, match="need more than max_encoded_gib=1e-05"):
     sampler_lib.PairSampler(problem, sampler_lib.PairConfig(

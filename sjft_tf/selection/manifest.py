@@ -71,7 +71,7 @@ class Selection:
   source_ids: np.ndarray      # str [ns]
   source_labels: np.ndarray   # int32 [ns] labels of the source dataset
   source_class_names: list    # names of the source dataset's labels
-  # Derived by `derive`:
+  # Derived by `derive` (None before):
   pool_sizes: np.ndarray = None     # int32 [nt]
   selected: np.ndarray = None       # int64 [n_selected] indices into source_ids
   weights: np.ndarray = None        # float64 [n_selected], sum 1
@@ -99,8 +99,9 @@ def head_class_ids(selection: Selection) -> np.ndarray:
 
 
 def derive(selection: Selection) -> Selection:
-  """Fills pools, the selected subset, weights, retained and head classes from the
-  levels."""
+  """A copy of `selection` with pools, the selected subset, weights, retained and head
+  classes derived from its levels (the argument is left as it is)."""
+  selection = dataclasses.replace(selection)
   raw_sizes = selection._raw_sizes()
   in_pool = np.zeros(len(selection.source_ids), bool)
   for row, size in zip(selection.neighbours, raw_sizes):

@@ -76,7 +76,7 @@ def initial_selection(descriptors_dir: str, output_dir: str,
       levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
       distances=found.distances, source_ids=source_ids, source_labels=source_labels,
       source_class_names=described.entries("source")[0]["class_names"])
-  manifest.derive(selection)
+  selection = manifest.derive(selection)
   folder = manifest.save(selection, output_dir)
   if write_subset:
     _write_subset(selection, folder)
@@ -96,23 +96,22 @@ def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
   Returns:
     (the new Selection, its round folder).
   """
-  selection = manifest.load(previous_folder)
+  previous = manifest.load(previous_folder)
   order = {str(i): n for n, i in enumerate(np.asarray(target_ids).tolist())}
-  missing = [i for i in selection.target_ids.tolist() if i not in order]
+  missing = [i for i in previous.target_ids.tolist() if i not in order]
   if missing:
     raise ValueError(f"predictions lack {len(missing)} target images, e.g. {missing[:3]}")
-  rows = np.array([order[i] for i in selection.target_ids.tolist()])
-  selection.levels = levels_lib.update_levels(selection.levels, np.asarray(probabilities)[rows],
-                                              selection.target_labels, rule)
-  selection.round_index += 1
+  rows = np.array([order[i] for i in previous.target_ids.tolist()])
   predicted = np.asarray(probabilities)[rows]
-  selection.provenance = dataclasses.replace(
-      selection.provenance, previous_round=previous_folder,
-      level_rule=dataclasses.asdict(rule),
-      # How well the predictions that set the levels fit the labels.
-      level_predictions_accuracy=float(np.mean(
-          predicted.argmax(axis=1) == selection.target_labels)))
-  manifest.derive(selection)
+  selection = manifest.derive(dataclasses.replace(
+      previous, round_index=previous.round_index + 1,
+      levels=levels_lib.update_levels(previous.levels, predicted, previous.target_labels, rule),
+      provenance=dataclasses.replace(
+          previous.provenance, previous_round=previous_folder,
+          level_rule=dataclasses.asdict(rule),
+          # How well the predictions that set the levels fit the labels.
+          level_predictions_accuracy=float(np.mean(
+              predicted.argmax(axis=1) == previous.target_labels)))))
   folder = manifest.save(selection, output_dir or os.path.dirname(os.path.abspath(previous_folder)))
   if write_subset:
     _write_subset(selection, folder)
