@@ -1,5 +1,7 @@
 """The ablation's rows: their selections and their training runs."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,26 @@ def test_a_run_of_an_earlier_version_matches_when_new_settings_are_at_their_defa
                                      defaults)
   assert not train_lib.same_settings({**saved, "gone": 1}, {"a": 1, "new": False, "nested": {
       "x": 1, "added": 0.0}}, defaults)
+
+
+def test_a_saved_configuration_of_an_earlier_version_matches_the_current_one():
+  """Files written before paths were stored relative to the run folder hold them as
+  given (here relative to the working directory), and a retired setting
+  (pairs.max_level, now the selection's)."""
+  run_dir = "runs/r/runs/joint_random/seed0"
+  config = train_lib.TrainConfig(output_dir=run_dir, first_round="runs/r/selections/round_000",
+                                 verbose=0)
+  current = train_lib._portable(dataclasses.asdict(config), run_dir)
+  assert current["output_dir"] == "." and current["first_round"] == (
+      "../../../selections/round_000")
+  older = {**dataclasses.asdict(config), "pairs": {**dataclasses.asdict(config.pairs),
+                                                  "max_level": 10}}
+  defaults = dataclasses.asdict(train_lib.TrainConfig(run_dir))
+  assert train_lib.same_settings(train_lib._portable(older, run_dir, from_file=True),
+                                 current, defaults)
+  # A file of this version (paths relative to the run folder) matches too.
+  assert train_lib.same_settings(train_lib._portable(current, run_dir, from_file=True),
+                                 current, defaults)
+  moved = {**older, "first_round": "runs/r/selections/other/round_000"}
+  assert not train_lib.same_settings(train_lib._portable(moved, run_dir, from_file=True),
+                                     current, defaults)

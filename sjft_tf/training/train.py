@@ -227,12 +227,14 @@ _RETIRED_SETTINGS = {"max_level"}
 def _portable(settings: dict, run_dir: str, from_file: bool = False) -> dict:
   """The configuration as train_config.json holds it: its paths relative to the run
   folder. Paths of the current configuration are relative to the working directory;
-  `from_file`: they were read from the file (relative to run_dir, or absolute as older
-  versions wrote them)."""
+  `from_file`: they were read from the file, relative to run_dir, or, in a file of an
+  older version (its output_dir is not "."), as given to that run (absolute or
+  relative to the working directory)."""
   settings = json.loads(json.dumps(settings))
+  as_given = not from_file or settings.get("output_dir") not in (".", None)
   for key in _PATH_SETTINGS:
     if settings.get(key):
-      path = files.resolve(settings[key], run_dir) if from_file else settings[key]
+      path = settings[key] if as_given else files.resolve(settings[key], run_dir)
       settings[key] = files.relative_to(path, run_dir)
   return settings
 
