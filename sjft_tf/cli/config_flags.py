@@ -63,11 +63,9 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
   returns build() -> cls from their values.
 
   Args:
-    prefixes: {"section" or "section.sub": prefix} of the flag names of a nested
-      dataclass field ("": of the top level;
-      e.g. {"l2sp": "l2sp_"} gives --l2sp_alpha).
-    skip: dotted field names given no flag (they keep their dataclass default, or the
-      value passed to build(**values) for top-level fields).
+    prefixes: {dotted name of a nested dataclass field, or "" for the top level:
+      prefix of its flags' names}; e.g. {"l2sp": "l2sp_"} gives --l2sp_alpha.
+    skip: dotted field names given no flag (they keep their dataclass default).
     defaults: {dotted field name: default} replacing the dataclass defaults.
     required: dotted field names whose flag must be given.
     names: {dotted field name: flag name} where the flag is not named after the field.
@@ -102,7 +100,8 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
         parts[field.name] = (lambda h: lambda: h.value)(holder)
 
     def build(**values):
-      return section(**{name: part() for name, part in parts.items()}, **values)
+      """The config from the flags; `values` set top-level fields directly."""
+      return section(**{**{name: part() for name, part in parts.items()}, **values})
     return build
 
   return walk(cls, "", prefixes.get("", ""))

@@ -19,8 +19,8 @@ from sjft_tf.cli import config_flags, runner
 
 FLAG_VALUES = flags.FlagValues()
 # Every field of TrainConfig is a flag of its name (--l2sp_alpha, --l2sp_beta for L2-SP).
-config_from_flags = config_flags.define(FLAG_VALUES, train.TrainConfig, prefixes={"l2sp": "l2sp_"},
-                                        required=("output_dir",))
+config_from_flags = config_flags.define(
+    FLAG_VALUES, train.TrainConfig, prefixes={"l2sp": "l2sp_"}, required=("output_dir",))
 
 
 def main(argv):
