@@ -186,6 +186,15 @@ def descriptor_dir(tmp_path_factory):
   return str(root / "descriptors")
 
 
+def test_the_descriptor_folder_names_its_datasets(descriptor_dir):
+  described = outputs.DescriptorSet.read(descriptor_dir)
+  source = described.dataset("source")
+  assert (source.dataset, source.splits) == ("demo_source", ("train", "val"))
+  assert described.dataset("target", "train").split == "train"
+  with pytest.raises(ValueError, match=f"{descriptor_dir}: no target descriptors for split test"):
+    described.dataset("target", "test")
+
+
 def test_initial_selection_and_update_write_readable_subsets(descriptor_dir, tmp_path):
   params = manifest.SelectionParams(k0=4, max_neighbours=30, min_images_per_class=1)
   first, folder = select.initial_selection(descriptor_dir, str(tmp_path), params,
