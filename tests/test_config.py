@@ -36,6 +36,10 @@ def test_every_field_is_a_flag_with_its_default_and_its_documented_help():
   fields = {f.name for f in dataclasses.fields(model.ModelConfig)} | {
       f.name for f in dataclasses.fields(sampler.PairConfig)} | {"l2sp_alpha", "l2sp_beta"}
   assert fields <= set(values)
+  # Bounds and choices kept with the fields are checked by the flags.
+  for bad in ("--batch_size=1", "--total_steps=0", "--strategy=foo", "--schedule=linear"):
+    with pytest.raises(flags.IllegalFlagValueError):
+      values(["x", "--output_dir=o", bad])
   with pytest.raises(ValueError, match="must be the model's input size"):
     values(["x", "--crop_size=80"])
     build()
@@ -60,6 +64,9 @@ def test_a_tools_flag_file_is_parsed_in_process_as_its_command_line(tmp_path):
   assert evaluate.SPEC_DIR.value == "data/t"
   assert evaluate.config_from_flags() == evaluate_lib.EvalConfig(
       split="val", views=("centre",), batch_size=8)
+  runner.parse_stage(evaluate, str(flagfile), "--views=ten_crops", "--views=centre")
+  # A repeated flag (absl's multi flag, as before) adds to the file's value.
+  assert evaluate.config_from_flags().views == ("centre", "ten_crops", "centre")
   runner.parse_stage(evaluate, str(flagfile))  # a new parse starts from the defaults
   assert evaluate.config_from_flags().batch_size == 64
   with pytest.raises(flags.Error):

@@ -1,10 +1,12 @@
 """Command-line flags made from the library's configuration dataclasses.
 
 One flag per leaf field of a (nested) dataclass: named after the field (with a prefix
-per nested section where names would clash), typed by its annotation (a dict is a JSON string), defaulting to the
-dataclass default and documented by the field's line in the class docstring's
-`Attributes:` section. The configuration keeps one definition (the dataclass); a command
-line maps no field by hand.
+per nested section where names would clash), typed by its annotation (a dict is a JSON
+string), defaulting to the dataclass default and documented by the field's line in the
+class docstring's `Attributes:` section. A field's `metadata["flag"]` holds what the
+flag checks: `lower_bound` / `upper_bound`, or `enum_values` (a list field is then a
+repeated flag, e.g. --views=centre --views=ten_crops). The configuration keeps one
+definition (the dataclass); a command line maps no field by hand.
 
   build = config_flags.define(FLAG_VALUES, train.TrainConfig, prefixes={"l2sp": "l2sp_"})
   ...
@@ -84,8 +86,16 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
         continue
       default = defaults.get(key, _default(field))
       name, text = names.get(key, prefix + field.name), helps.get(field.name, field.name)
-      scalar = _scalar_type(kind)
-      if scalar is dict:
+      scalar, options = _scalar_type(kind), dict(field.metadata.get("flag", {}))
+      if "enum_values" in options:  # a str is one of them; a list/tuple, repeated flags
+        multi = scalar in (list, tuple)
+        define_enum = flags.DEFINE_multi_enum if multi else flags.DEFINE_enum
+        holder = define_enum(name, list(default) if multi else default,
+                             options["enum_values"], text, flag_values=flag_values,
+                             required=key in required)
+        parts[field.name] = (lambda h, t: lambda: t(h.value) if t else h.value)(
+            holder, scalar if multi else None)
+      elif scalar is dict:
         holder = flags.DEFINE_string(name, json.dumps(default), text + " (JSON)",
                                      flag_values=flag_values, required=key in required)
         parts[field.name] = (lambda h: lambda: json.loads(h.value))(holder)
@@ -96,7 +106,7 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
             holder, scalar)
       else:
         holder = _DEFINERS[scalar](name, default, text, flag_values=flag_values,
-                                   required=key in required)
+                                   required=key in required, **options)
         parts[field.name] = (lambda h: lambda: h.value)(holder)
 
     def build(**values):

@@ -53,9 +53,10 @@ class IngestConfig:
   output_dir: str
   dataset_name: str
   max_side: int | None = None
-  jpeg_quality: int = 95
-  shard_size: int = 1024
-  num_workers: int = 0
+  jpeg_quality: int = dataclasses.field(
+      default=95, metadata={"flag": {"lower_bound": 1, "upper_bound": 95}})
+  shard_size: int = dataclasses.field(default=1024, metadata={"flag": {"lower_bound": 1}})
+  num_workers: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   show_progress: bool = True
   display_names_file: str = ""
 

@@ -44,7 +44,8 @@ class BankConfig:
       command line).
     gabor: parameters of the Gabor bank.
   """
-  kind: str = "learned"
+  kind: str = dataclasses.field(default="learned",
+                                metadata={"flag": {"enum_values": ["learned", "gabor"]}})
   application: str = "MobileNet"
   application_kwargs: dict = dataclasses.field(default_factory=lambda: {"alpha": 0.25})
   layer_names: list[str] = dataclasses.field(default_factory=lambda: ["conv1", "conv_pw_1"])
@@ -80,13 +81,14 @@ class ExtractionConfig:
   """
   output_dir: str
   bank: BankConfig = dataclasses.field(default_factory=BankConfig)
-  num_bins: int = 0
+  num_bins: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   resize_size: int = 256
   crop_size: int = 224
   batch_size: int = 64
   fine_bins: int = histogram.DEFAULT_FINE_BINS
   lookup_cells: int = 0
-  storage: str = "float16"
+  storage: str = dataclasses.field(default="float16",
+                                   metadata={"flag": {"enum_values": ["float16", "uint8"]}})
   show_progress: bool = True
 
   @property

@@ -35,8 +35,9 @@ class EvalConfig:
       views.
   """
   split: str = "test"
-  views: tuple = ("centre", "ten_crops")
-  batch_size: int = 64
+  views: tuple = dataclasses.field(default=("centre", "ten_crops"), metadata={
+      "flag": {"enum_values": ["centre", "ten_crops"]}})  # --views=centre --views=ten_crops
+  batch_size: int = dataclasses.field(default=64, metadata={"flag": {"lower_bound": 1}})
   resize_size: int = 0
   crop_size: int = 0
   reuse: bool = True

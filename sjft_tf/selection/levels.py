@@ -27,7 +27,7 @@ class LevelRule:
   misclassified_step: int = 4
   uncertain_step: int = 2
   entropy_threshold: float = 0.5
-  max_level: int = 10
+  max_level: int = dataclasses.field(default=10, metadata={"flag": {"lower_bound": 1}})
 
 
 def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:

@@ -47,10 +47,11 @@ class SelectionParams:
     max_level: the highest level a target can reach (LevelRule.max_level of the run):
       fixes the neighbours a run can reach, hence the source head's classes.
   """
-  k0: int = 300
-  max_neighbours: int = 5000
-  min_images_per_class: int = 5
-  max_level: int = 10
+  k0: int = dataclasses.field(default=300, metadata={"flag": {"lower_bound": 1}})
+  max_neighbours: int = dataclasses.field(default=5000, metadata={"flag": {"lower_bound": 1}})
+  min_images_per_class: int = dataclasses.field(default=5,
+                                                metadata={"flag": {"lower_bound": 1}})
+  max_level: int = dataclasses.field(default=10, metadata={"flag": {"lower_bound": 1}})
 
 
 def round_dir(output_dir: str, round_index: int) -> str:

@@ -36,7 +36,8 @@ class SearchConfig:
       source's partitions on Beam workers (`sjft_tf.beam.search`); empty: here.
     work_dir: the Beam search's folder of per-partition results (resume).
   """
-  method: str = "auto"
+  method: str = dataclasses.field(default="auto", metadata={
+      "flag": {"enum_values": ["auto", "exact", "scann"]}})
   num_neighbours: int = 5000
   epsilon: float = divergence.DEFAULT_EPSILON
   index: index_lib.IndexConfig = dataclasses.field(default_factory=index_lib.IndexConfig)

@@ -39,11 +39,12 @@ class OptimizerConfig:
   learning_rate: float = 0.01
   momentum: float = 0.9
   weight_decay: float = 1e-4
-  schedule: str = "cosine"
+  schedule: str = dataclasses.field(default="cosine",
+                                    metadata={"flag": {"enum_values": ["cosine", "step"]}})
   decay_every_steps: int = 0
   decay_factor: float = 0.1
   warmup_steps: int = 0
-  accumulation_steps: int = 1
+  accumulation_steps: int = dataclasses.field(default=1, metadata={"flag": {"lower_bound": 1}})
   head_learning_rate_multiplier: float = 1.0
 
 

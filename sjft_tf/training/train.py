@@ -80,16 +80,17 @@ class TrainConfig:
   optimizer: optimization.OptimizerConfig = dataclasses.field(
       default_factory=optimization.OptimizerConfig)
   pairs: PairConfig = dataclasses.field(default_factory=PairConfig)
-  total_steps: int = 1000
-  steps_per_epoch: int = 100
-  epochs_per_round: int = 0
+  total_steps: int = dataclasses.field(default=1000, metadata={"flag": {"lower_bound": 1}})
+  steps_per_epoch: int = dataclasses.field(default=100, metadata={"flag": {"lower_bound": 1}})
+  epochs_per_round: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   target_loss_weight: float = 0.5
   source_loss_weight: float = 0.5
   level_rule: levels_lib.LevelRule = dataclasses.field(default_factory=levels_lib.LevelRule)
   l2sp: regularization.L2SPConfig = dataclasses.field(
       default_factory=regularization.L2SPConfig)
   target_batch_norm_for_levels: bool = False
-  strategy: str = "mirrored"
+  strategy: str = dataclasses.field(default="mirrored",
+                                    metadata={"flag": {"enum_values": list(STRATEGIES)}})
   verbose: int = 2
 
   def __post_init__(self):
