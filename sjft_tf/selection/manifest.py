@@ -90,11 +90,17 @@ class Selection:
     return np.minimum(self.params.k0 * self.levels.astype(np.int64), self.neighbours.shape[1])
 
 
-def head_class_ids(selection: Selection) -> np.ndarray:
-  """The source classes of the source head, ascending (the module docstring)."""
+def reachable_sources(selection: Selection) -> np.ndarray:
+  """Indices into source_ids of every target's first k0 * max_level neighbours (all
+  that any round of a run can pool), ascending."""
   reach = min(selection.params.k0 * selection.params.max_level, selection.neighbours.shape[1])
   reachable = np.unique(selection.neighbours[:, :reach])
-  counts = np.bincount(selection.source_labels[reachable[reachable >= 0]],
+  return reachable[reachable >= 0]
+
+
+def head_class_ids(selection: Selection) -> np.ndarray:
+  """The source classes of the source head, ascending (the module docstring)."""
+  counts = np.bincount(selection.source_labels[reachable_sources(selection)],
                        minlength=len(selection.source_class_names))
   return np.nonzero(counts >= selection.params.min_images_per_class)[0]
 

@@ -43,7 +43,7 @@ class PairConfig:
     seed: the pairs and augmentations of a run are a function of (seed, pair index).
     max_encoded_gib: refuse to hold more than this many GiB of encoded images.
   """
-  batch_size: int = 32
+  batch_size: int = dataclasses.field(default=32, metadata={"flag": {"lower_bound": 2}})
   resize_size: int = 256
   crop_size: int | None = None
   seed: int = 0
@@ -86,9 +86,7 @@ class PairSampler:
     self.first_round_folder = first_round
 
     self.max_level = selection.params.max_level
-    reach = min(selection.params.k0 * self.max_level, selection.neighbours.shape[1])
-    candidates = np.unique(selection.neighbours[:, :reach])
-    candidates = candidates[candidates >= 0]
+    candidates = manifest.reachable_sources(selection)
     head_classes = [selection.source_class_names.index(n) for n in selection.head_classes]
     if not head_classes:
       raise ValueError(f"{first_round}: no source class has min_images_per_class images "
