@@ -13,7 +13,7 @@ from sjft_tf.cli import config_flags, runner
 FLAG_VALUES = flags.FlagValues()
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A finished sjft-train run folder (holds model.keras).", required=True, flag_values=FLAG_VALUES)
 SPEC_DIR = flags.DEFINE_string("spec_dir", None, "The target dataset folder (dataset_spec.json).", required=True, flag_values=FLAG_VALUES)
-# The fields of EvalConfig are flags of their names (--split, --views=centre,ten_crops...).
+# The fields of EvalConfig are flags of their names (--split, --views=centre ...).
 config_from_flags = config_flags.define(FLAG_VALUES, evaluate.EvalConfig)
 
 

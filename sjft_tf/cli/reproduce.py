@@ -44,8 +44,8 @@ _EVAL_SPLITS = flags.DEFINE_list("eval_splits", ["val"], "Target splits evaluate
 _FEATURE_WEIGHTS = flags.DEFINE_string("feature_weights", None, "Weights of the network of the deep-feature rows (default: --weights).", flag_values=FLAG_VALUES)
 _VERBOSE = flags.DEFINE_integer("verbose", 2, "Keras progress of each run: 0 silent, 1 bar, 2 a line per epoch.", flag_values=FLAG_VALUES)
 # The training settings of every run: sjft-train's flags, with this testbed's defaults.
-_TRAIN = config_flags.define(FLAG_VALUES, 
-    train.TrainConfig, prefixes={"l2sp": "l2sp_"},
+_TRAIN = config_flags.define(
+    FLAG_VALUES, train.TrainConfig, prefixes={"l2sp": "l2sp_"},
     skip=("output_dir", "first_round", "target_spec_dir", "target_split",
           "epochs_per_round", "strategy", "verbose"),
     defaults={"model.base": "MobileNet", "model.alpha": 0.25, "model.input_size": 96,

@@ -35,8 +35,8 @@ _WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected sour
 # (--feature_*) are flags of their names.
 _PARAMS = config_flags.define(FLAG_VALUES, manifest.SelectionParams)
 _RULE = config_flags.define(FLAG_VALUES, levels.LevelRule, skip=("max_level",))
-_SEARCH = config_flags.define(FLAG_VALUES, 
-    search.SearchConfig, prefixes={"index": "index_"}, names={
+_SEARCH = config_flags.define(
+    FLAG_VALUES, search.SearchConfig, prefixes={"index": "index_"}, names={
         "method": "search", "index.num_leaves": "index_leaves"},
     skip=("num_neighbours", "index_dir", "pipeline_args", "work_dir"))
 _FEATURES = config_flags.define(FLAG_VALUES, semantic.FeatureConfig, prefixes={"": "feature_"})
