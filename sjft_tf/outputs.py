@@ -16,6 +16,7 @@ import json
 import os
 
 from sjft_tf import files
+from sjft_tf.descriptors import store
 
 TRAIN_CONFIG_FILENAME = "train_config.json"
 TRAIN_REPORT_FILENAME = "train_report.json"
@@ -67,7 +68,6 @@ class DescriptorSet:
 
   @classmethod
   def read(cls, directory: str) -> "DescriptorSet":
-    from sjft_tf.descriptors import store  # pylint: disable=g-import-not-at-top
     return cls(directory, store.load_metadata(directory))
 
   def entries(self, role: str, split: str | None = None) -> list[dict]:
