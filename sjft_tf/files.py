@@ -129,12 +129,39 @@ def remove_stale_temporaries(directory: str) -> list[str]:
 
 
 def fingerprint(settings, *paths: str) -> str:
-  """The freshness rule of stage outputs: SHA-1 (hex) of `settings` (canonical JSON)
-  and the bytes of the input files `paths`. An output is reused only when the
-  fingerprint stored with it equals the current one."""
+  """SHA-1 (hex) of `settings` (canonical JSON) and the bytes of the files `paths`:
+  what identifies the inputs of a stage output (see `matches`)."""
   digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
   for path in paths:
     with open(path, "rb") as f:
       for block in iter(lambda: f.read(1 << 20), b""):
         digest.update(block)
   return digest.hexdigest()
+
+
+INPUTS_KEY = "inputs"
+
+
+def matches(saved: dict, current: dict, defaults: dict | None = None,
+            retired=frozenset()) -> bool:
+  """The freshness rule of stage outputs: whether the record stored with an output (its
+  settings, and under INPUTS_KEY the `fingerprint` of its inputs) is the current one;
+  the output is reused only then, else refused or made again.
+
+  A key the saved record lacks was added to sjft_tf after it was written: it counts as
+  equal when the current value is its default (`defaults`, nested like the records),
+  and an input fingerprint counts as equal (older outputs are trusted), so outputs of
+  earlier versions are still reused. Keys only the saved record holds must be in
+  `retired` (settings since implied by others).
+  """
+  defaults = defaults or {}
+  for key, value in current.items():
+    if key not in saved:
+      if key != INPUTS_KEY and value != defaults.get(key):
+        return False
+    elif isinstance(value, dict) and isinstance(saved[key], dict):
+      if not matches(saved[key], value, defaults.get(key), retired):
+        return False
+    elif saved[key] != value:
+      return False
+  return not set(saved) - set(current) - set(retired)

@@ -75,6 +75,14 @@ class DescriptorSet:
     return [e for e in self.metadata["datasets"]
             if e["role"] == role and split in (None, e["split"])]
 
+  def fingerprint(self, target_split: str) -> str:
+    """`files.fingerprint` of what a search of the target's `target_split` reads: the
+    fit record and the entries of that split and of the source (without their folders,
+    so a moved tree keeps it); a selection round records it."""
+    used = [{k: v for k, v in e.items() if k != "spec_dir"}
+            for e in self.entries("target", target_split) + self.entries("source")]
+    return files.fingerprint({"fit": self.metadata["fit"], "datasets": used})
+
   def dataset(self, role: str, split: str | None = None) -> DatasetRef:
     """The one dataset of `role` and its described splits (or `split`).
 
@@ -105,6 +113,8 @@ class Provenance:
     previous_round: the round this one updated (None for round 0).
     level_rule: the LevelRule's fields that set this round's levels.
     level_predictions_accuracy: training accuracy of the predictions that set them.
+    descriptors_fingerprint: `DescriptorSet.fingerprint` of the descriptors searched
+      (None: not by descriptors, or written by an older version).
   """
   target: DatasetRef
   source: DatasetRef
@@ -114,6 +124,7 @@ class Provenance:
   previous_round: str | None = None
   level_rule: dict | None = None
   level_predictions_accuracy: float | None = None
+  descriptors_fingerprint: str | None = None
 
   def to_json(self, folder: str) -> dict:
     """The "info" of selection.json (paths relative to the round folder)."""
@@ -125,7 +136,7 @@ class Provenance:
       value["search"]["seconds"] = self.search_seconds
     if self.previous_round:
       value["previous_round"] = files.relative_to(self.previous_round, folder)
-    for key in ("level_rule", "level_predictions_accuracy"):
+    for key in ("level_rule", "level_predictions_accuracy", "descriptors_fingerprint"):
       if getattr(self, key) is not None:
         value[key] = getattr(self, key)
     return value
@@ -137,7 +148,7 @@ class Provenance:
                value["search"].get("seconds"),
                files.resolve(value.get("descriptors_dir"), folder),
                files.resolve(value.get("previous_round"), folder), value.get("level_rule"),
-               value.get("level_predictions_accuracy"))
+               value.get("level_predictions_accuracy"), value.get("descriptors_fingerprint"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from sjft_tf import files
 from sjft_tf.experiments import ablation
 from sjft_tf.selection import manifest
 from sjft_tf.training import train as train_lib
@@ -85,14 +86,20 @@ def test_the_lever_table_picks_each_rows_best_setting_on_validation():
 def test_a_run_of_an_earlier_version_matches_when_new_settings_are_at_their_defaults():
   defaults = {"a": 1, "new": False, "nested": {"x": 1, "added": 0.0}}
   saved = {"a": 1, "nested": {"x": 1}}
-  assert train_lib.same_settings(saved, {"a": 1, "new": False, "nested": {"x": 1, "added": 0.0}},
-                                 defaults)
-  assert not train_lib.same_settings(saved, {"a": 1, "new": True, "nested": {"x": 1, "added": 0.0}},
-                                     defaults)
-  assert not train_lib.same_settings(saved, {"a": 2, "new": False, "nested": {"x": 1, "added": 0.0}},
-                                     defaults)
-  assert not train_lib.same_settings({**saved, "gone": 1}, {"a": 1, "new": False, "nested": {
-      "x": 1, "added": 0.0}}, defaults)
+  current = {"a": 1, "new": False, "nested": {"x": 1, "added": 0.0}}
+  assert files.matches(saved, current, defaults)
+  assert not files.matches(saved, {**current, "new": True}, defaults)
+  assert not files.matches(saved, {**current, "a": 2}, defaults)
+  assert not files.matches({**saved, "gone": 1}, current, defaults)
+  assert files.matches({**saved, "nested": {"x": 1, "gone": 1}}, current, defaults,
+                       retired={"gone"})
+  # An output of an earlier version recorded no input fingerprint: it is trusted; one
+  # that did must have the current one.
+  assert files.matches(saved, {**current, files.INPUTS_KEY: "f1"}, defaults)
+  assert files.matches({**saved, files.INPUTS_KEY: "f1"}, {**current, files.INPUTS_KEY: "f1"},
+                       defaults)
+  assert not files.matches({**saved, files.INPUTS_KEY: "f0"},
+                           {**current, files.INPUTS_KEY: "f1"}, defaults)
 
 
 def test_a_saved_configuration_of_an_earlier_version_matches_the_current_one():
@@ -108,11 +115,11 @@ def test_a_saved_configuration_of_an_earlier_version_matches_the_current_one():
   older = {**dataclasses.asdict(config), "pairs": {**dataclasses.asdict(config.pairs),
                                                   "max_level": 10}}
   defaults = dataclasses.asdict(train_lib.TrainConfig(run_dir))
-  assert train_lib.same_settings(train_lib._portable(older, run_dir, from_file=True),
-                                 current, defaults)
+  assert files.matches(train_lib._portable(older, run_dir, from_file=True),
+                       current, defaults, train_lib._RETIRED_SETTINGS)
   # A file of this version (paths relative to the run folder) matches too.
-  assert train_lib.same_settings(train_lib._portable(current, run_dir, from_file=True),
-                                 current, defaults)
+  assert files.matches(train_lib._portable(current, run_dir, from_file=True),
+                       current, defaults)
   moved = {**older, "first_round": "runs/r/selections/other/round_000"}
-  assert not train_lib.same_settings(train_lib._portable(moved, run_dir, from_file=True),
-                                     current, defaults)
+  assert not files.matches(train_lib._portable(moved, run_dir, from_file=True),
+                           current, defaults, train_lib._RETIRED_SETTINGS)

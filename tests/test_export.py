@@ -70,7 +70,7 @@ def test_ten_crops_are_the_centre_the_corners_and_their_flips():
   np.testing.assert_array_equal(views[5:], [v[:, ::-1] for v in expected])
 
 
-def test_evaluation_writes_what_the_model_predicts(run):
+def test_evaluation_writes_what_the_model_predicts(run, tmp_path):
   run_dir, spec_dir = run
   results = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(batch_size=5))
   json_path, png_path = evaluate.result_paths(run_dir, "test")
@@ -89,6 +89,16 @@ def test_evaluation_writes_what_the_model_predicts(run):
   os.utime(model_path, (written + 60, written + 60))
   evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",)))
   assert os.path.getmtime(json_path) == written
+  # The images too are known by their fingerprint, not their folder: a copy of the
+  # dataset keeps the evaluation, the split ingested again from other files does not.
+  copy = shutil.copytree(spec_dir, tmp_path / "copy")
+  evaluate.evaluate(run_dir, str(copy), evaluate.EvalConfig(views=("centre",)))
+  assert os.path.getmtime(json_path) == written
+  record_path = next(copy.glob("test-*.tfrecord.json"))
+  record = json.loads(record_path.read_text())
+  record_path.write_text(json.dumps({**record, "fingerprint": "0" * 40}))
+  evaluate.evaluate(run_dir, str(copy), evaluate.EvalConfig(views=("centre",)))
+  assert os.path.getmtime(json_path) > written
   other = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",),
                                                                     resize_size=40))
   assert other["resize_size"] == 40 and set(other["views"]) == {"centre"}
@@ -264,8 +274,8 @@ def test_a_moved_tree_of_data_selection_and_run_evaluates_exports_and_resumes(ru
   run_dir, spec_dir = run
   root = os.path.dirname(run_dir)
   moved = tmp_path / "elsewhere"
-  shutil.copytree(root, moved)
   before = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(split="test"))
+  shutil.copytree(root, moved)
   away = root + ".away"
   os.rename(root, away)  # nothing may still point at the old place
   try:
@@ -283,9 +293,16 @@ def test_a_moved_tree_of_data_selection_and_run_evaluates_exports_and_resumes(ru
         pairs=fx.PAIRS, total_steps=8, steps_per_epoch=4, strategy="one_device",
         verbose=0, optimizer=optimization.OptimizerConfig(learning_rate=0.05)))
     assert os.path.getmtime(moved / "run" / outputs.MODEL_FILENAME) == model_time
+    # Its evaluation is recognised too (same model and images by fingerprint).
+    evaluation_json = moved / "run" / "evaluation_test.json"
+    evaluation_time = os.path.getmtime(evaluation_json)
     after = evaluate.evaluate(str(moved / "run"), str(moved / "target"),
                               evaluate.EvalConfig(split="test"))
+    assert os.path.getmtime(evaluation_json) == evaluation_time
     assert after["views"]["centre"]["top1"] == before["views"]["centre"]["top1"]
+    recomputed = evaluate.evaluate(str(moved / "run"), str(moved / "target"),
+                                   evaluate.EvalConfig(split="test", reuse=False))
+    assert recomputed["views"]["centre"]["top1"] == before["views"]["centre"]["top1"]
     trained = outputs.TrainedRun.read(str(moved / "run"))
     model = trained.load_model()
     path = serving.export(model, trained.target_class_names, str(tmp_path / "served"),

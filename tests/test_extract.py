@@ -1,6 +1,8 @@
 """The extraction stage: fit on the target, stream both datasets, resume, CLI."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -90,6 +92,21 @@ def test_extraction_resumes_and_refuses_other_settings(datasets, tmp_path):
       assert os.stat(path).st_mtime_ns == stamps[path]  # not recomputed
   with pytest.raises(ValueError, match="made with other settings"):
     extract.extract(_config(tmp_path / "d", num_bins=16), target_dir, source_dir)
+  # A copy of the data (a moved tree) is the same data; ingested again from other files
+  # it is not, and the descriptors of it on disk are refused.
+  copies = {}
+  for name, folder in (("target", target_dir), ("source", source_dir)):
+    copies[name] = shutil.copytree(folder, tmp_path / name)
+  extract.extract(config, str(copies["target"]), str(copies["source"]))
+  assert all(os.stat(p).st_mtime_ns == stamps[p] for p in shard_files[3:])
+  for name, message in (("source", "source descriptors of demo_source/train were made "
+                                   "from other images"),
+                        ("target", "fitted on other images")):
+    record_path = sorted(copies[name].glob("train-*.tfrecord.json"))[-1]
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()),
+                                       "skipped": [{"id": "x"}]}))
+    with pytest.raises(ValueError, match=message):
+      extract.extract(config, str(copies["target"]), str(copies["source"]))
 
 
 def test_uint8_storage_is_within_half_a_step():

@@ -1,7 +1,9 @@
 """Source selection: exact and approximate search, manifest, levels, subset, CLI."""
 
 import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,7 +12,7 @@ import pytest
 
 from sjft_tf import outputs
 from sjft_tf.data import ingest, pipeline, sources, spec as spec_lib, synthetic
-from sjft_tf.descriptors import extract
+from sjft_tf.descriptors import extract, store
 from sjft_tf.selection import (divergence, embedding, exact, index, levels, manifest,
                                search, select)
 
@@ -254,10 +256,24 @@ def test_round_zero_is_reused_only_when_made_the_same_way(descriptor_dir, tmp_pa
   changed, _ = select.initial_selection(descriptor_dir, str(tmp_path), wider, exact,
                                         write_subset=False)
   assert (changed.pool_sizes == 6).all() and manifest.load(folder).params == wider
+  # Descriptors made again from other images (their fingerprint changed) are searched
+  # again; descriptors_dir's own round 0 records the fingerprint it searched.
+  copy = shutil.copytree(descriptor_dir, tmp_path / "descriptors")
+  _, folder = select.initial_selection(str(copy), str(tmp_path / "s"), params, exact,
+                                       write_subset=False)
+  made = manifest.load(folder).provenance.descriptors_fingerprint
+  assert made == outputs.DescriptorSet.read(str(copy)).fingerprint("train")
+  metadata = json.loads((copy / store.METADATA_FILENAME).read_text())
+  metadata["datasets"][-1]["inputs"] = "0" * 40
+  (copy / store.METADATA_FILENAME).write_text(json.dumps(metadata))
+  stamp = os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME))
+  again, _ = select.initial_selection(str(copy), str(tmp_path / "s"), params, exact,
+                                      write_subset=False)
+  assert os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME)) > stamp
+  assert again.provenance.descriptors_fingerprint not in (None, made)
 
 
 def test_scann_search_agrees_with_exact_on_real_descriptors(descriptor_dir):
-  from sjft_tf.descriptors import store
   targets = store.load_all(descriptor_dir, "target").descriptors
   config = search.SearchConfig(method="exact", num_neighbours=10)
   truth = search.find(descriptor_dir, targets, 126, config)

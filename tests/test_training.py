@@ -299,6 +299,18 @@ def test_a_killed_run_resumes_where_it_stopped(problem, tmp_path, whole_run):
   # Same configuration or nothing: a rerun with other settings is refused.
   with pytest.raises(ValueError, match="holds another configuration"):
     train_lib.train(_config(problem, tmp_path / "resumed", total_steps=30))
+  # So is one with the same settings whose first round was made again since.
+  round_json = os.path.join(problem, manifest.JSON_FILENAME)
+  with open(round_json) as f:
+    original = f.read()
+  try:
+    with open(round_json, "w") as f:
+      f.write(original.replace('"round": 0', '"round":  0'))
+    with pytest.raises(ValueError, match="trained on other inputs"):
+      train_lib.train(_config(problem, tmp_path / "resumed"))
+  finally:
+    with open(round_json, "w") as f:
+      f.write(original)
 
 
 _KILLED_WHILE_WRITING = """

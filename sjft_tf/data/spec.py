@@ -67,6 +67,15 @@ class DatasetSpec:
           f"(it has: {sorted(self.splits)})")
     return self.splits[split]
 
+  def split_fingerprint(self, split: str) -> str:
+    """What identifies the images of `split` (`files.fingerprint`): the classes, the
+    split's counts and shards, and each shard's ingest record (`<shard>.json`: the
+    hash of the listing it came from, its record range, skipped images). Cheap at any
+    size, and unchanged when the folder moves."""
+    records = [f"{p}.json" for p in self.shard_paths(split) if os.path.exists(f"{p}.json")]
+    return files.fingerprint({"class_names": self.class_names,
+                              "split": dataclasses.asdict(self.split(split))}, *records)
+
   def to_json_dict(self) -> dict[str, Any]:
     payload = {
         "format_version": SPEC_FORMAT_VERSION,

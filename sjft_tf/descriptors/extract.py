@@ -267,10 +267,30 @@ def extract_split(compute, spec: spec_lib.DatasetSpec, split: str, role: str,
 
 
 def _fit_record(config: ExtractionConfig, target: spec_lib.DatasetSpec, split: str) -> dict:
+  """The settings the edges and every descriptor depend on, and the fingerprint of the
+  images the edges were fitted on."""
   return {"bank": config.bank.identity(), "num_bins": config.bins,
           "fine_bins": config.fine_bins, "resize_size": config.resize_size,
           "crop_size": config.crop_size, "fit_dataset": target.name, "fit_split": split,
-          "storage": config.storage}
+          "storage": config.storage, files.INPUTS_KEY: target.split_fingerprint(split)}
+
+
+def _check_earlier(metadata_path: str, fit: dict, jobs) -> None:
+  """Refuses a descriptor folder made with other settings, or from other images of a
+  split to describe (`files.matches`); its files would be reused otherwise."""
+  if not os.path.exists(metadata_path):
+    return
+  earlier = store.load_metadata(os.path.dirname(metadata_path))
+  if not files.matches(earlier["fit"], fit):
+    raise ValueError(f"{metadata_path} was made with other settings or fitted on other "
+                     f"images ({earlier['fit']}); use another --output_dir or delete it")
+  made_from = {(e["role"], e["dataset"], e["split"]): e.get(files.INPUTS_KEY)
+               for e in earlier["datasets"]}
+  for role, spec, split in jobs:
+    if made_from.get((role, spec.name, split)) not in (None, spec.split_fingerprint(split)):
+      raise ValueError(f"{metadata_path}: its {role} descriptors of {spec.name}/{split} "
+                       f"were made from other images (ingested again since); use another "
+                       f"--output_dir or delete it")
 
 
 def _bank_config(bank) -> dict:
@@ -298,13 +318,13 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
   """
   target = spec_lib.load_spec(target_dir)
   fit = _fit_record(config, target, fit_split)
+  jobs = [("target", target, s) for s in target_splits]
+  if source_dir:
+    source = spec_lib.load_spec(source_dir)
+    jobs += [("source", source, s) for s in source_splits]
   files.remove_stale_temporaries(config.output_dir)
   metadata_path = os.path.join(config.output_dir, store.METADATA_FILENAME)
-  if os.path.exists(metadata_path):
-    earlier = store.load_metadata(config.output_dir)["fit"]
-    if earlier != fit:
-      raise ValueError(f"{metadata_path} was made with other settings ({earlier}); use "
-                       f"another --output_dir or delete it")
+  _check_earlier(metadata_path, fit, jobs)
   bank = make_bank(config.bank)
   edges_path = os.path.join(config.output_dir, store.EDGES_FILENAME)
   if os.path.exists(edges_path) and os.path.exists(metadata_path):
@@ -323,10 +343,6 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
       "datasets": [],
   }
   store.save_metadata(config.output_dir, metadata)  # marks the edges as fitted
-  jobs = [("target", target, s) for s in target_splits]
-  if source_dir:
-    source = spec_lib.load_spec(source_dir)
-    jobs += [("source", source, s) for s in source_splits]
   if workers is not None:
     shard_lists = workers.extract(jobs)
   else:
@@ -337,6 +353,6 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
     metadata["datasets"].append({
         "role": role, "dataset": spec.name, "spec_dir": spec.directory, "split": split,
         "num_examples": spec.split(split).num_examples, "class_names": spec.class_names,
-        "shards": shards})
+        "shards": shards, files.INPUTS_KEY: spec.split_fingerprint(split)})
     store.save_metadata(config.output_dir, metadata)
   return metadata

@@ -72,14 +72,19 @@ def plot_per_class(results: dict, path: str) -> None:
   files.save_figure_atomic(figure, path)
 
 
-def _earlier_results(json_path: str, header: dict, views) -> dict | None:
-  """The evaluation in json_path when it matches `header` (everything but the views:
-  the model's fingerprint among them) and holds `views`; else None."""
+def _earlier_results(json_path: str, results: dict, identity, views) -> dict | None:
+  """The evaluation in json_path when its `identity` keys (the model's and the images'
+  fingerprints, the split, the sizes) match those of `results` (`files.matches`) and it
+  holds `views`; else None. One of an older version, which recorded no fingerprint of
+  the images, must be of the same dataset folder."""
   if not os.path.exists(json_path):
     return None
   with open(json_path) as f:
     earlier = json.load(f)
-  same = all(earlier.get(k) == v for k, v in header.items() if k != "views")
+  same = files.matches({k: earlier[k] for k in identity if k in earlier},
+                       {k: results[k] for k in identity})
+  if files.INPUTS_KEY not in earlier:
+    same = same and earlier.get("spec_dir") == results["spec_dir"]
   return earlier if same and set(views) <= set(earlier["views"]) else None
 
 
@@ -100,13 +105,14 @@ def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> 
   reader = pipeline.ReaderConfig(batch_size=config.batch_size,
                                  resize_size=config.resize_size or run.resize_size,
                                  crop_size=config.crop_size or run.crop_size)
-  results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory,
-             "split": config.split, "resize_size": reader.resize_size,
-             "crop_size": reader.crop_size, "model": run.model_fingerprint(),
+  identity = {"split": config.split, "resize_size": reader.resize_size,
+              "crop_size": reader.crop_size, "model": run.model_fingerprint(),
+              files.INPUTS_KEY: spec.split_fingerprint(config.split)}
+  results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory, **identity,
              "views": {}}
   json_path, png_path = result_paths(run_dir, config.split)
   if config.reuse:
-    earlier = _earlier_results(json_path, results, config.views)
+    earlier = _earlier_results(json_path, results, identity, config.views)
     if earlier is not None:
       return earlier
   model = run.load_model()

@@ -188,6 +188,14 @@ def load(folder: str) -> Selection:
   return selection
 
 
+def fingerprint(folder: str) -> str:
+  """`files.fingerprint` of a round folder's selection.json and selection.npz (their
+  paths are relative, so a moved round keeps it): what a training run records of the
+  round it started from."""
+  return files.fingerprint({}, os.path.join(folder, JSON_FILENAME),
+                           os.path.join(folder, ARRAYS_FILENAME))
+
+
 def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
                   name: str) -> str:
   """round_000 where every target's pool is `source_rows` (indices into the base
@@ -206,7 +214,8 @@ def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
       round_index=0,
       params=dataclasses.replace(base.params, k0=len(rows), max_neighbours=len(rows)),
       provenance=dataclasses.replace(base.provenance, search_method=name,
-                                     search_seconds=None, descriptors_dir=None),
+                                     search_seconds=None, descriptors_dir=None,
+                                     descriptors_fingerprint=None),
       target_ids=base.target_ids, target_labels=base.target_labels, levels=base.levels,
       neighbours=np.broadcast_to(rows, (len(base.target_ids), len(rows))),
       distances=np.zeros((len(base.target_ids), len(rows)), np.float32),

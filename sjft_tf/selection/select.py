@@ -25,13 +25,17 @@ def _write_subset(selection: manifest.Selection, folder: str) -> None:
 
 def _reusable_round(folder: str, descriptors_dir: str, params: manifest.SelectionParams,
                     config: search.SearchConfig, target_split: str):
-  """The round 0 already in `folder` when it was made the same way, else None."""
+  """The round 0 already in `folder` when it was made the same way (parameters, and
+  descriptors of the same fingerprint: `files.matches`' rule for older rounds), else
+  None."""
   if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
     return None
   existing = manifest.load(folder)
   made = existing.provenance
+  descriptors = outputs.DescriptorSet.read(descriptors_dir).fingerprint(target_split)
   same = (existing.params == params and made.target.splits == (target_split,)
           and os.path.abspath(made.descriptors_dir or "") == os.path.abspath(descriptors_dir)
+          and made.descriptors_fingerprint in (None, descriptors)
           and config.method in ("auto", made.search_method))
   return existing if same else None
 
@@ -70,8 +74,9 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   found = search.find(descriptors_dir, targets.descriptors, len(source_ids), config)
   selection = manifest.Selection(
       round_index=0, params=params,
-      provenance=outputs.Provenance(target, source, found.method, round(found.seconds, 2),
-                                    descriptors_dir),
+      provenance=outputs.Provenance(
+          target, source, found.method, round(found.seconds, 2), descriptors_dir,
+          descriptors_fingerprint=described.fingerprint(target_split)),
       target_ids=targets.ids, target_labels=targets.labels,
       levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
       distances=found.distances, source_ids=source_ids, source_labels=source_labels,

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from sjft_tf import files
+from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import manifest
 
 FEATURES_VERSION = 1
@@ -44,12 +45,13 @@ def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
                     cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(ids str [n], labels int [n], features float32 [n, d], unit L2 norm) of a split.
 
-  With cache_dir, reads the cached npz of the same inputs and settings, or writes it.
+  With cache_dir, reads the cached npz of the same images (their fingerprint, not
+  their folder) and settings, or writes it.
   """
   path = None
   if cache_dir:
-    key = files.fingerprint({"spec": os.path.abspath(spec_dir), "split": split,
-                             **dataclasses.asdict(config)})[:16]
+    images = spec_lib.load_spec(spec_dir).split_fingerprint(split)
+    key = files.fingerprint({"images": images, **dataclasses.asdict(config)})[:16]
     path = os.path.join(cache_dir, f"features-{key}.npz")
     if os.path.exists(path):
       with np.load(path) as cached:
@@ -196,7 +198,7 @@ def deep_selection(base: manifest.Selection, target_features: np.ndarray,
       round_index=0, params=params,
       provenance=dataclasses.replace(base.provenance, descriptors_dir=None,
                                      search_method=f"deep_cosine_{method}",
-                                     search_seconds=None),
+                                     search_seconds=None, descriptors_fingerprint=None),
       target_ids=base.target_ids, target_labels=base.target_labels,
       levels=np.ones(len(base.target_ids), np.int32), neighbours=indices,
       distances=(1.0 - similarities).astype(np.float32), source_ids=base.source_ids,

@@ -25,14 +25,16 @@ def write_subset(source_spec_dir: str, splits: list[str], head_label_of: dict[st
     class_names: source-head label -> class name.
   Returns:
     The subset's spec (split "train"). A subset already in output_dir is reused only
-    if it holds exactly these ids with these labels (a fingerprint in its metadata).
+    if it holds exactly these ids with these labels, copied from the same source
+    images (a fingerprint in its metadata).
   """
-  fingerprint = files.fingerprint(sorted(head_label_of.items()))
+  source = spec_lib.load_spec(source_spec_dir)
+  fingerprint = files.fingerprint([sorted(head_label_of.items()),
+                                   [source.split_fingerprint(s) for s in splits]])
   if os.path.exists(spec_lib.spec_path(output_dir)):
     existing = spec_lib.load_spec(output_dir)
     if existing.metadata.get("selection_fingerprint") == fingerprint:
       return existing
-  source = spec_lib.load_spec(source_spec_dir)
   os.makedirs(output_dir, exist_ok=True)
   num_shards = max(1, math.ceil(len(head_label_of) / shard_size))
   shards, counts = [], [0] * len(class_names)

@@ -195,28 +195,43 @@ def _worker_output_dir(config: TrainConfig, strategy: tf.distribute.Strategy) ->
   return os.path.join(config.output_dir, f"{task_type}_{task_id}")
 
 
+def _inputs_fingerprint(config: TrainConfig) -> str:
+  """`files.fingerprint` of what the run trains on: its first selection round, or the
+  target split it fine-tunes on alone."""
+  if config.first_round:
+    return manifest.fingerprint(config.first_round)
+  return spec_lib.load_spec(config.target_spec_dir).split_fingerprint(config.target_split)
+
+
 def _check_config(config: TrainConfig) -> None:
+  """Writes train_config.json (settings, paths relative to the run folder, and the
+  inputs' fingerprint), after checking that a saved one matches (`files.matches`).
+
+  Raises:
+    ValueError: the run folder holds a run of other settings or other inputs.
+  """
   if config.total_steps % config.steps_per_epoch:
     raise ValueError(f"total_steps {config.total_steps} is not a multiple of "
                      f"steps_per_epoch {config.steps_per_epoch}")
   if config.epochs_per_round and not config.first_round:
     raise ValueError("rounds need a selection: set first_round")
   path = os.path.join(config.output_dir, CONFIG_FILENAME)
-  saved = None
+  current = {**_portable(dataclasses.asdict(config), config.output_dir),
+             files.INPUTS_KEY: _inputs_fingerprint(config)}
   if os.path.exists(path):
     with open(path) as f:
-      saved = json.load(f)
-  portable = _portable(dataclasses.asdict(config), config.output_dir)
-  current = dict(portable)
-  defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(config.output_dir))))
-  # How much progress is printed is no setting of the run.
-  for values in (saved or {}, current, defaults):
-    values.pop("verbose", None)
-  if saved is not None and not same_settings(
-      _portable(saved, config.output_dir, from_file=True), current, defaults):
-    raise ValueError(f"{path} holds another configuration: resume with the same one or "
-                     f"use a fresh output_dir")
-  files.write_json_atomic(path, portable)
+      saved = _portable(json.load(f), config.output_dir, from_file=True)
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(config.output_dir))))
+    # How much progress is printed is no setting of the run.
+    for values in (saved, current, defaults):
+      values.pop("verbose", None)
+    if saved.get(files.INPUTS_KEY, current[files.INPUTS_KEY]) != current[files.INPUTS_KEY]:
+      raise ValueError(f"{path}: the run was trained on other inputs (its first round or "
+                       f"target images changed since): use a fresh output_dir")
+    if not files.matches(saved, current, defaults, _RETIRED_SETTINGS):
+      raise ValueError(f"{path} holds another configuration: resume with the same one or "
+                       f"use a fresh output_dir")
+  files.write_json_atomic(path, {**current, "verbose": config.verbose})
 
 
 _PATH_SETTINGS = ("output_dir", "first_round", "target_spec_dir")
@@ -238,22 +253,6 @@ def _portable(settings: dict, run_dir: str, from_file: bool = False) -> dict:
       path = settings[key] if as_given else files.resolve(settings[key], run_dir)
       settings[key] = files.relative_to(path, run_dir)
   return settings
-
-
-def same_settings(saved: dict, current: dict, defaults: dict) -> bool:
-  """Whether a saved configuration is the current one. A setting the saved one lacks
-  (added to sjft_tf after that run started) counts as equal when the current value is
-  its default, so runs of an earlier version resume and are reused."""
-  for key, value in current.items():
-    if key not in saved:
-      if value != defaults.get(key):
-        return False
-    elif isinstance(value, dict) and isinstance(saved[key], dict):
-      if not same_settings(saved[key], value, defaults.get(key) or {}):
-        return False
-    elif saved[key] != value:
-      return False
-  return not set(saved) - set(current) - _RETIRED_SETTINGS
 
 
 def train(config: TrainConfig, extra_callbacks=()) -> dict:
