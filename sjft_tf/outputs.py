@@ -78,7 +78,7 @@ class DescriptorSet:
   def fingerprint(self, target_split: str) -> str:
     """`files.fingerprint` of what a search of the target's `target_split` reads: the
     fit record and the entries of that split and of the source (without their folders,
-    so a moved tree keeps it); a selection round records it."""
+    so a moved tree keeps it); a round searched in them records it."""
     used = [{k: v for k, v in e.items() if k != "spec_dir"}
             for e in self.entries("target", target_split) + self.entries("source")]
     return files.fingerprint({"fit": self.metadata["fit"], "datasets": used})
@@ -113,8 +113,9 @@ class Provenance:
     previous_round: the round this one updated (None for round 0).
     level_rule: the LevelRule's fields that set this round's levels.
     level_predictions_accuracy: training accuracy of the predictions that set them.
-    descriptors_fingerprint: `DescriptorSet.fingerprint` of the descriptors searched
-      (None: not by descriptors, or written by an older version).
+    inputs: fingerprint of what the round was made from: the descriptors searched
+      (`DescriptorSet.fingerprint`), or the base round and settings of a deep, class or
+      fixed-subset round; None: written by an older version (trusted).
   """
   target: DatasetRef
   source: DatasetRef
@@ -124,7 +125,7 @@ class Provenance:
   previous_round: str | None = None
   level_rule: dict | None = None
   level_predictions_accuracy: float | None = None
-  descriptors_fingerprint: str | None = None
+  inputs: str | None = None
 
   def to_json(self, folder: str) -> dict:
     """The "info" of selection.json (paths relative to the round folder)."""
@@ -136,7 +137,7 @@ class Provenance:
       value["search"]["seconds"] = self.search_seconds
     if self.previous_round:
       value["previous_round"] = files.relative_to(self.previous_round, folder)
-    for key in ("level_rule", "level_predictions_accuracy", "descriptors_fingerprint"):
+    for key in ("level_rule", "level_predictions_accuracy", files.INPUTS_KEY):
       if getattr(self, key) is not None:
         value[key] = getattr(self, key)
     return value
@@ -148,7 +149,7 @@ class Provenance:
                value["search"].get("seconds"),
                files.resolve(value.get("descriptors_dir"), folder),
                files.resolve(value.get("previous_round"), folder), value.get("level_rule"),
-               value.get("level_predictions_accuracy"), value.get("descriptors_fingerprint"))
+               value.get("level_predictions_accuracy"), value.get(files.INPUTS_KEY))
 
 
 @dataclasses.dataclass(frozen=True)

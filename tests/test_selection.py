@@ -261,7 +261,7 @@ def test_round_zero_is_reused_only_when_made_the_same_way(descriptor_dir, tmp_pa
   copy = shutil.copytree(descriptor_dir, tmp_path / "descriptors")
   _, folder = select.initial_selection(str(copy), str(tmp_path / "s"), params, exact,
                                        write_subset=False)
-  made = manifest.load(folder).provenance.descriptors_fingerprint
+  made = manifest.load(folder).provenance.inputs
   assert made == outputs.DescriptorSet.read(str(copy)).fingerprint("train")
   metadata = json.loads((copy / store.METADATA_FILENAME).read_text())
   metadata["datasets"][-1]["inputs"] = "0" * 40
@@ -270,7 +270,7 @@ def test_round_zero_is_reused_only_when_made_the_same_way(descriptor_dir, tmp_pa
   again, _ = select.initial_selection(str(copy), str(tmp_path / "s"), params, exact,
                                       write_subset=False)
   assert os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME)) > stamp
-  assert again.provenance.descriptors_fingerprint not in (None, made)
+  assert again.provenance.inputs not in (None, made)
 
 
 def test_scann_search_agrees_with_exact_on_real_descriptors(descriptor_dir):

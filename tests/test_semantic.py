@@ -1,6 +1,8 @@
 """Selection by deep features: budgets, class ranking, ScaNN's dot-product search, and the
 rows of the ablation that use them."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,48 @@ def test_a_deep_selection_keeps_the_base_images_and_pools_the_nearest(first_roun
   expected = np.argsort(-(target_features @ source_features.T), axis=1, kind="stable")[:, :3]
   for pool, nearest in zip(deep.pools(), expected):
     assert set(pool.tolist()) == set(nearest.tolist())
+
+
+def test_deep_class_and_fixed_rounds_are_reused_only_for_the_same_inputs(
+    first_round, tmp_path, monkeypatch):
+  base = manifest.load(first_round)
+  rng = np.random.default_rng(3)
+  features = (_unit(rng.normal(size=(len(base.target_ids), 8))),
+              _unit(rng.normal(size=(len(base.source_ids), 8))))
+  calls = []
+  monkeypatch.setattr(semantic, "base_features",
+                      lambda *args: calls.append(args[1]) or features)
+  config, params = semantic.FeatureConfig(weights="w.h5"), manifest.SelectionParams(3, 10, 1)
+
+  def made(folder):
+    return os.path.getmtime(os.path.join(folder, manifest.ARRAYS_FILENAME))
+
+  deep = semantic.nearest_round(first_round, str(tmp_path / "deep"), config, params,
+                                method="exact")
+  stamp = made(deep)
+  assert semantic.nearest_round(first_round, str(tmp_path / "deep"), config, params,
+                                method="exact") == deep and made(deep) == stamp
+  assert len(calls) == 1  # reused without computing features
+  for other in ({"params": manifest.SelectionParams(4, 10, 1)},
+                {"config": semantic.FeatureConfig(weights="other.h5")}):
+    arguments = {"config": config, "params": params, **other}
+    semantic.nearest_round(first_round, str(tmp_path / "deep"), arguments["config"],
+                           arguments["params"], method="exact")
+    assert made(deep) > stamp
+    stamp = made(deep)
+  assert manifest.load(deep).params.k0 == 3 and len(calls) == 3
+  # Classes up to a budget: another budget is another round, not the stored one.
+  small = semantic.classes_round(first_round, str(tmp_path / "classes"), config, 5)
+  count = manifest.load(small).selected.size
+  large = semantic.classes_round(first_round, str(tmp_path / "classes"), config, 30)
+  assert large == small and manifest.load(large).selected.size > count
+  # A fixed subset over the same base round and rows is kept; other rows are not.
+  fixed = manifest.uniform_round(first_round, np.arange(4), str(tmp_path / "fixed"), "random")
+  stamp = made(fixed)
+  manifest.uniform_round(first_round, np.arange(4), str(tmp_path / "fixed"), "random")
+  assert made(fixed) == stamp
+  manifest.uniform_round(first_round, np.arange(1, 5), str(tmp_path / "fixed"), "random")
+  assert made(fixed) > stamp and manifest.load(fixed).neighbours[0].tolist() == [1, 2, 3, 4]
 
 
 def test_budget_rows_and_equal_target_images(first_round, tmp_path):

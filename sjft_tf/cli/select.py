@@ -10,7 +10,6 @@ The predictions file is an .npz with `ids` (target training ids) and `probabilit
 """
 
 import dataclasses
-import os
 
 import numpy as np
 from absl import app, flags
@@ -69,17 +68,10 @@ def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfi
   cache = f"{_OUTPUT_DIR.value}/features"
   if _METHOD.value == "classes":
     folder = semantic.classes_round(base_folder, _OUTPUT_DIR.value, features,
-                                    _BUDGET.value, cache)
+                                    _BUDGET.value, cache, _REUSE.value)
   else:
-    folder = manifest.round_dir(_OUTPUT_DIR.value, 0)
-    made = os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)) and manifest.load(
-        folder).provenance.search_method.startswith("deep_cosine")
-    if _REUSE.value and made:  # ScaNN is not deterministic: keep a started run's pools
-      return manifest.load(folder), folder
-    base = manifest.load(base_folder)
-    targets, sources = semantic.base_features(base, features, cache)
-    folder = manifest.save(semantic.deep_selection(base, targets, sources, params),
-                           _OUTPUT_DIR.value)
+    folder = semantic.nearest_round(base_folder, _OUTPUT_DIR.value, features, params,
+                                    cache, reuse=_REUSE.value)
   return manifest.load(folder), folder
 
 

@@ -196,26 +196,43 @@ def fingerprint(folder: str) -> str:
                            os.path.join(folder, ARRAYS_FILENAME))
 
 
+def reusable_round(output_dir: str, inputs: str, search_method: str) -> str | None:
+  """output_dir's round_000 when it was made by `search_method` from `inputs` (its
+  `Provenance.inputs`; a round of an earlier version, which recorded none, is
+  trusted), else None."""
+  folder = round_dir(output_dir, 0)
+  if not os.path.exists(os.path.join(folder, JSON_FILENAME)):
+    return None
+  made = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
+                                   "sjft-select")["info"]
+  same = made.get(files.INPUTS_KEY) in (None, inputs)
+  return folder if same and made["search"]["method"] == search_method else None
+
+
 def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
-                  name: str) -> str:
+                  name: str, inputs: str | None = None) -> str:
   """round_000 where every target's pool is `source_rows` (indices into the base
   round's source_ids): joint training with a fixed subset (all, random, whole
-  classes). Reused when present.
+  classes). Reused when made from the same inputs (`reusable_round`): by default the
+  base round and the rows; a caller that derives the rows passes what it derived them
+  from.
 
   Returns:
     The round folder (output_dir/round_000).
   """
-  folder = round_dir(output_dir, 0)
-  if os.path.exists(os.path.join(folder, JSON_FILENAME)):
+  rows = np.asarray(source_rows, np.int64)
+  inputs = inputs or files.fingerprint({"base": fingerprint(base_folder),
+                                        "rows": rows.tolist(), "name": name})
+  folder = reusable_round(output_dir, inputs, name)
+  if folder:
     return folder
   base = load(base_folder)
-  rows = np.asarray(source_rows, np.int64)
   uniform = Selection(
       round_index=0,
       params=dataclasses.replace(base.params, k0=len(rows), max_neighbours=len(rows)),
       provenance=dataclasses.replace(base.provenance, search_method=name,
                                      search_seconds=None, descriptors_dir=None,
-                                     descriptors_fingerprint=None),
+                                     inputs=inputs),
       target_ids=base.target_ids, target_labels=base.target_labels, levels=base.levels,
       neighbours=np.broadcast_to(rows, (len(base.target_ids), len(rows))),
       distances=np.zeros((len(base.target_ids), len(rows)), np.float32),

@@ -35,7 +35,7 @@ def _reusable_round(folder: str, descriptors_dir: str, params: manifest.Selectio
   descriptors = outputs.DescriptorSet.read(descriptors_dir).fingerprint(target_split)
   same = (existing.params == params and made.target.splits == (target_split,)
           and os.path.abspath(made.descriptors_dir or "") == os.path.abspath(descriptors_dir)
-          and made.descriptors_fingerprint in (None, descriptors)
+          and made.inputs in (None, descriptors)
           and config.method in ("auto", made.search_method))
   return existing if same else None
 
@@ -76,7 +76,7 @@ def initial_selection(descriptors_dir: str, output_dir: str,
       round_index=0, params=params,
       provenance=outputs.Provenance(
           target, source, found.method, round(found.seconds, 2), descriptors_dir,
-          descriptors_fingerprint=described.fingerprint(target_split)),
+          inputs=described.fingerprint(target_split)),
       target_ids=targets.ids, target_labels=targets.labels,
       levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
       distances=found.distances, source_ids=source_ids, source_labels=source_labels,

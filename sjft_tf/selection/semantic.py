@@ -186,11 +186,12 @@ def k0_for_budget(neighbours: np.ndarray, budget: int) -> int:
 
 def deep_selection(base: manifest.Selection, target_features: np.ndarray,
                    source_features: np.ndarray, params: manifest.SelectionParams,
-                   method: str = "scann") -> manifest.Selection:
+                   method: str = "scann", inputs: str | None = None) -> manifest.Selection:
   """Round 0 over the same target and source images as `base`, ranked by cosine.
 
   Args:
     target_features, source_features: rows in base.target_ids / base.source_ids order.
+    inputs: what it was made from (`Provenance.inputs`).
   """
   indices, similarities = nearest_by_cosine(target_features, source_features,
                                             params.max_neighbours, method)
@@ -198,7 +199,7 @@ def deep_selection(base: manifest.Selection, target_features: np.ndarray,
       round_index=0, params=params,
       provenance=dataclasses.replace(base.provenance, descriptors_dir=None,
                                      search_method=f"deep_cosine_{method}",
-                                     search_seconds=None, descriptors_fingerprint=None),
+                                     search_seconds=None, inputs=inputs),
       target_ids=base.target_ids, target_labels=base.target_labels,
       levels=np.ones(len(base.target_ids), np.int32), neighbours=indices,
       distances=(1.0 - similarities).astype(np.float32), source_ids=base.source_ids,
@@ -222,8 +223,29 @@ def base_features(base: manifest.Selection, config: FeatureConfig,
                   base.source_ids))
 
 
-def _exists(folder: str) -> bool:
-  return os.path.exists(os.path.join(manifest.round_dir(folder, 0), manifest.JSON_FILENAME))
+def _inputs(base_folder: str, **settings) -> str:
+  """The fingerprint a deep or class round records: its base round and settings."""
+  return files.fingerprint({"base": manifest.fingerprint(base_folder), **{
+      k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+      for k, v in settings.items()}})
+
+
+def nearest_round(base_folder: str, output_dir: str, config: FeatureConfig,
+                  params: manifest.SelectionParams, cache_dir: str | None = None,
+                  method: str = "scann", reuse: bool = True) -> str:
+  """output_dir/round_000: each target's neighbours among the base round's sources by
+  the cosine of pooled features (`deep_selection`). With `reuse`, kept when made from
+  the same base round and settings (`manifest.reusable_round`; ScaNN is not
+  deterministic, so a started run's pools must be kept). Returns the round folder."""
+  inputs = _inputs(base_folder, features=config, params=params, method=method)
+  folder = manifest.reusable_round(output_dir, inputs, f"deep_cosine_{method}") if (
+      reuse) else None
+  if folder:
+    return folder
+  base = manifest.load(base_folder)
+  targets, sources = base_features(base, config, cache_dir)
+  return manifest.save(deep_selection(base, targets, sources, params, method, inputs),
+                       output_dir)
 
 
 def deep_round(base_folder: str, output_root: str, config: FeatureConfig,
@@ -232,35 +254,41 @@ def deep_round(base_folder: str, output_root: str, config: FeatureConfig,
                name: str = "deep") -> str:
   """round_000 of the deep-feature bank over the images of the round at base_folder.
 
-  Neighbours are ranked once (output_root/<name>_ranked, K0 = params.k0); with
-  budget_images > 0 the pools take the smallest K0 that reaches it
-  (output_root/<name>_k<K0>). Reused when present. Returns the round folder.
+  Neighbours are ranked once (output_root/<name>_ranked, K0 = params.k0, by
+  `nearest_round`); with budget_images > 0 the pools take the smallest K0 that
+  reaches it (output_root/<name>_k<K0>). Reused when made from the same inputs.
+  Returns the round folder.
   """
-  ranked = os.path.join(output_root, f"{name}_ranked")
-  if not _exists(ranked):
-    base = manifest.load(base_folder)
-    targets, sources = base_features(base, config, cache_dir)
-    manifest.save(deep_selection(base, targets, sources, params, method), ranked)
+  ranked = nearest_round(base_folder, os.path.join(output_root, f"{name}_ranked"), config,
+                         params, cache_dir, method)
   if not budget_images:
-    return manifest.round_dir(ranked, 0)
-  selection = manifest.load(manifest.round_dir(ranked, 0))
+    return ranked
+  selection = manifest.load(ranked)
   k0 = k0_for_budget(selection.neighbours, budget_images)
-  folder = os.path.join(output_root, f"{name}_k{k0}")
-  if not _exists(folder):
-    selection.params = dataclasses.replace(selection.params, k0=k0)
-    manifest.save(manifest.derive(selection), folder)
-  return manifest.round_dir(folder, 0)
+  output_dir = os.path.join(output_root, f"{name}_k{k0}")
+  inputs = _inputs(ranked, k0=k0)
+  folder = manifest.reusable_round(output_dir, inputs, selection.provenance.search_method)
+  if folder:
+    return folder
+  return manifest.save(manifest.derive(dataclasses.replace(
+      selection, params=dataclasses.replace(selection.params, k0=k0),
+      provenance=dataclasses.replace(selection.provenance, inputs=inputs))), output_dir)
 
 
 def classes_round(base_folder: str, output_dir: str, config: FeatureConfig,
-                  budget_images: int, cache_dir: str | None = None) -> str:
+                  budget_images: int, cache_dir: str | None = None,
+                  reuse: bool = True) -> str:
   """round_000 whose every pool is the source classes nearest the target classes
-  (rank_source_classes), whole, until budget_images. Reused when present."""
-  if not _exists(output_dir):
-    base = manifest.load(base_folder)
-    targets, sources = base_features(base, config, cache_dir)
-    order, _ = rank_source_classes(targets, base.target_labels, sources, base.source_labels,
-                                   len(base.source_class_names))
-    rows, _ = classes_for_budget(order, base.source_labels, budget_images)
-    return manifest.uniform_round(base_folder, rows, output_dir, "deep_class_means")
-  return manifest.round_dir(output_dir, 0)
+  (rank_source_classes), whole, until budget_images. With `reuse`, kept when made
+  from the same base round and settings (`manifest.reusable_round`)."""
+  inputs = _inputs(base_folder, features=config, budget_images=budget_images)
+  folder = manifest.reusable_round(output_dir, inputs, "deep_class_means") if (
+      reuse) else None
+  if folder:
+    return folder
+  base = manifest.load(base_folder)
+  targets, sources = base_features(base, config, cache_dir)
+  order, _ = rank_source_classes(targets, base.target_labels, sources, base.source_labels,
+                                 len(base.source_class_names))
+  rows, _ = classes_for_budget(order, base.source_labels, budget_images)
+  return manifest.uniform_round(base_folder, rows, output_dir, "deep_class_means", inputs)
