@@ -8,7 +8,7 @@ import pytest
 from absl import flags
 
 from sjft_tf import files
-from sjft_tf.cli import config_flags, evaluate, runner, train as train_cli
+from sjft_tf.cli import config_flags, evaluate, reproduce, runner, train as train_cli
 from sjft_tf.data import ingest
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.experiments import ablation
@@ -99,3 +99,40 @@ def test_the_fingerprint_follows_settings_and_input_bytes_not_times(tmp_path):
   assert files.fingerprint({"split": "val", "views": ["centre"]}, str(model)) != first
   model.write_bytes(b"weights v2")
   assert files.fingerprint({"split": "test", "views": ["centre"]}, str(model)) != first
+
+
+def test_the_experiment_is_one_config_tree_on_the_command_line(tmp_path):
+  """sjft-reproduce's flags are AblationConfig's fields and, nested, sjft-train's."""
+  flagfile = tmp_path / "table.flags"
+  flagfile.write_text("--output_dir=runs/t\n--target_dir=data/t\n--learned_descriptors=d\n"
+                      "--rows=target_only,selective_classes\n--seeds=3,4\n--k0_sweep=10,20\n"
+                      "--eval_splits=val,test\n--views=centre\n--views=ten_crops\n"
+                      "--learning_rate=0.02\n--l2sp_alpha=0.1\n--base=ResNet50V2\n"
+                      "--feature_weights=w.h5\n--budget_images=300\n")
+  runner.parse_stage(reproduce, str(flagfile))
+  config = reproduce._CONFIG()
+  template = train.TrainConfig(output_dir="")
+  assert config == ablation.AblationConfig(
+      output_dir="runs/t", learned_descriptors="d", gabor_descriptors="",
+      rows=("target_only", "selective_classes"), seeds=(3, 4), k0_sweep=(10, 20),
+      eval_splits=("val", "test"), views=("centre", "ten_crops"), budget_images=300,
+      feature_weights="w.h5",
+      train=dataclasses.replace(
+          template, target_spec_dir="data/t", strategy="one_device", total_steps=480,
+          steps_per_epoch=32,
+          model=model.ModelConfig(base="ResNet50V2", alpha=0.25, input_size=96,
+                                  weights="../shared/weights/mobilenet_v1_0.25_imagenet/"
+                                          "mobilenet_2_5_224_tf_no_top.h5"),
+          optimizer=dataclasses.replace(template.optimizer, learning_rate=0.02),
+          pairs=sampler.PairConfig(batch_size=64, resize_size=110, crop_size=96),
+          l2sp=dataclasses.replace(template.l2sp, alpha=0.1)))
+  assert config.features.weights == "w.h5" and config.features.base == "ResNet50V2"
+  # Checked where the config is built.
+  runner.parse_stage(reproduce, str(flagfile), "--rows=target_only,best_row")
+  with pytest.raises(ValueError, match="unknown rows \\['best_row'\\]"):
+    reproduce._CONFIG()
+  runner.parse_stage(reproduce, str(flagfile), "--rows=selective_gabor")
+  with pytest.raises(ValueError, match="selective_gabor row needs gabor_descriptors"):
+    ablation.row_rounds(reproduce._CONFIG(), seed=0)
+  with pytest.raises(flags.IllegalFlagValueError):
+    runner.parse_stage(reproduce, str(flagfile), "--views=five_crops")

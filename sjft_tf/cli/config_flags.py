@@ -45,10 +45,12 @@ def field_help(cls) -> dict[str, str]:
 
 
 def _scalar_type(annotation):
-  """The flag type of a field annotation (`int | None` -> int; list[str] -> list)."""
+  """(flag type, element type) of a field annotation: `int | None` -> (int, None),
+  `tuple[int, ...]` -> (tuple, int), `list` -> (list, str)."""
   if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
     annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-  return typing.get_origin(annotation) or annotation
+  scalar = typing.get_origin(annotation) or annotation
+  return scalar, (typing.get_args(annotation) or (str,))[0] if scalar in (list, tuple) else None
 
 
 def _default(field: dataclasses.Field):
@@ -67,7 +69,8 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
   Args:
     prefixes: {dotted name of a nested dataclass field, or "" for the top level:
       prefix of its flags' names}; e.g. {"l2sp": "l2sp_"} gives --l2sp_alpha.
-    skip: dotted field names given no flag (they keep their dataclass default).
+    skip: dotted field names given no flag (they keep their dataclass default, or the
+      value `defaults` gives them).
     defaults: {dotted field name: default} replacing the dataclass defaults.
     required: dotted field names whose flag must be given.
     names: {dotted field name: flag name} where the flag is not named after the field.
@@ -79,6 +82,8 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
     for field in dataclasses.fields(section):
       key = f"{path}{field.name}"
       if key in skip:
+        if key in defaults:
+          parts[field.name] = (lambda v: lambda: v)(defaults[key])
         continue
       kind = hints[field.name]
       if dataclasses.is_dataclass(kind):
@@ -86,7 +91,7 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
         continue
       default = defaults.get(key, _default(field))
       name, text = names.get(key, prefix + field.name), helps.get(field.name, field.name)
-      scalar, options = _scalar_type(kind), dict(field.metadata.get("flag", {}))
+      (scalar, element), options = _scalar_type(kind), dict(field.metadata.get("flag", {}))
       if "enum_values" in options:  # a str is one of them; a list/tuple, repeated flags
         multi = scalar in (list, tuple)
         define_enum = flags.DEFINE_multi_enum if multi else flags.DEFINE_enum
@@ -102,8 +107,8 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
       elif scalar in (list, tuple):
         holder = flags.DEFINE_list(name, None if default is None else list(default), text,
                                    flag_values=flag_values, required=key in required)
-        parts[field.name] = (lambda h, t: lambda: None if h.value is None else t(h.value))(
-            holder, scalar)
+        parts[field.name] = (lambda h, t, e: lambda: None if h.value is None else t(
+            map(e, h.value)))(holder, scalar, element)
       else:
         holder = _DEFINERS[scalar](name, default, text, flag_values=flag_values,
                                    required=key in required, **options)

@@ -58,39 +58,58 @@ class AblationConfig:
   Attributes:
     output_dir: where everything goes (module docstring).
     learned_descriptors, gabor_descriptors: descriptor folders (sjft-descriptors) of the
-      target's training split and the source, one per bank.
+      target's training split and the source, one per bank (Gabor: only the
+      selective_gabor row needs it).
+    train: the training template: model, optimizer, batch, sizes, total_steps,
+      steps_per_epoch, the target (target_spec_dir); output_dir, first_round, seed
+      and rounds are set per run.
+    rows: the rows of the table (ROWS).
     eval_splits: the target splits the table reports: a validation split while
       settings are chosen, the test split once for the final table.
-    k0: pool size per level of the selective rows.
-    k0_sweep: K0 values of the sweep (selective_learned, first seed).
+    k0: pool size per level of the selective rows (when budget_images is 0).
+    k0_sweep: K0 values of a sweep of selective_learned (first seed); empty: none.
     max_neighbours: neighbours ranked per target (caps pools).
     min_images_per_class: selected images a source class needs for a source-head output.
     seeds: one run per seed and row.
     rounds: selection rounds of the iterative row (the budget split evenly).
-    train: the training template: model, optimizer, batch, sizes, total_steps,
-      steps_per_epoch; output_dir, first_round, seed and rounds are set per run.
     views: evaluation views ("centre", "ten_crops").
     budget_images: source images every partial-source row uses (0: K0 decides, and
       the random row takes the learned selection's size). See the module docstring.
-    equal_target_images: the target-only row's batch is half the joint batch.
-    features: the network of the deep-feature rows (pretrained, even when the runs
-      start from scratch).
+    equal_target_images: the target-only row's batch is half the joint batch, so
+      every row sees the same target images.
+    feature_weights: weights of the deep-feature rows' network, the training model's
+      base (pretrained even when the runs start from scratch); "": the model's weights.
   """
   output_dir: str
   learned_descriptors: str
   gabor_descriptors: str
   train: train_lib.TrainConfig
-  eval_splits: tuple = ("test",)
-  k0: int = 50
-  k0_sweep: tuple = (10, 50, 150)
-  max_neighbours: int = 1000
-  min_images_per_class: int = 5
-  seeds: tuple = (0, 1, 2)
-  rounds: int = 3
-  views: tuple = ("centre",)
-  budget_images: int = 0
+  rows: tuple[str, ...] = ROWS
+  eval_splits: tuple[str, ...] = ("val",)
+  k0: int = dataclasses.field(default=50, metadata={"flag": {"lower_bound": 1}})
+  k0_sweep: tuple[int, ...] = ()
+  max_neighbours: int = dataclasses.field(default=1000, metadata={"flag": {"lower_bound": 1}})
+  min_images_per_class: int = dataclasses.field(default=5,
+                                                metadata={"flag": {"lower_bound": 1}})
+  seeds: tuple[int, ...] = (0, 1, 2)
+  rounds: int = dataclasses.field(default=3, metadata={"flag": {"lower_bound": 1}})
+  views: tuple[str, ...] = dataclasses.field(default=("centre",), metadata={
+      "flag": {"enum_values": ["centre", "ten_crops"]}})
+  budget_images: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   equal_target_images: bool = True
-  features: semantic.FeatureConfig = dataclasses.field(default_factory=semantic.FeatureConfig)
+  feature_weights: str = ""
+
+  def __post_init__(self):
+    unknown = sorted(set(self.rows) - set(ROWS))
+    if unknown:
+      raise ValueError(f"unknown rows {unknown}; known: {list(ROWS)}")
+
+  @property
+  def features(self) -> semantic.FeatureConfig:
+    """The network of the deep-feature rows: the training model's base."""
+    model = self.train.model
+    return semantic.FeatureConfig(model.base, self.feature_weights or model.weights,
+                                  model.alpha, model.input_size)
 
 
 def selected_round(descriptors_dir: str, output_dir: str, params: manifest.SelectionParams) -> str:
@@ -108,9 +127,10 @@ def _budget_k0(base: manifest.Selection, config: AblationConfig, k0: int | None)
 
 
 def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
-               rows=ROWS) -> dict:
-  """The first selection round of each of `rows` (None for target_only) for this seed;
-  only the selections these rows need are built."""
+               rows=None) -> dict:
+  """The first selection round of each of `rows` (default config.rows; None for
+  target_only) for this seed; only the selections these rows need are built."""
+  rows = config.rows if rows is None else rows
   root = os.path.join(config.output_dir, "selections")
   firsts = {"target_only": None} if "target_only" in rows else {}
   if k0 is not None:
@@ -131,6 +151,8 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
                           params), base
 
   if "selective_gabor" in rows:
+    if not config.gabor_descriptors:
+      raise ValueError("the selective_gabor row needs gabor_descriptors")
     firsts["selective_gabor"] = ranked(config.gabor_descriptors, "gabor")[0]
   if not any(row in LEARNED_ROWS for row in rows):
     return firsts

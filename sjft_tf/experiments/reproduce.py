@@ -1,0 +1,175 @@
+"""The ablation table as one call: every row and seed of an `AblationConfig` trained
+(or reused) and evaluated, the K0 sweep, the figures, results.json and results.md.
+
+  from sjft_tf.experiments import ablation, reproduce
+  results = reproduce.run(ablation.AblationConfig(output_dir=..., ..., train=template))
+
+Every stage reuses what is complete (`files.matches`), so a rerun resumes, and a rerun
+with the test split added to eval_splits evaluates the same runs once more.
+"""
+
+import dataclasses
+import glob
+import os
+import time
+
+from absl import logging
+
+from sjft_tf import files
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.experiments import ablation, figures
+from sjft_tf.selection import manifest, report
+
+_SHORT_METRICS = {"top1": "top-1", "mean_per_class_accuracy": "mean per class"}
+
+
+def metric_keys(config: ablation.AblationConfig) -> list[tuple[str, str, str, str]]:
+  """(key, split, view, metric) of every number a run reports, e.g.
+  ("val/centre/top1", "val", "centre", "top1")."""
+  return [(f"{split}/{view}/{metric}", split, view, metric)
+          for split in config.eval_splits for view in config.views
+          for metric in _SHORT_METRICS]
+
+
+def markdown_table(rows: dict, sweep: list, config: ablation.AblationConfig,
+                   seconds: float) -> str:
+  """results.md: a row per table row (mean ± std in %), the sweep, the budget, times."""
+  keys = metric_keys(config)
+  lines = ["| row | " + " | ".join(f"{split} {_SHORT_METRICS[metric]} % ({view})"
+                                    for _, split, view, metric in keys)
+           + " | seeds | selected source images (first / last round) |",
+           "|---|" + "---|" * len(keys) + "---|---|"]
+  for name, row in rows.items():
+    cells = [f"{row[k]['mean'] * 100:.1f} ± {row[k]['std'] * 100:.1f}" for k, *_ in keys]
+    lines.append(f"| {ablation.ROW_TITLES[name]} | " + " | ".join(cells)
+                 + f" | {len(row[keys[0][0]]['values'])} | {row['selected_images']} / "
+                   f"{row['final_selected_images']} |")
+  if sweep:
+    lines += ["", "| K0 | selected source images | " + " | ".join(
+        f"{split} top-1 % ({view})" for _, split, view, metric in keys if metric == "top1")
+              + " |", "|---|---|" + "---|" * (len(keys) // 2)]
+    for point in sweep:
+      lines.append(f"| {point['k0']} | {point['selected_images']} | " + " | ".join(
+          f"{point[k] * 100:.1f}" for k, *_, metric in keys if metric == "top1") + " |")
+  runs = {r["run_dir"]: r["train_seconds"] for row in rows.values() for r in row["runs"]}
+  runs.update({p["run_dir"]: p["train_seconds"] for p in sweep})
+  lines += ["", budget_line(config, rows),
+            "", f"Training, all {len(runs)} runs: {sum(runs.values()) / 60:.0f} min; this "
+                f"invocation (reusing what was complete): {seconds / 60:.0f} min."]
+  return "\n".join(lines)
+
+
+def budget_line(config: ablation.AblationConfig, rows: dict) -> str:
+  """The training budget in target and source epochs."""
+  template = config.train
+  pairs = template.total_steps * template.pairs.batch_size // 2
+  train_images = spec_lib.load_spec(template.target_spec_dir).splits["train"].num_examples
+  text = (f"Budget: {template.total_steps} batches; every joint row sees {pairs:,} target "
+          f"images ({pairs / train_images:.1f} epochs of the {train_images:,} training "
+          f"images), the target-only row "
+          + ("the same" if config.equal_target_images else "twice as many"))
+  partial = [row["selected_images"] for name, row in rows.items()
+             if name != "target_only" and row["selected_images"]]
+  if partial:
+    text += (f"; the joint rows also see {pairs:,} source images ({pairs / max(partial):.1f}"
+             f"-{pairs / min(partial):.1f} passes over their {min(partial):,}-"
+             f"{max(partial):,} selected images)")
+  return text + "."
+
+
+def _final_selected(run_dir: str, first_round: str | None) -> int:
+  """Selected source images of the run's last round (its rounds/ folder, else the first)."""
+  if first_round is None:
+    return 0
+  rounds = sorted(glob.glob(os.path.join(run_dir, "rounds", "round_*")))
+  rounds = [r for r in rounds if os.path.exists(os.path.join(r, manifest.JSON_FILENAME))]
+  return ablation.selected_images(rounds[-1] if rounds else first_round)
+
+
+def _measured(config, row: str, seed: int, first_round, run_dir: str, head: dict,
+              with_final_round: bool = True) -> dict:
+  """One run trained (or reused) and evaluated: `head`, then its numbers."""
+  done = ablation.train_and_evaluate(config, row, seed, first_round, run_dir,
+                                     config.train.target_spec_dir)
+  record = {**head, "run_dir": run_dir,
+            # Training seconds of the call that trained it (a rerun reuses the run).
+            "train_seconds": done["report"]["seconds_this_call"],
+            "selected_images": 0 if first_round is None else ablation.selected_images(
+                first_round)}
+  if with_final_round:
+    record["final_selected_images"] = _final_selected(run_dir, first_round)
+  return {**record, **{key: done["evaluation"][split]["views"][view][metric]
+                       for key, split, view, metric in metric_keys(config)}}
+
+
+def _write_figures(config, rows: dict, sweep: list) -> None:
+  runs_dir, figures_dir = (os.path.join(config.output_dir, name)
+                           for name in ("runs", "figures"))
+  first_key, seed = metric_keys(config)[0][0], config.seeds[0]
+  figures.accuracy_bars(rows, ablation.ROW_TITLES, os.path.join(figures_dir, "ablation.png"),
+                        first_key)
+  firsts = ablation.row_rounds(config, seed)
+  for name, title in (("selective_learned", "filter-bank statistics"),
+                      ("selective_deep", "cosine of pretrained pooled features")):
+    if firsts.get(name):
+      figures.neighbour_grid(firsts[name], os.path.join(figures_dir, f"neighbours_{name}.png"),
+                             title=f"Nearest source images by {title}")
+  for folder in {f for f in firsts.values() if f}:
+    report.write(manifest.load(folder), folder)
+  figures.learning_curves(
+      {name: os.path.join(runs_dir, name, f"seed{seed}", "history.csv") for name in rows},
+      os.path.join(figures_dir, "learning_curves.png"))
+  if sweep:
+    figures.k0_sweep(sweep, os.path.join(figures_dir, "k0_sweep.png"), first_key)
+
+
+def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) -> dict:
+  """Trains and evaluates every row and seed (reusing what is complete), then the K0
+  sweep; writes figures/, results.json and results.md under config.output_dir.
+
+  Args:
+    prepare_seconds: times of the data preparation before it (recorded as they are).
+  Returns:
+    results.json: {"rows": {row: {key: {"values", "mean", "std"}, "selected_images",
+    "final_selected_images", "runs": [...]}}, "k0_sweep": [...], "seconds", "config"}.
+  """
+  started = time.time()
+  keys = metric_keys(config)
+  runs_dir = os.path.join(config.output_dir, "runs")
+  measured = {name: [] for name in config.rows}
+  total = len(config.seeds) * len(config.rows)
+  for seed in config.seeds:
+    firsts = ablation.row_rounds(config, seed)
+    for name in config.rows:
+      done_runs, elapsed = sum(map(len, measured.values())), time.time() - started
+      eta = f", about {elapsed / done_runs * (total - done_runs) / 60:.0f} min left" if (
+          done_runs) else ""
+      logging.info("run %d of %d: %s, seed %d (%.0f min elapsed%s)", done_runs + 1, total,
+                   name, seed, elapsed / 60, eta)
+      run_dir = os.path.join(runs_dir, name, f"seed{seed}")
+      measured[name].append(_measured(config, name, seed, firsts[name], run_dir,
+                                      {"seed": seed}))
+      print(f"{name} seed {seed}: " + ", ".join(
+          f"{key} {measured[name][-1][key]:.4f}" for key, *_ in keys), flush=True)
+  rows = {name: {**{key: ablation.summarise([r[key] for r in runs]) for key, *_ in keys},
+                 "selected_images": runs[0]["selected_images"],
+                 "final_selected_images": runs[0]["final_selected_images"], "runs": runs}
+          for name, runs in measured.items()}
+  sweep = []
+  for k0 in config.k0_sweep:
+    first = ablation.row_rounds(config, config.seeds[0], k0)["selective_learned"]
+    run_dir = os.path.join(runs_dir, f"selective_learned_k{k0}", f"seed{config.seeds[0]}")
+    sweep.append(_measured(config, "selective_learned", config.seeds[0], first, run_dir,
+                           {"k0": k0}, with_final_round=False))
+    print(f"K0 {k0}: {sweep[-1]}", flush=True)
+  seconds = time.time() - started
+  _write_figures(config, rows, sweep)
+  results = {"rows": rows, "k0_sweep": sweep, "seconds": round(seconds, 1),
+             # This call's unpack / ingest / descriptor times (a reused stage takes seconds).
+             "prepare_seconds_this_call": prepare_seconds or {},
+             "config": dataclasses.asdict(config)}
+  files.write_json_atomic(os.path.join(config.output_dir, "results.json"), results)
+  table = markdown_table(rows, sweep, config, seconds)
+  files.write_text_atomic(os.path.join(config.output_dir, "results.md"), table + "\n")
+  print(table)
+  return results
