@@ -308,6 +308,37 @@ def test_cli_initial_and_update(descriptor_dir, tmp_path):
   assert "round 1" in done.stdout
 
 
+def test_cli_deep_and_class_rounds_follow_their_settings(descriptor_dir, tmp_path):
+  """sjft-select --method=classes|deep (in process): a rerun into the same folder with
+  another budget or K0 makes the round again instead of returning the stored one."""
+  from sjft_tf.cli import runner, select as select_cli
+  flagfile = tmp_path / "select.flags"
+  flagfile.write_text(f"--descriptors_dir={descriptor_dir}\n--max_neighbours=20\n"
+                      "--min_images_per_class=1\n--feature_weights=\n"
+                      "--feature_input_size=32\n--feature_batch_size=64\n")
+  classes = str(tmp_path / "classes")
+  counts = []
+  for budget in (10, 40):
+    runner.run_stage(select_cli, str(flagfile), "--method=classes", f"--output_dir={classes}",
+                     f"--budget_images={budget}")
+    selection = manifest.load(os.path.join(classes, "round_000"))
+    assert selection.provenance.search_method == "deep_class_means"
+    assert len(np.unique(selection.neighbours, axis=0)) == 1  # one pool: whole classes
+    counts.append(len(selection.selected))
+  assert counts[0] >= 10 and counts[1] >= 40 > counts[0]
+  deep = str(tmp_path / "deep")
+  for k0 in (2, 4):
+    runner.run_stage(select_cli, str(flagfile), "--method=deep", f"--output_dir={deep}",
+                     f"--k0={k0}")
+    selection = manifest.load(os.path.join(deep, "round_000"))
+    assert selection.provenance.search_method.startswith("deep_cosine")
+    assert (selection.pool_sizes == k0).all()
+  # The filter-bank round the others are made over, and the cached features, are kept.
+  assert os.path.exists(os.path.join(deep, "filter_bank", "round_000", "selection.json"))
+  # Target train, source train and val: computed once, read by the second call.
+  assert len(os.listdir(os.path.join(deep, "features"))) == 3
+
+
 def test_merge_top_k_cuts_ties_at_the_kth_distance_by_index_in_any_order():
   from sjft_tf.selection import exact as exact_lib
   distances = np.array([[0.5, 0.2, 0.5, 0.5, 0.1, 0.5]], np.float32)
