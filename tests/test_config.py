@@ -8,8 +8,9 @@ import pytest
 from absl import flags
 
 from sjft_tf import files
-from sjft_tf.cli import config_flags, evaluate, reproduce, runner, train as train_cli
-from sjft_tf.data import ingest
+from sjft_tf.cli import (config_flags, evaluate, make_demo_data, reproduce, runner,
+                         train as train_cli)
+from sjft_tf.data import ingest, synthetic
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.experiments import ablation
 from sjft_tf.selection import levels
@@ -136,3 +137,16 @@ def test_the_experiment_is_one_config_tree_on_the_command_line(tmp_path):
     ablation.row_rounds(reproduce._CONFIG(), seed=0)
   with pytest.raises(flags.IllegalFlagValueError):
     runner.parse_stage(reproduce, str(flagfile), "--views=five_crops")
+
+
+def test_the_demo_data_flags_are_the_generators_config(tmp_path):
+  flagfile = tmp_path / "demo.flags"
+  flagfile.write_text("--output_dir=out\n--seed=3\n--target_split_sizes=train=4, test=2\n")
+  runner.parse_stage(make_demo_data, str(flagfile))
+  assert make_demo_data._CONFIG() == synthetic.SyntheticConfig(
+      seed=3, target_split_sizes={"train": 4, "test": 2})
+  runner.parse_stage(make_demo_data, str(flagfile), "--target_split_sizes=train=four")
+  with pytest.raises(ValueError, match="--target_split_sizes: 'train=four' is not name=count"):
+    make_demo_data._CONFIG()
+  with pytest.raises(flags.IllegalFlagValueError):
+    runner.parse_stage(make_demo_data, str(flagfile), "--image_size=8")

@@ -2,8 +2,8 @@
 
 One flag per leaf field of a (nested) dataclass: named after the field (with a prefix
 per nested section where names would clash), typed by its annotation (a dict is a JSON
-string), defaulting to the dataclass default and documented by the field's line in the
-class docstring's `Attributes:` section. A field's `metadata["flag"]` holds what the
+string, a dict[str, int] "name=count,..."), defaulting to the dataclass default and
+documented by the field's line in the class docstring's `Attributes:` section. A field's `metadata["flag"]` holds what the
 flag checks: `lower_bound` / `upper_bound`, or `enum_values` (a list field is then a
 repeated flag, e.g. --views=centre --views=ten_crops). The configuration keeps one
 definition (the dataclass); a command line maps no field by hand.
@@ -53,6 +53,17 @@ def _scalar_type(annotation):
   return scalar, (typing.get_args(annotation) or (str,))[0] if scalar in (list, tuple) else None
 
 
+def _counts(name: str, text: str) -> dict[str, int]:
+  """A dict[str, int] flag's "train=10,val=10" as {"train": 10, "val": 10}."""
+  counts = {}
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    key, _, value = item.partition("=")
+    if not value.strip().isdigit():
+      raise ValueError(f"--{name}: {item!r} is not name=count")
+    counts[key.strip()] = int(value)
+  return counts
+
+
 def _default(field: dataclasses.Field):
   if field.default is not dataclasses.MISSING:
     return field.default
@@ -100,6 +111,11 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
                              required=key in required)
         parts[field.name] = (lambda h, t: lambda: t(h.value) if t else h.value)(
             holder, scalar if multi else None)
+      elif scalar is dict and typing.get_args(kind) == (str, int):  # name=count,...
+        holder = flags.DEFINE_string(
+            name, ",".join(f"{k}={v}" for k, v in default.items()), text,
+            flag_values=flag_values, required=key in required)
+        parts[field.name] = (lambda h: lambda: _counts(h.name, h.value))(holder)
       elif scalar is dict:
         holder = flags.DEFINE_string(name, json.dumps(default), text + " (JSON)",
                                      flag_values=flag_values, required=key in required)

@@ -40,9 +40,11 @@ class SyntheticConfig:
     target_split_sizes: images per target class in each split.
   """
   seed: int = 0
-  image_size: int = 64
-  source_images_per_class: int = 80
-  num_target_classes: int = 6
+  image_size: int = dataclasses.field(default=64, metadata={"flag": {"lower_bound": 16}})
+  source_images_per_class: int = dataclasses.field(default=80,
+                                                   metadata={"flag": {"lower_bound": 1}})
+  num_target_classes: int = dataclasses.field(default=6,
+                                              metadata={"flag": {"lower_bound": 1}})
   target_split_sizes: dict[str, int] = dataclasses.field(
       default_factory=lambda: {"train": 10, "val": 10, "test": 30})
 
