@@ -18,6 +18,7 @@ import os
 from sjft_tf import files
 from sjft_tf.descriptors import store
 
+ROUND_FILENAME = "selection.json"  # a round folder holding it is complete
 TRAIN_CONFIG_FILENAME = "train_config.json"
 TRAIN_REPORT_FILENAME = "train_report.json"
 MODEL_FILENAME = "model.keras"
@@ -179,9 +180,11 @@ class TrainedRun:
 
   @property
   def last_round(self) -> str:
-    """The folder of the last selection round the run trained on."""
+    """The folder of the last selection round the run trained on (its rounds/ folder's
+    last complete round, else the first round)."""
     rounds = os.path.join(self.run_dir, "rounds")
-    later = sorted(n for n in os.listdir(rounds) if n.startswith("round_")) if (
+    later = sorted(n for n in os.listdir(rounds) if n.startswith("round_") and
+                   os.path.exists(os.path.join(rounds, n, ROUND_FILENAME))) if (
         os.path.isdir(rounds)) else []
     return os.path.join(rounds, later[-1]) if later else self.first_round
 

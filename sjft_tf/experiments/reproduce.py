@@ -9,13 +9,12 @@ with the test split added to eval_splits evaluates the same runs once more.
 """
 
 import dataclasses
-import glob
 import os
 import time
 
 from absl import logging
 
-from sjft_tf import files
+from sjft_tf import files, outputs
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.experiments import ablation, figures
 from sjft_tf.selection import manifest, report
@@ -77,15 +76,6 @@ def budget_line(config: ablation.AblationConfig, rows: dict) -> str:
   return text + "."
 
 
-def _final_selected(run_dir: str, first_round: str | None) -> int:
-  """Selected source images of the run's last round (its rounds/ folder, else the first)."""
-  if first_round is None:
-    return 0
-  rounds = sorted(glob.glob(os.path.join(run_dir, "rounds", "round_*")))
-  rounds = [r for r in rounds if os.path.exists(os.path.join(r, manifest.JSON_FILENAME))]
-  return ablation.selected_images(rounds[-1] if rounds else first_round)
-
-
 def _measured(config, row: str, seed: int, first_round, run_dir: str, head: dict,
               with_final_round: bool = True) -> dict:
   """One run trained (or reused) and evaluated: `head`, then its numbers."""
@@ -96,8 +86,9 @@ def _measured(config, row: str, seed: int, first_round, run_dir: str, head: dict
             "train_seconds": done["report"]["seconds_this_call"],
             "selected_images": 0 if first_round is None else ablation.selected_images(
                 first_round)}
-  if with_final_round:
-    record["final_selected_images"] = _final_selected(run_dir, first_round)
+  if with_final_round:  # of the last round the run trained on
+    record["final_selected_images"] = 0 if first_round is None else (
+        ablation.selected_images(outputs.TrainedRun.read(run_dir).last_round))
   return {**record, **{key: done["evaluation"][split]["views"][view][metric]
                        for key, split, view, metric in metric_keys(config)}}
 

@@ -29,7 +29,7 @@ import numpy as np
 from sjft_tf import files, outputs
 
 FORMAT_VERSION = 1
-JSON_FILENAME = "selection.json"
+JSON_FILENAME = outputs.ROUND_FILENAME
 ARRAYS_FILENAME = "selection.npz"
 SUBSET_DIRNAME = "subset"
 
