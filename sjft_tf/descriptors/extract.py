@@ -275,9 +275,10 @@ def _fit_record(config: ExtractionConfig, target: spec_lib.DatasetSpec, split: s
           "storage": config.storage, files.INPUTS_KEY: target.split_fingerprint(split)}
 
 
-def _check_earlier(metadata_path: str, fit: dict, jobs) -> None:
+def _check_earlier(metadata_path: str, fit: dict, jobs, inputs: list[str]) -> None:
   """Refuses a descriptor folder made with other settings, or from other images of a
-  split to describe (`files.matches`); its files would be reused otherwise."""
+  split to describe (`inputs`: each job's `split_fingerprint`; `files.matches`); its
+  files would be reused otherwise."""
   if not os.path.exists(metadata_path):
     return
   earlier = store.load_metadata(os.path.dirname(metadata_path))
@@ -286,8 +287,8 @@ def _check_earlier(metadata_path: str, fit: dict, jobs) -> None:
                      f"images ({earlier['fit']}); use another --output_dir or delete it")
   made_from = {(e["role"], e["dataset"], e["split"]): e.get(files.INPUTS_KEY)
                for e in earlier["datasets"]}
-  for role, spec, split in jobs:
-    if made_from.get((role, spec.name, split)) not in (None, spec.split_fingerprint(split)):
+  for (role, spec, split), fingerprint in zip(jobs, inputs):
+    if made_from.get((role, spec.name, split)) not in (None, fingerprint):
       raise ValueError(f"{metadata_path}: its {role} descriptors of {spec.name}/{split} "
                        f"were made from other images (ingested again since); use another "
                        f"--output_dir or delete it")
@@ -324,7 +325,8 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
     jobs += [("source", source, s) for s in source_splits]
   files.remove_stale_temporaries(config.output_dir)
   metadata_path = os.path.join(config.output_dir, store.METADATA_FILENAME)
-  _check_earlier(metadata_path, fit, jobs)
+  inputs = [spec.split_fingerprint(split) for _, spec, split in jobs]
+  _check_earlier(metadata_path, fit, jobs, inputs)
   bank = make_bank(config.bank)
   edges_path = os.path.join(config.output_dir, store.EDGES_FILENAME)
   if os.path.exists(edges_path) and os.path.exists(metadata_path):
@@ -349,10 +351,10 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
     compute = compiled_descriptors(descriptor_model(bank, edges, config))
     shard_lists = (extract_split(compute, spec, split, role, config)
                    for role, spec, split in jobs)
-  for (role, spec, split), shards in zip(jobs, shard_lists):
+  for (role, spec, split), shards, fingerprint in zip(jobs, shard_lists, inputs):
     metadata["datasets"].append({
         "role": role, "dataset": spec.name, "spec_dir": spec.directory, "split": split,
         "num_examples": spec.split(split).num_examples, "class_names": spec.class_names,
-        "shards": shards, files.INPUTS_KEY: spec.split_fingerprint(split)})
+        "shards": shards, files.INPUTS_KEY: fingerprint})
     store.save_metadata(config.output_dir, metadata)
   return metadata

@@ -24,15 +24,14 @@ def _write_subset(selection: manifest.Selection, folder: str) -> None:
 
 
 def _reusable_round(folder: str, descriptors_dir: str, params: manifest.SelectionParams,
-                    config: search.SearchConfig, target_split: str):
+                    config: search.SearchConfig, target_split: str, descriptors: str):
   """The round 0 already in `folder` when it was made the same way (parameters, and
-  descriptors of the same fingerprint: `files.matches`' rule for older rounds), else
-  None."""
+  `descriptors`, the fingerprint of the descriptors to search: `files.matches`' rule
+  for older rounds), else None."""
   if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
     return None
   existing = manifest.load(folder)
   made = existing.provenance
-  descriptors = outputs.DescriptorSet.read(descriptors_dir).fingerprint(target_split)
   same = (existing.params == params and made.target.splits == (target_split,)
           and os.path.abspath(made.descriptors_dir or "") == os.path.abspath(descriptors_dir)
           and made.inputs in (None, descriptors)
@@ -56,8 +55,10 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   """
   config = config or search.SearchConfig()
   folder = manifest.round_dir(output_dir, 0)
-  existing = _reusable_round(folder, descriptors_dir, params, config, target_split) if (
-      reuse) else None
+  described = outputs.DescriptorSet.read(descriptors_dir)
+  descriptors = described.fingerprint(target_split)
+  existing = _reusable_round(folder, descriptors_dir, params, config, target_split,
+                             descriptors) if reuse else None
   if existing is not None:
     if write_subset:
       _write_subset(existing, folder)
@@ -65,7 +66,6 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   config = dataclasses.replace(
       config, num_neighbours=params.max_neighbours,
       work_dir=config.work_dir or os.path.join(folder, "beam_search"))
-  described = outputs.DescriptorSet.read(descriptors_dir)
   target, source = described.dataset("target", target_split), described.dataset("source")
   targets = store.load_all(descriptors_dir, "target", target_split)
   shards = [store.load_ids_labels(p) for p in store.shard_paths(descriptors_dir, "source")]
@@ -76,7 +76,7 @@ def initial_selection(descriptors_dir: str, output_dir: str,
       round_index=0, params=params,
       provenance=outputs.Provenance(
           target, source, found.method, round(found.seconds, 2), descriptors_dir,
-          inputs=described.fingerprint(target_split)),
+          inputs=descriptors),
       target_ids=targets.ids, target_labels=targets.labels,
       levels=np.ones(len(targets.ids), np.int32), neighbours=found.indices,
       distances=found.distances, source_ids=source_ids, source_labels=source_labels,
