@@ -3,10 +3,11 @@
 One flag per leaf field of a (nested) dataclass: named after the field (with a prefix
 per nested section where names would clash), typed by its annotation (a dict is a JSON
 string, a dict[str, int] "name=count,..."), defaulting to the dataclass default and
-documented by the field's line in the class docstring's `Attributes:` section. A field's `metadata["flag"]` holds what the
-flag checks: `lower_bound` / `upper_bound`, or `enum_values` (a list field is then a
-repeated flag, e.g. --views=centre --views=ten_crops). The configuration keeps one
-definition (the dataclass); a command line maps no field by hand.
+documented by the field's line in the class docstring's `Attributes:` section. A
+field's `metadata["flag"]` holds what the flag checks: `lower_bound` / `upper_bound`,
+or `enum_values` (a list field is then a repeated flag, e.g. --views=centre
+--views=ten_crops). The configuration keeps one definition (the dataclass); a command
+line maps no field by hand.
 
   build = config_flags.define(FLAG_VALUES, train.TrainConfig, prefixes={"l2sp": "l2sp_"})
   ...

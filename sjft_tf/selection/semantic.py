@@ -8,7 +8,7 @@ Two ways, both over the L2-normalised pooled features of a pretrained base:
     feature to the nearest target class mean; the top classes, whole, until a budget
     of images is reached.
 
-Features are cached as npz per (dataset folder, split, feature settings).
+Features are cached as npz per (the split's images by fingerprint, feature settings).
 """
 
 import dataclasses
