@@ -86,8 +86,8 @@ def test_the_target_only_baseline_has_one_definition():
       pairs=sampler.PairConfig(batch_size=32, seed=3, crop_size=224))
   ablation_config = ablation.AblationConfig(output_dir="runs/r", learned_descriptors="d", gabor_descriptors="",
                                             train=dataclasses.replace(joint, output_dir=""))
-  assert ablation.run_config(ablation_config, "target_only", 3, None,
-                             "runs/a_target_only") == baseline
+  assert ablation.run_configs(ablation_config, "target_only", 3, None,
+                              "runs/a_target_only") == [baseline]
 
 
 def test_the_fingerprint_follows_settings_and_input_bytes_not_times(tmp_path):

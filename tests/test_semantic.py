@@ -127,10 +127,10 @@ def test_budget_rows_and_equal_target_images(first_round, tmp_path):
   config = ablation.AblationConfig(output_dir=str(tmp_path), learned_descriptors="l",
                                    gabor_descriptors="", train=template, budget_images=7)
   # Equal target images: target-only takes half the joint batch.
-  assert ablation.run_config(config, "target_only", 0, None, "x").pairs.batch_size == (
-      fx.PAIRS.batch_size // 2)
-  assert ablation.run_config(config, "joint_random", 0, first_round, "x").pairs.batch_size == (
-      fx.PAIRS.batch_size)
+  assert ablation.run_configs(config, "target_only", 0, None,
+                              "x")[-1].pairs.batch_size == fx.PAIRS.batch_size // 2
+  assert ablation.run_configs(config, "joint_random", 0, first_round,
+                              "x")[-1].pairs.batch_size == fx.PAIRS.batch_size
   base = manifest.load(first_round)
   random_rows = np.sort(np.random.default_rng(0).choice(len(base.source_ids), 7,
                                                         replace=False))

@@ -37,6 +37,8 @@ class ReaderConfig:
       seed.
     repeat: in training, repeat the data forever (for model.fit with steps_per_epoch).
     drop_remainder: drop the last partial batch (training default).
+    min_crop_area: training crops: 0 a fixed-size window, > 0 a random-size window
+      (`random_crop_and_flip`).
   """
   batch_size: int = 32
   resize_size: int = 256
@@ -47,6 +49,7 @@ class ReaderConfig:
   deterministic: bool = False
   repeat: bool = True
   drop_remainder: bool = True
+  min_crop_area: float = 0.0
 
 
 def decode_image(encoded: tf.Tensor, image_format: tf.Tensor) -> tf.Tensor:
@@ -175,14 +178,27 @@ def ten_crops(image: tf.Tensor, crop_size: int) -> tf.Tensor:
   return tf.concat([views, tf.reverse(views, axis=[2])], axis=0)
 
 
-def random_crop_and_flip(image: tf.Tensor, crop_size: int, seed: tf.Tensor) -> tf.Tensor:
+def random_crop_and_flip(image: tf.Tensor, crop_size: int, seed: tf.Tensor,
+                         min_crop_area: float = 0.0) -> tf.Tensor:
   """Random crop_size x crop_size window of [h, w, 3], flipped left-right half the time.
 
   Args:
     seed: int64 [2], the stateless seed of this example (repeatable augmentation).
+    min_crop_area: 0: a fixed-size window (the paper's). > 0: a window of
+      min_crop_area to all of the image's area and aspect 3/4 to 4/3, resized to
+      crop_size (bilinear): Inception's scale augmentation.
   """
   crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  cropped = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], crop_seed)
+  if min_crop_area > 0:
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), tf.zeros([1, 0, 4]), crop_seed, min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_crop_area, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    cropped = tf.image.resize(tf.slice(image, begin, size), [crop_size, crop_size],
+                              method="bilinear")
+    cropped.set_shape([crop_size, crop_size, 3])
+  else:
+    cropped = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], crop_seed)
   return tf.image.stateless_random_flip_left_right(cropped, flip_seed)
 
 
@@ -232,7 +248,7 @@ def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderCon
         lambda index, ex: {
             **ex, "image": random_crop_and_flip(
                 ex["image"], config.crop_size,
-                tf.stack([tf.constant(seed, tf.int64), index]))},
+                tf.stack([tf.constant(seed, tf.int64), index]), config.min_crop_area)},
         num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   elif not crop_now:
     dataset = dataset.map(

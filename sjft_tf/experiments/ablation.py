@@ -12,6 +12,11 @@ Rows (ROWS):
                                cosine of pretrained pooled features (semantic.py)
   selective_classes            joint, the source classes whose mean feature is nearest
                                a target class mean, whole classes (semantic.py)
+  l2sp                         fine-tuning with L2-SP (regularization.py) instead of
+                               weight decay: the no-source regulariser
+  linear_probe                 the target head alone trained, the base frozen
+  lp_ft                        linear probe, then everything fine-tuned from it (Kumar
+                               et al., ICLR 2022)
 plus a sweep of K0 (pool size per level) for selective_learned, one seed.
 
 Budget: with budget_images > 0 every row that uses part of the source uses that many
@@ -20,6 +25,11 @@ together reach it; classes: whole classes until it is reached), so selective and
 random compare at one stated size. With equal_target_images the target-only row takes
 half the joint batch, so every row sees the same target images (the joint rows add
 the source on top); otherwise every row sees the same number of images a batch.
+
+With head_warmup_steps > 0 every joint row is two runs, as lp_ft is: its fresh heads
+are first trained with the base frozen (runs/<row>/seed<N>/warmup), then everything
+from there, so no row pays for random heads' gradients in its base. The linear_probe
+row is that warm-up on the target alone (and lp_ft's first stage).
 
 Layout under `output_dir`: selections/<name>/round_000, runs/<row>/seed<N>/ (a training
 run with its evaluation), results.json, results.md and figures/.
@@ -36,7 +46,12 @@ from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
 
 ROWS = ("target_only", "joint_all", "joint_random", "selective_learned", "selective_gabor",
-        "selective_learned_iterative", "selective_deep", "selective_classes")
+        "selective_learned_iterative", "selective_deep", "selective_classes", "l2sp",
+        "linear_probe", "lp_ft")
+# The paper's table (and ours beside it before the no-source baselines): the default.
+PAPER_ROWS = ROWS[:8]
+# Rows without a source: one target-only run (or two, lp_ft).
+NO_SOURCE_ROWS = ("target_only", "l2sp", "linear_probe", "lp_ft")
 ROW_TITLES = {
     "target_only": "fine-tune, no source",
     "joint_all": "joint, all source",
@@ -46,6 +61,9 @@ ROW_TITLES = {
     "selective_learned_iterative": "selective (iterative)",
     "selective_deep": "selective, deep features",
     "selective_classes": "selective, deep class means",
+    "l2sp": "fine-tune with L2-SP, no source",
+    "linear_probe": "linear probe, no source",
+    "lp_ft": "linear probe then fine-tune, no source",
 }
 LEARNED_ROWS = ("joint_all", "joint_random", "selective_learned",
                 "selective_learned_iterative", "selective_deep", "selective_classes")
@@ -63,7 +81,7 @@ class AblationConfig:
     train: the training template: model, optimizer, batch, sizes, total_steps,
       steps_per_epoch, the target (target_spec_dir); output_dir, first_round, seed
       and rounds are set per run.
-    rows: the rows of the table (ROWS).
+    rows: the rows of the table (ROWS; by default the paper's eight, PAPER_ROWS).
     eval_splits: the target splits the table reports: a validation split while
       settings are chosen, the test split once for the final table.
     k0: pool size per level of the selective rows (when budget_images is 0).
@@ -79,12 +97,18 @@ class AblationConfig:
       every row sees the same target images.
     feature_weights: weights of the deep-feature rows' network, the training model's
       base (pretrained even when the runs start from scratch); "": the model's weights.
+    head_warmup_steps: batches of training the heads with the base frozen before every
+      joint row and lp_ft (module docstring); the linear_probe row is this run. 0: no
+      warm-up (linear_probe and lp_ft then refuse).
+    head_warmup_learning_rate: the warm-up's learning rate (cosine schedule).
+    l2sp_row_alpha: the l2sp row's pull towards the pretrained weights (its weight decay
+      is 0, as in Li et al. 2018; beta is the template's l2sp.beta).
   """
   output_dir: str
   learned_descriptors: str
   gabor_descriptors: str
   train: train_lib.TrainConfig
-  rows: tuple[str, ...] = ROWS
+  rows: tuple[str, ...] = PAPER_ROWS
   eval_splits: tuple[str, ...] = ("val",)
   k0: int = dataclasses.field(default=50, metadata={"flag": {"lower_bound": 1}})
   k0_sweep: tuple[int, ...] = ()
@@ -98,11 +122,18 @@ class AblationConfig:
   budget_images: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   equal_target_images: bool = True
   feature_weights: str = ""
+  head_warmup_steps: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
+  head_warmup_learning_rate: float = dataclasses.field(
+      default=0.01, metadata={"flag": {"lower_bound": 0.0}})
+  l2sp_row_alpha: float = dataclasses.field(default=0.1, metadata={"flag": {"lower_bound": 0.0}})
 
   def __post_init__(self):
     unknown = sorted(set(self.rows) - set(ROWS))
     if unknown:
       raise ValueError(f"unknown rows {unknown}; known: {list(ROWS)}")
+    needing = sorted({"linear_probe", "lp_ft"} & set(self.rows))
+    if needing and not self.head_warmup_steps:
+      raise ValueError(f"rows {needing} need head_warmup_steps > 0")
 
   @property
   def features(self) -> semantic.FeatureConfig:
@@ -132,7 +163,7 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
   target_only) for this seed; only the selections these rows need are built."""
   rows = config.rows if rows is None else rows
   root = os.path.join(config.output_dir, "selections")
-  firsts = {"target_only": None} if "target_only" in rows else {}
+  firsts = {row: None for row in rows if row in NO_SOURCE_ROWS}
   if k0 is not None:
     rows = ("selective_learned",)
 
@@ -181,9 +212,25 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
   return firsts
 
 
-def run_config(config: AblationConfig, row: str, seed: int, first_round: str | None,
-               run_dir: str) -> train_lib.TrainConfig:
-  """The training run of one row and seed: the template with its selection and seed."""
+def warmup_config(config: AblationConfig, run: train_lib.TrainConfig,
+                  output_dir: str) -> train_lib.TrainConfig:
+  """The head warm-up of `run`: its data and heads, the base frozen (batch norm in
+  inference mode), config.head_warmup_steps batches, no L2-SP, one round."""
+  steps = config.head_warmup_steps
+  return dataclasses.replace(
+      run, output_dir=output_dir, initial_run="", total_steps=steps,
+      steps_per_epoch=run.steps_per_epoch if steps % run.steps_per_epoch == 0 else steps,
+      epochs_per_round=0, model=dataclasses.replace(run.model, freeze="."),
+      optimizer=dataclasses.replace(run.optimizer,
+                                    learning_rate=config.head_warmup_learning_rate,
+                                    warmup_steps=0),
+      l2sp=dataclasses.replace(run.l2sp, alpha=0.0))
+
+
+def run_configs(config: AblationConfig, row: str, seed: int, first_round: str | None,
+                run_dir: str) -> list[train_lib.TrainConfig]:
+  """The training runs of one row and seed, in order (each starts from the one before;
+  the last is the row's model): the template with the row's selection and seed."""
   template = config.train
   epochs = template.total_steps // template.steps_per_epoch
   rounds = config.rounds if row == "selective_learned_iterative" else 1
@@ -192,21 +239,40 @@ def run_config(config: AblationConfig, row: str, seed: int, first_round: str | N
   run = dataclasses.replace(template, output_dir=run_dir, first_round=first_round or "",
                             pairs=dataclasses.replace(template.pairs, seed=seed))
   if first_round is None:
-    return train_lib.target_only(run, run_dir, config.equal_target_images)
-  return dataclasses.replace(run, target_spec_dir="",
-                             epochs_per_round=epochs // rounds if rounds > 1 else 0)
+    run = train_lib.target_only(run, run_dir, config.equal_target_images)
+    if row == "l2sp":
+      return [dataclasses.replace(
+          run, l2sp=dataclasses.replace(run.l2sp, alpha=config.l2sp_row_alpha),
+          optimizer=dataclasses.replace(run.optimizer, weight_decay=0.0))]
+    if row in ("linear_probe", "lp_ft"):
+      probe = warmup_config(config, run, os.path.join(
+          os.path.dirname(os.path.dirname(run_dir)), "linear_probe", f"seed{seed}"))
+      return [probe] if row == "linear_probe" else [
+          probe, dataclasses.replace(run, initial_run=probe.output_dir)]
+    return [run]
+  run = dataclasses.replace(run, target_spec_dir="",
+                            epochs_per_round=epochs // rounds if rounds > 1 else 0)
+  if not config.head_warmup_steps:
+    return [run]
+  warmup = warmup_config(config, run, os.path.join(run_dir, "warmup"))
+  return [warmup, dataclasses.replace(run, initial_run=warmup.output_dir)]
 
 
 def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
                        run_dir: str, target_dir: str) -> dict:
-  """Trains (or reuses) one run and evaluates it on each of config.eval_splits (or
-  reuses those evaluations).
+  """Trains (or reuses) the runs of one row and seed and evaluates the last on each of
+  config.eval_splits (or reuses those evaluations).
 
   Returns:
-    {"report": the training report, "evaluation": {split: evaluation}}.
+    {"report": the last run's training report, "seconds": training seconds of all its
+    runs (of the calls that trained them), "evaluation": {split: evaluation}}.
   """
-  report = train_lib.train(run_config(config, row, seed, first_round, run_dir))
-  return {"report": report, "evaluation": {split: evaluate_lib.evaluate(
+  chain = run_configs(config, row, seed, first_round, run_dir)
+  reports = [train_lib.train(run) for run in chain]
+  run_dir = chain[-1].output_dir
+  report = reports[-1]
+  return {"report": report, "seconds": sum(r["seconds_this_call"] for r in reports),
+          "run_dir": run_dir, "evaluation": {split: evaluate_lib.evaluate(
       run_dir, target_dir, evaluate_lib.EvalConfig(split=split, views=tuple(config.views)))
       for split in config.eval_splits}}
 

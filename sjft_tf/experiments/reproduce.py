@@ -12,6 +12,7 @@ import dataclasses
 import os
 import time
 
+import numpy as np
 from absl import logging
 
 from sjft_tf import files, outputs
@@ -36,10 +37,14 @@ def markdown_table(rows: dict, sweep: list, config: ablation.AblationConfig,
   keys = metric_keys(config)
   lines = ["| row | " + " | ".join(f"{split} {_SHORT_METRICS[metric]} % ({view})"
                                     for _, split, view, metric in keys)
-           + " | seeds | selected source images (first / last round) |",
-           "|---|" + "---|" * len(keys) + "---|---|"]
+           + " | target train % (last epoch) | seeds | selected source images (first / "
+             "last round) |",
+           "|---|" + "---|" * len(keys) + "---|---|---|"]
   for name, row in rows.items():
     cells = [f"{row[k]['mean'] * 100:.1f} ± {row[k]['std'] * 100:.1f}" for k, *_ in keys]
+    train = [r["target_train_accuracy"] for r in row["runs"]
+             if r.get("target_train_accuracy") is not None]
+    cells.append(f"{np.mean(train) * 100:.1f}" if train else "")
     lines.append(f"| {ablation.ROW_TITLES[name]} | " + " | ".join(cells)
                  + f" | {len(row[keys[0][0]]['values'])} | {row['selected_images']} / "
                    f"{row['final_selected_images']} |")
@@ -82,8 +87,9 @@ def _measured(config, row: str, seed: int, first_round, run_dir: str, head: dict
   done = ablation.train_and_evaluate(config, row, seed, first_round, run_dir,
                                      config.train.target_spec_dir)
   record = {**head, "run_dir": run_dir,
-            # Training seconds of the call that trained it (a rerun reuses the run).
-            "train_seconds": done["report"]["seconds_this_call"],
+            # Training seconds of the calls that trained its runs (a rerun reuses them).
+            "train_seconds": done["seconds"],
+            "target_train_accuracy": target_train_accuracy(done["report"]),
             "selected_images": 0 if first_round is None else ablation.selected_images(
                 first_round)}
   if with_final_round:  # of the last round the run trained on
@@ -91,6 +97,14 @@ def _measured(config, row: str, seed: int, first_round, run_dir: str, head: dict
         ablation.selected_images(outputs.TrainedRun.read(run_dir).last_round))
   return {**record, **{key: done["evaluation"][split]["views"][view][metric]
                        for key, split, view, metric in metric_keys(config)}}
+
+
+def target_train_accuracy(report: dict) -> float | None:
+  """The target head's training accuracy in the last epoch of a run's report (joint
+  runs log it as target_accuracy, runs of older versions without a source as accuracy)."""
+  logs = report.get("final_epoch_logs", {})
+  value = logs.get("target_accuracy", logs.get("accuracy"))
+  return None if value is None else float(value)
 
 
 def _write_figures(config, rows: dict, sweep: list) -> None:

@@ -105,7 +105,7 @@ class SelectiveRounds(keras.callbacks.Callback):
     if not self._started:
       # Resuming at `epoch`: the pair stream continues where that epoch starts.
       steps = self.params.get("steps") or 0
-      self.sampler.start_at(epoch * steps * (self.sampler.config.batch_size // 2))
+      self.sampler.start_at(epoch * steps * self.sampler.config.target_images_per_batch())
       self._started = True
     round_index = self._first_round + (epoch // self.epochs_per_round
                                        if self.epochs_per_round else 0)
@@ -118,3 +118,30 @@ class SelectiveRounds(keras.callbacks.Callback):
                   mean_level=float(np.mean(self.sampler.levels)),
                   mean_pool_size=float(np.mean(self.sampler.pool_sizes)),
                   selected_images=float(self.sampler.selected_images))
+
+
+class TargetValidation(keras.callbacks.Callback):
+  """Target-head top-1 on a held-out split after every epoch: the learning curve by
+  which a training length is chosen (centre crops, inference mode).
+
+  Adds `target_validation_accuracy` to the epoch logs (History, CSVLogger, TensorBoard).
+
+  Args:
+    spec_dir, split: the target's validation images (never a split the run trains on).
+    reader: evaluation reading (sizes, batch).
+    max_images: evaluate the split's first this many images (its shards mix classes);
+      0: all of them.
+  """
+
+  def __init__(self, spec_dir: str, split: str, reader: pipeline.ReaderConfig,
+               max_images: int = 0):
+    super().__init__()
+    self.spec_dir, self.split, self.reader = spec_dir, split, reader
+    self.max_images = max_images
+
+  def on_epoch_end(self, epoch, logs=None):
+    _, labels, probabilities = predict.target_probabilities(
+        self.model, self.spec_dir, self.split, self.reader, max_images=self.max_images)
+    if logs is not None:
+      logs["target_validation_accuracy"] = float(np.mean(
+          np.argmax(probabilities, axis=1) == labels))

@@ -33,7 +33,12 @@ class ModelConfig:
     alpha: MobileNet / MobileNetV2 width multiplier (None for other bases).
     freeze: a regular expression; base layers whose name matches it are frozen (not
       trained; batch norm among them runs in inference mode). "" trains everything,
-      as the paper does; e.g. "^conv1" freezes ResNet-V2's stem.
+      as the paper does; e.g. "^conv1" freezes ResNet-V2's stem, "." the whole base
+      (a linear probe: only the heads learn).
+    freeze_batch_norm: every BatchNormalization layer of the base is frozen: inference
+      mode with its pretrained moving statistics, scale and offset kept, as Keras'
+      transfer-learning guide fine-tunes (small target batches then cannot replace
+      the ImageNet statistics).
     dropout: dropout rate on the pooled feature, before both heads.
     head_init_stddev: heads' kernels start from N(0, stddev^2), biases from 0 (paper:
       0.01, Caffe's gaussian filler).
@@ -43,6 +48,7 @@ class ModelConfig:
   input_size: int = 224
   alpha: float | None = None
   freeze: str = ""
+  freeze_batch_norm: bool = False
   dropout: float = 0.0
   head_init_stddev: float = 0.01
 
@@ -61,6 +67,10 @@ def build_base(config: ModelConfig) -> keras.Model:
                        f"{config.base}")
     for layer in frozen:
       layer.trainable = False
+  if config.freeze_batch_norm:
+    for layer in base.layers:
+      if isinstance(layer, keras.layers.BatchNormalization):
+        layer.trainable = False
   return base
 
 
@@ -92,3 +102,30 @@ def build_joint_model(config: ModelConfig, target_classes: int,
   if source_classes:
     outputs[SOURCE_HEAD] = _head(SOURCE_HEAD, source_classes, config.head_init_stddev)(features)
   return keras.Model(images, outputs, name=f"sjft_{config.base.lower()}")
+
+
+def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
+  """Starts `model` (from `build_joint_model`) from another joint model's weights: the
+  base, and each head that `source` has with the same classes.
+
+  Returns:
+    The names of the layers copied (the base's, and the heads').
+  Raises:
+    ValueError: the bases differ (another network, width or input size).
+  """
+  copied = []
+  for layer in model.layers:
+    if not layer.weights:
+      continue
+    try:
+      other = source.get_layer(layer.name)
+    except ValueError:
+      other = None
+    if other is not None and [tuple(w.shape) for w in other.weights] == [
+        tuple(w.shape) for w in layer.weights]:
+      layer.set_weights(other.get_weights())
+      copied.append(layer.name)
+    elif layer.name not in (TARGET_HEAD, SOURCE_HEAD):
+      raise ValueError(f"the starting model has no layer {layer.name!r} of the same "
+                       f"shapes: another base")
+  return copied

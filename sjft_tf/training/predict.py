@@ -13,7 +13,8 @@ VIEWS = ("centre", "ten_crops")
 
 
 def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
-                         views: str = "centre") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         views: str = "centre", max_images: int = 0
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Softmax of the target head on every image of `split`.
 
   Args:
@@ -22,6 +23,7 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
     reader: evaluation reading (resize_size, crop_size, batch_size).
     views: "centre" (one centre crop) or "ten_crops" (centre + 4 corners and their
       flips, probabilities averaged: the multi-crop test of the paper).
+    max_images: only the split's first this many images (0: all).
   Returns:
     (ids str [n], labels int64 [n], probabilities float32 [n, classes]) in spec order.
   """
@@ -39,6 +41,8 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
 
   dataset = (pipeline.make_dataset(spec, split, reader, training=False) if views == "centre"
              else pipeline.make_multicrop_dataset(spec, split, reader))
+  if max_images:
+    dataset = dataset.unbatch().take(max_images).batch(reader.batch_size)
   ids, labels, rows = [], [], []
   for batch in dataset:
     rows.append(probabilities(batch["image"]).numpy())

@@ -1,10 +1,11 @@
 """The paired input of joint fine-tuning (Ge & Yu 2017, section 3.4), as tf.data.
 
 Each pair: a target training image drawn with probability proportional to its level,
-and one source image drawn uniformly from that target's current pool. A batch of
-`batch_size` images holds batch_size / 2 pairs, interleaved (target, source, target,
-...), so batch norm sees the mixed batch and any even split across replicas holds as
-many images of each domain. Labels: {"target": target label or IGNORE_LABEL, "source":
+and one source image drawn uniformly from that target's current pool (the paper's 1:1;
+`sources_per_target` = k draws k source images from the pool: a group of 1 + k). A
+batch of `batch_size` images holds batch_size / (1 + k) groups, interleaved (target,
+source, ..., target, ...), so batch norm sees the mixed batch and any split across
+replicas by whole groups holds the same mix of domains. Labels: {"target": target label or IGNORE_LABEL, "source":
 source-head label or IGNORE_LABEL} (see losses.py).
 
 Rounds change the levels and pools while `model.fit` runs: they live in variables that
@@ -36,18 +37,36 @@ class PairConfig:
   """How pairs are drawn and augmented.
 
   Attributes:
-    batch_size: images per batch, both domains together (even; paper: 20).
+    batch_size: images per batch, both domains together (a multiple of 1 +
+      sources_per_target; paper: 20).
     resize_size: images are resized to a square of this side first (paper: 256)...
     crop_size: ...then randomly cropped to this side and flipped (paper: 224; None: the
       model's input size, which a TrainConfig sets).
+    min_crop_area: 0: that crop is a fixed crop_size window (the paper's); > 0: a
+      random window of this to all of the square's area (aspect 3/4-4/3) resized to
+      crop_size, the scale augmentation of training from scratch (Inception: 0.08).
+    sources_per_target: source images drawn from each target's pool per target image
+      (paper: 1); more shows the source more often than the target.
     seed: the pairs and augmentations of a run are a function of (seed, pair index).
     max_encoded_gib: refuse to hold more than this many GiB of encoded images.
   """
   batch_size: int = dataclasses.field(default=32, metadata={"flag": {"lower_bound": 2}})
   resize_size: int = 256
   crop_size: int | None = None
+  min_crop_area: float = dataclasses.field(default=0.0, metadata={
+      "flag": {"lower_bound": 0.0, "upper_bound": 1.0}})
+  sources_per_target: int = dataclasses.field(default=1, metadata={"flag": {"lower_bound": 1}})
   seed: int = 0
   max_encoded_gib: float = 8.0
+
+  @property
+  def group_size(self) -> int:
+    """Images a target image brings into a batch: itself and its source images."""
+    return 1 + self.sources_per_target
+
+  def target_images_per_batch(self, batch_size: int | None = None) -> int:
+    """Target images in a joint batch of batch_size (default this config's)."""
+    return (batch_size or self.batch_size) // self.group_size
 
 
 def _check_no_strategy() -> None:
@@ -73,9 +92,10 @@ class PairSampler:
 
   def __init__(self, first_round, config: PairConfig = PairConfig()):
     _check_no_strategy()
-    if config.batch_size % 2 or not config.crop_size:
-      raise ValueError(f"batch_size {config.batch_size} must be even (1:1 pairs) and "
-                       f"crop_size ({config.crop_size}) set")
+    if config.batch_size % config.group_size or not config.crop_size:
+      raise ValueError(f"batch_size {config.batch_size} must be a multiple of "
+                       f"{config.group_size} (1 target and {config.sources_per_target} "
+                       f"source images a group) and crop_size ({config.crop_size}) set")
     selection = manifest.load(first_round)
     self.config = config
     self._target_ids = selection.target_ids
@@ -163,7 +183,7 @@ class PairSampler:
     self.selected_images = len(fallback)
 
   def start_at(self, pair_index: int) -> None:
-    """The next pair drawn is pair `pair_index` of the run (resuming at a step)."""
+    """The next group drawn is group `pair_index` of the run (resuming at a step)."""
     self._start_pair.assign(pair_index)
 
   def _image(self, domain: str, row: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -172,38 +192,52 @@ class PairSampler:
         tf.gather(table["encoded"], row), tf.gather(table["format"], row),
         tf.gather(table["height"], row), tf.gather(table["width"], row),
         self.config.resize_size)
-    return pipeline.random_crop_and_flip(image, self.config.crop_size, seed)
+    return pipeline.random_crop_and_flip(image, self.config.crop_size, seed,
+                                         self.config.min_crop_area)
 
   def _draw(self, pair_index: tf.Tensor):
-    """(target row, held source row, seed for each image) of pair `pair_index`."""
+    """(target row, held source rows [k], seeds [1 + k, 2]) of group `pair_index`.
+
+    With k = 1 the draws are those of earlier versions (a resumed run continues them).
+    """
+    k = self.config.sources_per_target
     seeds = tf.random.experimental.stateless_split(
-        tf.stack([tf.constant(self.config.seed, tf.int64), pair_index]), 4)
+        tf.stack([tf.constant(self.config.seed, tf.int64), pair_index]), 2 + 2 * k)
     u = tf.random.stateless_uniform([], seeds[0], dtype=tf.float64)
     last = tf.size(self._target_cdf, out_type=tf.int64) - 1
     target = tf.minimum(
         tf.searchsorted(self._target_cdf, [u], side="right", out_type=tf.int64)[0], last)
     size = tf.gather(self._pool_sizes, target)
-    offset = tf.minimum(tf.cast(tf.random.stateless_uniform(
-        [], seeds[1], dtype=tf.float64) * tf.cast(size, tf.float64), tf.int64), size - 1)
-    source = tf.gather(self._pool_values, tf.gather(self._pool_starts, target) + offset)
-    return target, source, seeds[2:]
+    offset_seeds = tf.concat([seeds[1:2], seeds[2 + k + 1:]], axis=0)  # [k, 2]
+    offsets = tf.minimum(tf.cast(tf.map_fn(
+        lambda s: tf.random.stateless_uniform([], s, dtype=tf.float64), offset_seeds,
+        fn_output_signature=tf.float64) * tf.cast(size, tf.float64), tf.int64), size - 1)
+    sources = tf.gather(self._pool_values, tf.gather(self._pool_starts, target) + offsets)
+    return target, sources, seeds[2:2 + k + 1]
 
   def pair_ids(self, first_pair: int, num_pairs: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (target id, source id) of pairs first_pair ... first_pair + num_pairs - 1
-    under the current round (what `dataset` decodes; for inspection and tests)."""
+    """The (target id [n], source ids [n, k]; [n] when k = 1) of groups first_pair ...
+    first_pair + num_pairs - 1 under the current round (what `dataset` decodes; for
+    inspection and tests)."""
     rows = tf.data.Dataset.range(first_pair, first_pair + num_pairs).map(
         lambda index: self._draw(index)[:2]).batch(max(num_pairs, 1))
-    targets, sources = next(iter(rows)) if num_pairs else (np.zeros(0, int),) * 2
+    if not num_pairs:
+      return np.zeros(0, str), np.zeros(0, str)
+    targets, sources = next(iter(rows))
+    sources = self._held_source_ids[np.asarray(sources)]
     return (self._target_ids[np.asarray(targets)],
-            self._held_source_ids[np.asarray(sources)])
+            sources[:, 0] if self.config.sources_per_target == 1 else sources)
 
   def _pair(self, pair_index: tf.Tensor):
-    target, source, seeds = self._draw(pair_index)
-    images = tf.stack([self._image("target", target, seeds[0]),
-                       self._image("source", source, seeds[1])])
+    target, sources, seeds = self._draw(pair_index)
+    k = self.config.sources_per_target
+    images = tf.stack([self._image("target", target, seeds[0])] + [
+        self._image("source", sources[i], seeds[1 + i]) for i in range(k)])
     ignore = tf.constant(IGNORE_LABEL, tf.int64)
-    labels = {TARGET_HEAD: tf.stack([tf.gather(self._tables["target"]["label"], target), ignore]),
-              SOURCE_HEAD: tf.stack([ignore, tf.gather(self._tables["source"]["label"], source)])}
+    labels = {TARGET_HEAD: tf.stack([tf.gather(self._tables["target"]["label"], target)]
+                                    + [ignore] * k),
+              SOURCE_HEAD: tf.concat([[ignore], tf.gather(self._tables["source"]["label"],
+                                                          sources)], axis=0)}
     return images, labels
 
   def dataset(self, batch_size: int | None = None, shard_index: int = 0,
@@ -211,7 +245,7 @@ class PairSampler:
     """The endless paired input.
 
     Args:
-      batch_size: images per batch (default config.batch_size; even).
+      batch_size: images per batch (default config.batch_size; whole groups).
       shard_index, num_shards: this input pipeline takes pairs shard_index,
         shard_index + num_shards, ... of the run's pair stream (one pipeline per
         worker under multi-worker training).
@@ -220,8 +254,10 @@ class PairSampler:
       [batch], "source": int64 [batch]}), domains interleaved.
     """
     batch_size = batch_size or self.config.batch_size
-    if batch_size % 2:
-      raise ValueError(f"batch_size {batch_size} must be even (1:1 pairs)")
+    group = self.config.group_size
+    if batch_size % group:
+      raise ValueError(f"batch_size {batch_size} must be a multiple of {group} (groups "
+                       f"of 1 target and {group - 1} source images)")
     crop = self.config.crop_size
 
     def pair_at(position):
@@ -235,7 +271,7 @@ class PairSampler:
     options.deterministic = True
     return (tf.data.Dataset.range(_MAX_INDEX)
             .map(pair_at, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size // 2, drop_remainder=True)
+            .batch(batch_size // group, drop_remainder=True)
             .map(interleave)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(options))

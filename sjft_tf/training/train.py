@@ -34,7 +34,7 @@ from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest
 from sjft_tf.training import callbacks as callbacks_lib
 from sjft_tf.training import losses, optimization, regularization, resumable
-from sjft_tf.training.model import TARGET_HEAD, ModelConfig, build_joint_model
+from sjft_tf.training.model import TARGET_HEAD, ModelConfig, build_joint_model, copy_weights
 from sjft_tf.training.sampler import PairConfig, PairSampler
 
 CONFIG_FILENAME = outputs.TRAIN_CONFIG_FILENAME
@@ -53,6 +53,10 @@ class TrainConfig:
       trains on the target alone (plain fine-tuning, the baseline).
     target_spec_dir, target_split: the target training images when first_round is ""
       (otherwise the selection names them).
+    initial_run: a finished run whose model starts this one (its base, and each head
+      with the same classes; `model.copy_weights`) instead of model.weights alone:
+      the second stage of linear-probe-then-fine-tune, or of a joint run whose fresh
+      heads were first trained with the base frozen. "": model.weights.
     model: the shared base and heads.
     optimizer: SGD, schedule, accumulation.
     pairs: batch (images of both domains), augmentation sizes, seed; its crop_size is
@@ -68,6 +72,10 @@ class TrainConfig:
     target_batch_norm_for_levels: the predictions that set the next round's levels use
       batch norm statistics re-estimated on the target training images (the model is
       unchanged); for runs from scratch, whose moving averages settle late.
+    validation_split: a split of the target evaluated (target head, centre crop) after
+      every epoch, logged as target_validation_accuracy: the learning curve. "": none.
+    validation_images: evaluate only the validation split's first this many images
+      (its shards mix classes); 0: all.
     strategy: "mirrored" (all local GPUs, else the CPU), "multi_worker" (TF_CONFIG
       cluster, custom loop) or "one_device".
     verbose: Keras progress output (0 silent, 1 bar, 2 a line an epoch).
@@ -76,6 +84,7 @@ class TrainConfig:
   first_round: str = ""
   target_spec_dir: str = ""
   target_split: str = "train"
+  initial_run: str = ""
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   optimizer: optimization.OptimizerConfig = dataclasses.field(
       default_factory=optimization.OptimizerConfig)
@@ -89,6 +98,8 @@ class TrainConfig:
   l2sp: regularization.L2SPConfig = dataclasses.field(
       default_factory=regularization.L2SPConfig)
   target_batch_norm_for_levels: bool = False
+  validation_split: str = ""
+  validation_images: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   strategy: str = dataclasses.field(default="mirrored",
                                     metadata={"flag": {"enum_values": list(STRATEGIES)}})
   verbose: int = 2
@@ -107,14 +118,15 @@ def target_only(config: TrainConfig, output_dir: str,
   (the first round's target split, or config's), no source, no rounds.
 
   Args:
-    equal_target_images: halve the batch, so the baseline sees as many target images
-      as the joint run, whose batches are half source images.
+    equal_target_images: the batch holds as many images as the joint run's batches
+      hold target images (half, at the paper's 1:1), so the baseline sees as many.
   """
   spec_dir, split = config.target_spec_dir, config.target_split
   if config.first_round:
     target = manifest.load(config.first_round).provenance.target
     spec_dir, split = target.spec_dir, target.split
-  batch_size = config.pairs.batch_size // (2 if equal_target_images else 1)
+  batch_size = (config.pairs.target_images_per_batch() if equal_target_images
+                else config.pairs.batch_size)
   return dataclasses.replace(
       config, output_dir=output_dir, first_round="", target_spec_dir=spec_dir,
       target_split=split, epochs_per_round=0,
@@ -136,7 +148,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 def target_only_dataset(spec, split: str, pairs: PairConfig) -> tf.data.Dataset:
   """Plain fine-tuning input: (images [batch, crop, crop, 3], {"target": labels})."""
   reader = pipeline.ReaderConfig(batch_size=pairs.batch_size, resize_size=pairs.resize_size,
-                                 crop_size=pairs.crop_size, seed=pairs.seed, repeat=True)
+                                 crop_size=pairs.crop_size, seed=pairs.seed, repeat=True,
+                                 min_crop_area=pairs.min_crop_area)
   return pipeline.make_dataset(spec, split, reader, training=True).map(
       lambda batch: (batch["image"], {TARGET_HEAD: batch["label"]}))
 
@@ -197,10 +210,15 @@ def _worker_output_dir(config: TrainConfig, strategy: tf.distribute.Strategy) ->
 
 def _inputs_fingerprint(config: TrainConfig) -> str:
   """`files.fingerprint` of what the run trains on: its first selection round, or the
-  target split it fine-tunes on alone."""
+  target split it fine-tunes on alone, and the model it starts from (initial_run)."""
   if config.first_round:
-    return manifest.fingerprint(config.first_round)
-  return spec_lib.load_spec(config.target_spec_dir).split_fingerprint(config.target_split)
+    data = manifest.fingerprint(config.first_round)
+  else:
+    data = spec_lib.load_spec(config.target_spec_dir).split_fingerprint(config.target_split)
+  if not config.initial_run:
+    return data
+  return files.fingerprint({"data": data, "initial_model": outputs.TrainedRun.read(
+      config.initial_run).model_fingerprint()})
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -234,7 +252,7 @@ def _check_config(config: TrainConfig) -> None:
   files.write_json_atomic(path, {**current, "verbose": config.verbose})
 
 
-_PATH_SETTINGS = ("output_dir", "first_round", "target_spec_dir")
+_PATH_SETTINGS = ("output_dir", "first_round", "target_spec_dir", "initial_run")
 # Settings earlier versions saved that are now implied by others (pairs.max_level: the
 # selection's max_level).
 _RETIRED_SETTINGS = {"max_level"}
@@ -273,14 +291,17 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
       return json.load(f)
   files.remove_stale_temporaries(config.output_dir)  # e.g. a model save killed half way
   replicas = strategy.num_replicas_in_sync
-  if config.pairs.batch_size % (2 * replicas):
-    raise ValueError(f"batch_size {config.pairs.batch_size} must be a multiple of 2 x "
-                     f"{replicas} replicas (equal halves of each domain per replica)")
+  group = config.pairs.group_size if config.first_round else 1
+  if config.pairs.batch_size % (group * replicas):
+    raise ValueError(f"batch_size {config.pairs.batch_size} must be a multiple of "
+                     f"{group} x {replicas} replicas (the same mix of domains per replica)")
 
   run_callbacks, source_classes = [], []
+  target_spec_dir = config.target_spec_dir
   if config.first_round:
     sampler = PairSampler(config.first_round, config.pairs)
     target_classes, source_classes = sampler.target_class_names, sampler.source_class_names
+    target_spec_dir = sampler.target_spec_dir
     run_callbacks.append(callbacks_lib.SelectiveRounds(
         sampler, os.path.join(config.output_dir, "rounds"), config.epochs_per_round,
         config.level_rule, target_batch_norm=config.target_batch_norm_for_levels))
@@ -304,10 +325,17 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   keras.utils.set_random_seed(config.pairs.seed)
   with strategy.scope():
     model = build_joint_model(config.model, len(target_classes), len(source_classes))
-    regularization.apply_l2sp(model, config.l2sp)
+    if config.initial_run:
+      copy_weights(outputs.TrainedRun.read(config.initial_run).load_model(), model)
+    regularization.apply_l2sp(model, config.l2sp)  # anchored where the run starts
     losses.compile_joint(model, optimization.make_optimizer(config.optimizer,
                                                             config.total_steps),
                          config.target_loss_weight, config.source_loss_weight)
+  if config.validation_split:  # first, so the loggers below record its number
+    run_callbacks.insert(0, callbacks_lib.TargetValidation(
+        target_spec_dir, config.validation_split, pipeline.ReaderConfig(
+            batch_size=config.pairs.batch_size, resize_size=config.pairs.resize_size,
+            crop_size=config.pairs.crop_size), config.validation_images))
   backup_dir = os.path.join(config.output_dir, "backup")
   history_path = os.path.join(config.output_dir, "history.csv")
   # The history row of an epoch is written before its backup (resumable.py).

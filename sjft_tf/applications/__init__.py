@@ -1,4 +1,5 @@
-"""keras.applications networks as we use them: built by name, with their input scaling.
+"""keras.applications networks, and ours, as we use them: built by name, with their input
+scaling.
 
 Shared by the learned filter bank (descriptors) and the joint model (training), so both
 read images as float RGB in [0, 255] and scale them the way the network was trained.
@@ -7,13 +8,18 @@ read images as float RGB in [0, 255] and scale them the way the network was trai
 import keras
 from keras import ops
 
+from sjft_tf.applications import efficientnet_lite
+
 # keras.applications input scaling per family (the modes of imagenet_utils).
 APPLICATION_PREPROCESSING = {
     "MobileNet": "tf", "MobileNetV2": "tf", "ResNet50V2": "tf", "ResNet101V2": "tf",
     "ResNet152V2": "tf", "Xception": "tf", "InceptionV3": "tf",
     "VGG16": "caffe", "VGG19": "caffe", "ResNet50": "caffe", "ResNet101": "caffe",
     "ResNet152": "caffe", "DenseNet121": "torch", "EfficientNetB0": "none",
+    "EfficientNetLite0": "lite",
 }
+# Networks of this package (not in keras.applications), built by the same arguments.
+OWN_APPLICATIONS = {"EfficientNetLite0": efficientnet_lite.EfficientNetLite0}
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -22,11 +28,14 @@ def preprocess(images, mode: str):
   """keras.applications input scaling of float RGB [..., 3] in [0, 255].
 
   Modes: "tf" (to [-1, 1]), "caffe" (BGR, ImageNet mean subtracted), "torch" (to [0, 1],
-  ImageNet mean/std), "none" (EfficientNet scales inside the network).
+  ImageNet mean/std), "lite" ((x - 127) / 128, EfficientNet-Lite's), "none" (EfficientNet
+  scales inside the network).
   """
   images = ops.cast(images, "float32")
   if mode == "tf":
     return images / 127.5 - 1.0
+  if mode == "lite":
+    return (images - 127.0) / 128.0
   if mode == "caffe":
     return ops.flip(images, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR)
   if mode == "torch":
@@ -34,7 +43,7 @@ def preprocess(images, mode: str):
         _TORCH_STD)
   if mode == "none":
     return images
-  raise ValueError(f"unknown preprocessing mode {mode!r} (tf, caffe, torch, none)")
+  raise ValueError(f"unknown preprocessing mode {mode!r} (tf, caffe, torch, lite, none)")
 
 
 @keras.saving.register_keras_serializable(package="sjft_tf")
@@ -61,16 +70,19 @@ class ApplicationPreprocessing(keras.layers.Layer):
 
 def build_application(application: str, weights=None, input_shape=(None, None, 3),
                       **application_kwargs) -> keras.Model:
-  """A keras.applications network without its top.
+  """A keras.applications network (or one of OWN_APPLICATIONS) without its top.
 
   Args:
-    application: class name in keras.applications, e.g. "ResNet152V2", "MobileNet".
-    weights: "imagenet" (downloads), a weights file path, or None (random).
+    application: class name in keras.applications, e.g. "ResNet152V2", "MobileNet",
+      or "EfficientNetLite0".
+    weights: "imagenet" (Keras downloads; EfficientNetLite0's come from an installed
+      package), a weights file path, or None (random).
     input_shape: (height, width, 3); None sides accept any size.
     application_kwargs: e.g. alpha=0.25 for MobileNet, pooling="avg".
   """
   if application not in APPLICATION_PREPROCESSING:
     raise ValueError(f"unknown application {application!r}; known: "
                      f"{sorted(APPLICATION_PREPROCESSING)}")
-  return getattr(keras.applications, application)(
+  network = OWN_APPLICATIONS.get(application) or getattr(keras.applications, application)
+  return network(
       include_top=False, weights=weights, input_shape=input_shape, **application_kwargs)
