@@ -21,7 +21,8 @@ def shared_data_dir() -> str:
 @pytest.fixture(scope="session")
 def test_cache_dir() -> str:
   """An ignored folder of the checkout for archives the tests unpack."""
-  return os.path.join(os.path.dirname(archives.default_cache_dir()), "test-shared")
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache",
+                      "test-shared")
 
 
 # The longest files first: `make test` runs the suite on 2 processes (pytest-xdist,

@@ -39,7 +39,7 @@ class _Ranges(beam.DoFn):
     self._config = config
 
   def setup(self):
-    self._fitter = extract.EdgeFitter(extract.make_bank(self._config.bank), self._config)
+    self._fitter = extract.EdgeFitter(extract.make_bank(self._config.bank, self._config.dtype_policy), self._config)
 
   def process(self, element):
     spec_dir, split, index = element
@@ -71,7 +71,7 @@ class _Extract(beam.DoFn):
     self._config = config
 
   def setup(self):
-    bank = extract.make_bank(self._config.bank)
+    bank = extract.make_bank(self._config.bank, self._config.dtype_policy)
     edges = store.load_edges(self._config.output_dir)
     self._compute = extract.compiled_descriptors(
         extract.descriptor_model(bank, edges, self._config))

@@ -83,7 +83,7 @@ def main(argv):
           bank=extract.BankConfig(kind=bank_kind, weights=weights),
           resize_size=size, crop_size=size, batch_size=_BATCH_SIZE.value,
           show_progress=False)
-      bank = extract.make_bank(config.bank)
+      bank = extract.make_bank(config.bank, config.dtype_policy)
       edges = extract.fit_edges(bank, spec, "train", config)
       compute = extract.compiled_descriptors(extract.descriptor_model(bank, edges, config))
 

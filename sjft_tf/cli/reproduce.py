@@ -19,7 +19,8 @@ from sjft_tf.experiments import ablation, reproduce
 from sjft_tf.cli import config_flags, descriptors, ingest, runner, select
 
 FLAG_VALUES = flags.FlagValues()
-_UNPACK = flags.DEFINE_list("unpack", [], "Archives under ../shared/data to unpack into .cache/shared first (idempotent), as make shared-data does.", flag_values=FLAG_VALUES)
+_UNPACK = flags.DEFINE_list("unpack", [], "Archives under ../shared/data to unpack first (idempotent), as make shared-data does: ARCHIVE into --unpack_dir, ARCHIVE=FOLDER into --unpack_dir/FOLDER.", flag_values=FLAG_VALUES)
+_UNPACK_DIR = flags.DEFINE_string("unpack_dir", archives.DEFAULT_CACHE_DIR, "Where --unpack extracts, relative to the working directory (the presets' ingest flags read .cache/shared/...).", flag_values=FLAG_VALUES)
 _PREPARE = flags.DEFINE_list("prepare_flagfiles", [], "Stage flag files run first, in order, as tool=flagfile (e.g. sjft-ingest=flags/ingest/flowers102.flags); each reuses its complete output.", flag_values=FLAG_VALUES)
 # Every field of AblationConfig is a flag of its name, and the training template's
 # fields are sjft-train's flags (--target_dir is its target_spec_dir), with this
@@ -52,10 +53,11 @@ def main(argv):
   if (_UNPACK.value or _PREPARE.value) and shared is None:
     raise app.UsageError("preparing the data needs ../shared (or $SJFT_SHARED_DIR)")
   stage_seconds = {}
-  for archive in _UNPACK.value:
+  for item in _UNPACK.value:
     t = time.time()
-    archives.extract(os.path.join(shared, "data", archive), archives.default_cache_dir())
-    stage_seconds[f"unpack {archive}"] = round(time.time() - t, 1)
+    archive, folder = archives.unpack_target(item, _UNPACK_DIR.value)
+    archives.extract(os.path.join(shared, "data", archive), folder)
+    stage_seconds[f"unpack {item}"] = round(time.time() - t, 1)
   for item in _PREPARE.value:
     tool, flagfile = item.split("=", 1)
     if tool not in _STAGES:

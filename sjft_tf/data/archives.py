@@ -14,19 +14,27 @@ from collections.abc import Callable
 SHARED_ENV = "SJFT_SHARED_DIR"
 
 
-def _project_root() -> str:
-  """The source checkout this package runs from (an editable install), else the
-  working directory (an installed wheel lives in site-packages, no place for data)."""
+# Where extracted archives go, relative to the working directory: the presets' ingest
+# flags read their images from there (.cache/shared/<archive's folder>), so unpacking and
+# reading agree from any folder and for an installed (non-editable) package.
+DEFAULT_CACHE_DIR = os.path.join(".cache", "shared")
+
+
+def _checkout() -> str | None:
+  """The source checkout this package runs from (an editable install), else None."""
   checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  return checkout if os.path.exists(os.path.join(checkout, "setup.py")) else os.getcwd()
+  return checkout if os.path.exists(os.path.join(checkout, "setup.py")) else None
 
 
 def shared_dir() -> str | None:
-  """The shared data folder: $SJFT_SHARED_DIR, else ../shared beside the project root.
+  """The shared data folder: $SJFT_SHARED_DIR, else ../shared beside the working
+  directory, else beside the source checkout.
 
   Returns None when absent (a user's clone has no ../shared).
   """
-  candidates = [os.environ.get(SHARED_ENV), os.path.join(_project_root(), "..", "shared")]
+  candidates = [os.environ.get(SHARED_ENV), os.path.join(os.getcwd(), "..", "shared")]
+  if _checkout():
+    candidates.append(os.path.join(_checkout(), "..", "shared"))
   for candidate in filter(None, candidates):
     if os.path.isdir(os.path.join(candidate, "data")):
       return os.path.abspath(candidate)
@@ -34,8 +42,18 @@ def shared_dir() -> str | None:
 
 
 def default_cache_dir() -> str:
-  """Where extracted archives go: .cache/shared in the project root (ignored by git)."""
-  return os.path.join(_project_root(), ".cache", "shared")
+  """Where extracted archives go: DEFAULT_CACHE_DIR under the working directory."""
+  return os.path.abspath(DEFAULT_CACHE_DIR)
+
+
+def unpack_target(item: str, cache_dir: str) -> tuple[str, str]:
+  """(archive path relative to the shared data folder, folder to extract it into) of an
+  `--unpack` item: "ARCHIVE" (into cache_dir) or "ARCHIVE=FOLDER" (into
+  cache_dir/FOLDER, e.g. to keep a larger copy of a dataset apart)."""
+  archive, _, folder = item.partition("=")
+  if folder and (os.path.isabs(folder) or ".." in folder.split(os.sep)):
+    raise ValueError(f"--unpack {item}: FOLDER must be a relative path inside the cache")
+  return archive, os.path.join(cache_dir, folder) if folder else cache_dir
 
 
 def extract(archive: str, cache_dir: str, include: Callable[[str], bool] | None = None,

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sjft_tf import files
+from sjft_tf import files, precision
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import histogram, learned, store
@@ -77,6 +77,8 @@ class ExtractionConfig:
     lookup_cells: cells per channel of the binning lookup grid (speed only; 0: the
       most that fit 64 MiB of tables).
     storage: "float16" or "uint8" (see store.encode).
+    dtype_policy: the bank's precision ("float32", "mixed_bfloat16", "mixed_float16";
+      precision.py); the histogram counting stays float32.
     show_progress: draw progress bars.
   """
   output_dir: str
@@ -89,6 +91,8 @@ class ExtractionConfig:
   lookup_cells: int = 0
   storage: str = dataclasses.field(default="float16",
                                    metadata={"flag": {"enum_values": ["float16", "uint8"]}})
+  dtype_policy: str = dataclasses.field(default="float32", metadata={
+      "flag": {"enum_values": list(precision.POLICIES)}})
   show_progress: bool = True
 
   @property
@@ -96,13 +100,14 @@ class ExtractionConfig:
     return self.num_bins or DEFAULT_NUM_BINS[self.bank.kind]
 
 
-def make_bank(config: BankConfig) -> keras.layers.Layer:
-  """The Keras layer of a bank config."""
-  if config.kind == "gabor":
-    return GaborBank(**dataclasses.asdict(config.gabor))
-  if config.kind == "learned":
-    return learned.application_bank(config.application, config.layer_names, config.weights,
-                                    **config.application_kwargs)
+def make_bank(config: BankConfig, dtype_policy: str = "float32") -> keras.layers.Layer:
+  """The Keras layer of a bank config, computing in `dtype_policy` (precision.py)."""
+  with precision.dtype_policy(dtype_policy):
+    if config.kind == "gabor":
+      return GaborBank(**dataclasses.asdict(config.gabor))
+    if config.kind == "learned":
+      return learned.application_bank(config.application, config.layer_names,
+                                      config.weights, **config.application_kwargs)
   raise ValueError(f"unknown bank kind {config.kind!r} (learned, gabor)")
 
 
@@ -127,8 +132,13 @@ class EdgeFitter:
 
   def __init__(self, bank, config: ExtractionConfig):
     self.bank, self.config = bank, config
-    self._ranges = tf.function(lambda x: histogram.batch_ranges(bank(x)))
+    self._ranges = tf.function(lambda x: histogram.batch_ranges(self._maps(x)))
     self._counts_of, self._bounds = None, None
+
+  def _maps(self, images):
+    """The bank's response maps as float32 (a mixed-precision bank computes in 16 bits;
+    ranges and counts are float32)."""
+    return [tf.cast(m, tf.float32) for m in self.bank(images)]
 
   def shard_ranges(self, spec, split: str, index: int, progress=None):
     """(lower, upper) float32 [C]: each channel's range over shard `index`; None for an
@@ -149,7 +159,7 @@ class EdgeFitter:
         np.array_equal(a, b) for a, b in zip(self._bounds, (lower, upper))):
       zero_floor = histogram.zero_floors(lower, upper)
       self._counts_of = tf.function(lambda x: histogram.batch_fine_counts(
-          self.bank(x), lower, upper, self.config.fine_bins, zero_floor))
+          self._maps(x), lower, upper, self.config.fine_bins, zero_floor))
       self._bounds = (lower, upper)
     counts = np.zeros((lower.shape[0], self.config.fine_bins), np.int64)
     for batch in _images(spec, split, self.config, shard_indices=[index]):
@@ -198,7 +208,7 @@ def descriptor_model(bank, edges: store.Edges, config: ExtractionConfig) -> kera
   """images float [batch, crop, crop, 3] in [0, 255] -> descriptors float32 [batch, C*B]."""
   images = keras.Input((config.crop_size, config.crop_size, 3), name="images")
   layer = histogram.HistogramLayer(edges.edges, edges.zero_floor, config.lookup_cells,
-                                   name="histograms")
+                                   name="histograms", dtype="float32")
   return keras.Model(images, layer(bank(images)), name="descriptors")
 
 
@@ -272,7 +282,8 @@ def _fit_record(config: ExtractionConfig, target: spec_lib.DatasetSpec, split: s
   return {"bank": config.bank.identity(), "num_bins": config.bins,
           "fine_bins": config.fine_bins, "resize_size": config.resize_size,
           "crop_size": config.crop_size, "fit_dataset": target.name, "fit_split": split,
-          "storage": config.storage, files.INPUTS_KEY: target.split_fingerprint(split)}
+          "storage": config.storage, "dtype_policy": config.dtype_policy,
+          files.INPUTS_KEY: target.split_fingerprint(split)}
 
 
 def _check_earlier(metadata_path: str, fit: dict, jobs, inputs: list[str]) -> None:
@@ -327,7 +338,7 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
   metadata_path = os.path.join(config.output_dir, store.METADATA_FILENAME)
   inputs = [spec.split_fingerprint(split) for _, spec, split in jobs]
   _check_earlier(metadata_path, fit, jobs, inputs)
-  bank = make_bank(config.bank)
+  bank = make_bank(config.bank, config.dtype_policy)
   edges_path = os.path.join(config.output_dir, store.EDGES_FILENAME)
   if os.path.exists(edges_path) and os.path.exists(metadata_path):
     edges = store.load_edges(config.output_dir)

@@ -8,9 +8,9 @@ all go through `prepare` and `divergence_matrix` / `divergence_to_rows`.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
-import tensorflow as tf
 
 DEFAULT_EPSILON = 1e-6
 
@@ -61,14 +61,22 @@ def divergence_matrix(targets: Prepared, sources: Prepared) -> np.ndarray:
   return 0.5 * (targets.self_terms[:, None] + sources.self_terms[None, :] - cross)
 
 
-@tf.function(jit_compile=True)
-def _to_rows(target_weighted, target_weighted_logs, target_self, source_values,
-             source_logs, source_self, rows):
-  # XLA fuses each gather into its reduction: the [n, c, D] gathered rows are never
-  # written out, which makes this memory-bound step 2.7x faster than NumPy.
-  cross = (tf.einsum("bcd,bd->bc", tf.gather(source_logs, rows), target_weighted)
-           + tf.einsum("bcd,bd->bc", tf.gather(source_values, rows), target_weighted_logs))
-  return 0.5 * (target_self[:, None] + tf.gather(source_self, rows) - cross)
+@functools.cache
+def _to_rows_compiled():
+  """The XLA-compiled re-ranking step (TensorFlow is imported only here: `prepare` and
+  `divergence_matrix` are NumPy, and run on any array library, e.g. under JAX)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  @tf.function(jit_compile=True)
+  def to_rows(target_weighted, target_weighted_logs, target_self, source_values,
+              source_logs, source_self, rows):
+    # XLA fuses each gather into its reduction: the [n, c, D] gathered rows are never
+    # written out, which makes this memory-bound step 2.7x faster than NumPy.
+    cross = (tf.einsum("bcd,bd->bc", tf.gather(source_logs, rows), target_weighted)
+             + tf.einsum("bcd,bd->bc", tf.gather(source_values, rows), target_weighted_logs))
+    return 0.5 * (target_self[:, None] + tf.gather(source_self, rows) - cross)
+
+  return tf, to_rows
 
 
 GATHER_BUDGET_BYTES = 256 * 2**20
@@ -82,6 +90,7 @@ def divergence_to_rows(targets: Prepared, sources: Prepared, rows: np.ndarray) -
   Targets go in chunks whose gathered rows (chunk x c x D floats, which XLA may
   materialise) stay within GATHER_BUDGET_BYTES.
   """
+  tf, to_rows = _to_rows_compiled()
   row_bytes = max(1, rows.shape[1] * sources.values.shape[1] * 4)
   target_chunk = int(max(1, min(len(rows), GATHER_BUDGET_BYTES // row_bytes)))
   source_tensors = [tf.constant(a) for a in (sources.values, sources.logs, sources.self_terms)]
@@ -93,7 +102,7 @@ def divergence_to_rows(targets: Prepared, sources: Prepared, rows: np.ndarray) -
     def padded(array, count=count):  # one chunk shape: XLA compiles once
       return np.pad(array, [(0, target_chunk - count)] + [(0, 0)] * (array.ndim - 1))
 
-    out.append(_to_rows(padded(targets.weighted[part]), padded(targets.weighted_logs[part]),
+    out.append(to_rows(padded(targets.weighted[part]), padded(targets.weighted_logs[part]),
                         padded(targets.self_terms[part]), *source_tensors,
                         tf.constant(padded(rows[part]), tf.int32)).numpy()[:count])
   return np.concatenate(out) if out else np.zeros(rows.shape, np.float32)

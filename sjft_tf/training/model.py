@@ -13,7 +13,7 @@ import re
 
 import keras
 
-from sjft_tf import applications
+from sjft_tf import applications, precision
 
 TARGET_HEAD = "target"
 SOURCE_HEAD = "source"
@@ -42,6 +42,9 @@ class ModelConfig:
     dropout: dropout rate on the pooled feature, before both heads.
     head_init_stddev: heads' kernels start from N(0, stddev^2), biases from 0 (paper:
       0.01, Caffe's gaussian filler).
+    dtype_policy: "float32", "mixed_bfloat16" or "mixed_float16" (precision.py): the
+      base computes in that precision; the heads, their logits and the losses stay
+      float32.
   """
   base: str = "ResNet50V2"
   weights: str = "imagenet"
@@ -51,6 +54,8 @@ class ModelConfig:
   freeze_batch_norm: bool = False
   dropout: float = 0.0
   head_init_stddev: float = 0.01
+  dtype_policy: str = dataclasses.field(default="float32", metadata={
+      "flag": {"enum_values": list(precision.POLICIES)}})
 
 
 def build_base(config: ModelConfig) -> keras.Model:
@@ -75,8 +80,9 @@ def build_base(config: ModelConfig) -> keras.Model:
 
 
 def _head(name: str, classes: int, stddev: float) -> keras.layers.Dense:
+  # float32 under any policy: logits, softmax and losses keep float32's precision.
   return keras.layers.Dense(
-      classes, name=name,
+      classes, name=name, dtype="float32",
       kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
       bias_initializer="zeros")
 
@@ -91,17 +97,20 @@ def build_joint_model(config: ModelConfig, target_classes: int,
   """
   if target_classes < 1:
     raise ValueError(f"target_classes must be >= 1, got {target_classes}")
-  base = build_base(config)
-  images = keras.Input((config.input_size, config.input_size, 3), name="image")
-  scaled = applications.ApplicationPreprocessing(
-      applications.APPLICATION_PREPROCESSING[config.base], name="preprocessing")(images)
-  features = base(scaled)
-  if config.dropout:
-    features = keras.layers.Dropout(config.dropout, name="dropout")(features)
-  outputs = {TARGET_HEAD: _head(TARGET_HEAD, target_classes, config.head_init_stddev)(features)}
-  if source_classes:
-    outputs[SOURCE_HEAD] = _head(SOURCE_HEAD, source_classes, config.head_init_stddev)(features)
-  return keras.Model(images, outputs, name=f"sjft_{config.base.lower()}")
+  # The model and its layers take the policy (Model.compile reads the model's to wrap
+  # the optimizer for loss scaling under mixed_float16); the heads are float32.
+  with precision.dtype_policy(config.dtype_policy):
+    base = build_base(config)
+    images = keras.Input((config.input_size, config.input_size, 3), name="image")
+    scaled = applications.ApplicationPreprocessing(
+        applications.APPLICATION_PREPROCESSING[config.base], name="preprocessing")(images)
+    features = base(scaled)
+    if config.dropout:
+      features = keras.layers.Dropout(config.dropout, name="dropout")(features)
+    heads = {TARGET_HEAD: target_classes, SOURCE_HEAD: source_classes}
+    outputs = {name: _head(name, classes, config.head_init_stddev)(features)
+               for name, classes in heads.items() if classes}
+    return keras.Model(images, outputs, name=f"sjft_{config.base.lower()}")
 
 
 def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:

@@ -76,6 +76,8 @@ class TrainConfig:
       every epoch, logged as target_validation_accuracy: the learning curve. "": none.
     validation_images: evaluate only the validation split's first this many images
       (its shards mix classes); 0: all.
+    jit_compile: compile the train step with XLA (model.fit's step, and the custom
+      loop's per-replica step); Keras leaves it off under tf.distribute by default.
     strategy: "mirrored" (all local GPUs, else the CPU), "multi_worker" (TF_CONFIG
       cluster, custom loop) or "one_device".
     verbose: Keras progress output (0 silent, 1 bar, 2 a line an epoch).
@@ -100,6 +102,7 @@ class TrainConfig:
   target_batch_norm_for_levels: bool = False
   validation_split: str = ""
   validation_images: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
+  jit_compile: bool = False
   strategy: str = dataclasses.field(default="mirrored",
                                     metadata={"flag": {"enum_values": list(STRATEGIES)}})
   verbose: int = 2
@@ -156,24 +159,27 @@ def target_only_dataset(spec, split: str, pairs: PairConfig) -> tf.data.Dataset:
 
 def custom_fit(model: keras.Model, strategy: tf.distribute.Strategy, dataset_fn,
                epochs: int, steps_per_epoch: int, callbacks, verbose: int = 2,
-               initial_epoch: int = 0):
+               initial_epoch: int = 0, jit_compile: bool = False):
   """model.fit's loop for strategies where Keras' fit fails: `model.train_step` through
   `strategy.run`, the same callbacks (BackupAndRestore included).
 
   Args:
     dataset_fn: tf.distribute.InputContext -> this input pipeline's dataset, batched
       per replica.
+    jit_compile: XLA-compile the per-replica step (strategy.run itself cannot be).
   Returns:
     The History callback.
   """
   history = keras.callbacks.History()
+  replica_step = (tf.function(model.train_step, jit_compile=True) if jit_compile
+                  else model.train_step)
   callback_list = keras.callbacks.CallbackList(
       list(callbacks) + [history], add_progbar=verbose != 0, model=model,
       verbose=verbose, epochs=epochs, steps=steps_per_epoch)
 
   @tf.function
   def train_step(iterator):
-    per_replica = strategy.run(model.train_step, args=(next(iterator),))
+    per_replica = strategy.run(replica_step, args=(next(iterator),))
     return {name: strategy.reduce("MEAN", value, axis=None)
             for name, value in per_replica.items()}
 
@@ -330,7 +336,8 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
     regularization.apply_l2sp(model, config.l2sp)  # anchored where the run starts
     losses.compile_joint(model, optimization.make_optimizer(config.optimizer,
                                                             config.total_steps),
-                         config.target_loss_weight, config.source_loss_weight)
+                         config.target_loss_weight, config.source_loss_weight,
+                         jit_compile=config.jit_compile)
   if config.validation_split:  # first, so the loggers below record its number
     run_callbacks.insert(0, callbacks_lib.TargetValidation(
         target_spec_dir, config.validation_split, pipeline.ReaderConfig(
@@ -356,7 +363,8 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
     if config.strategy == "multi_worker":
       histories.append(custom_fit(model, strategy, dataset_fn, last_epoch,
                                   config.steps_per_epoch, run_callbacks, config.verbose,
-                                  initial_epoch=first_epoch))
+                                  initial_epoch=first_epoch,
+                                  jit_compile=config.jit_compile))
     else:
       histories.append(model.fit(dataset_fn(), initial_epoch=first_epoch, epochs=last_epoch,
                                  steps_per_epoch=config.steps_per_epoch,

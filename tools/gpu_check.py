@@ -1,0 +1,272 @@
+r"""The prepared GPU check: speed of training, descriptors and the divergence under
+Keras' JAX backend (a GPU host has JAX but no TensorFlow: ../shared/DEVICE.md), each
+figure printed beside the anchor of DEVICE.md (one H100) as a ratio.
+
+On the GPU host, with Keras carried as wheels (README: "On a GPU"):
+  KERAS_BACKEND=jax python3 -m tools.gpu_check --output=$OUT/gpu_check.json
+On any machine, in seconds, tiny sizes (the test suite runs this):
+  KERAS_BACKEND=jax python3 -m tools.gpu_check --smoke
+
+Sections (random weights and data: speed does not depend on them):
+  training     joint (two heads, paired batch) and plain (target head) training steps
+               of ResNet50V2 at 224 px, batch 128, float32 and mixed_bfloat16, compiled
+               (jit) or eager; EfficientNetLite0 joint bf16 as well
+  descriptors  the learned filter bank + 100-bin histograms at 224 px: the AlexNet-shaped
+               bank of the paper (352 channels, 35,200 values) in float32 and bf16, and
+               EfficientNetLite0's first layers
+  divergence   the exact weighted symmetric KL (`divergence.divergence_matrix`, two
+               matrix products) at 35,200 dimensions, in float32, bfloat16 and float16
+A section past --time_budget_s is skipped and says so; results are written as they come.
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags
+import numpy as np
+
+_SMOKE = flags.DEFINE_bool("smoke", False, "Tiny sizes, a few steps: checks the script runs.")
+_OUTPUT = flags.DEFINE_string("output", "", "JSON file of the figures (written as they come).")
+_TIME_BUDGET = flags.DEFINE_float("time_budget_s", 420, "Skip what would start after this many seconds.")
+_SECTIONS = flags.DEFINE_list("sections", ["training", "descriptors", "divergence"], "Which sections.")
+
+# ../shared/DEVICE.md, one H100.
+ANCHORS = {"joint_resnet50_bf16_images_per_s": 3800.0,
+           "alexnet_bank_descriptors_images_per_s": 41500.0,
+           "divergence_fp16_pairs_per_s": 6.2e8}
+
+
+def _device() -> str:
+  import keras
+  if keras.backend.backend() == "jax":
+    import jax
+    return ", ".join(sorted({d.device_kind for d in jax.devices()}))
+  return keras.backend.backend()
+
+
+def _sync(value):
+  import keras
+  return keras.ops.convert_to_numpy(keras.tree.flatten(value)[0])
+
+
+class Report:
+  """Figures printed as they come and kept for the JSON file."""
+
+  def __init__(self, path: str):
+    self.path, self.rows, self.started = path, [], time.perf_counter()
+
+  def elapsed(self) -> float:
+    return time.perf_counter() - self.started
+
+  def add(self, name: str, value: float, unit: str, anchor: str | None = None, **details):
+    row = {"name": name, "value": round(value, 1), "unit": unit, **details}
+    text = f"{name}: {value:,.1f} {unit}"
+    if anchor and not _SMOKE.value:
+      row["anchor"], row["ratio_to_anchor"] = ANCHORS[anchor], value / ANCHORS[anchor]
+      text += f"  ({value / ANCHORS[anchor]:.2f}x the H100 anchor {ANCHORS[anchor]:,.0f})"
+    print(text, flush=True)
+    self.rows.append(row)
+    self.write()
+
+  def skip(self, name: str):
+    print(f"{name}: skipped (past --time_budget_s={_TIME_BUDGET.value:.0f})", flush=True)
+    self.rows.append({"name": name, "skipped": True})
+    self.write()
+
+  def write(self):
+    if self.path:
+      with open(self.path, "w") as f:
+        json.dump({"device": _device(), "smoke": _SMOKE.value, "rows": self.rows}, f, indent=1)
+
+
+def _train_rate(base: str, size: int, batch: int, policy: str, jit: bool, joint: bool,
+                steps: int, alpha=None) -> float:
+  """Images/s of `steps` train_on_batch calls after two warm-up (compiling) calls."""
+  import keras
+  from sjft_tf.training import losses, model as model_lib
+  keras.utils.set_random_seed(0)
+  config = model_lib.ModelConfig(base=base, weights="", input_size=size, alpha=alpha,
+                                 dtype_policy=policy)
+  model = model_lib.build_joint_model(config, 102, 200 if joint else 0)
+  losses.compile_joint(model, keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit)
+  rng = np.random.default_rng(0)
+  images = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch, size, size, 3)).astype(
+      np.float32))
+  rows = np.arange(batch)
+  labels = {"target": np.where(rows % 2 == 0 if joint else True,
+                               rng.integers(0, 102, batch), -1)}
+  if joint:
+    labels["source"] = np.where(rows % 2 == 1, rng.integers(0, 200, batch), -1)
+  labels = {k: keras.ops.convert_to_tensor(v) for k, v in labels.items()}
+  for _ in range(2):
+    model.train_on_batch(images, labels)
+  started = time.perf_counter()
+  for _ in range(steps):
+    logs = model.train_on_batch(images, labels, return_dict=True)
+  seconds = time.perf_counter() - started
+  if not np.isfinite(float(logs["loss"])):
+    raise RuntimeError(f"{base} {policy}: loss {logs['loss']}")
+  return batch * steps / seconds
+
+
+def training(report: Report):
+  smoke = _SMOKE.value
+  base, size, batch = ("MobileNet", 32, 8) if smoke else ("ResNet50V2", 224, 128)
+  alpha = 0.25 if smoke else None
+  variants = [(True, "mixed_bfloat16", True), (True, "float32", True),
+              (False, "mixed_bfloat16", True), (False, "float32", True),
+              (True, "mixed_bfloat16", False)]
+  if smoke:  # each code path once: joint compiled in bf16, plain eager in float32
+    variants = [(True, "mixed_bfloat16", True), (False, "float32", False)]
+  for joint, policy, jit in variants:
+    name = (f"train {'joint' if joint else 'plain'} {base} {size}px batch {batch} "
+            f"{policy} {'jit' if jit else 'eager'}")
+    if report.elapsed() > _TIME_BUDGET.value:
+      report.skip(name)
+      continue
+    steps = 2 if smoke else (20 if jit else 3)
+    rate = _train_rate(base, size, batch, policy, jit, joint, steps, alpha)
+    anchor = ("joint_resnet50_bf16_images_per_s" if (joint and jit and
+                                                      policy == "mixed_bfloat16") else None)
+    report.add(name, rate, "images/s", anchor, joint=joint, policy=policy, jit=jit)
+  name = f"train joint EfficientNetLite0 {size}px batch {batch} mixed_bfloat16 jit"
+  if smoke:
+    return
+  if report.elapsed() > _TIME_BUDGET.value:
+    report.skip(name)
+  else:
+    report.add(name, _train_rate("EfficientNetLite0", size, batch, "mixed_bfloat16", True,
+                                 True, 2 if smoke else 20), "images/s")
+
+
+def _alexnet_bank(policy: str):
+  import keras
+  from sjft_tf import precision
+  from sjft_tf.descriptors import learned
+  with precision.dtype_policy(policy):
+    images = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(96, 11, strides=4, activation="relu", name="conv1")(images)
+    x = keras.layers.MaxPooling2D(3, 2)(x)
+    x = keras.layers.Conv2D(256, 5, padding="same", activation="relu", name="conv2")(x)
+    network = keras.Model(images, x)
+    return learned.LearnedKernelBank(learned.preactivation_extractor(
+        network, ["conv1", "conv2"]), "caffe", ["conv1", "conv2"])
+
+
+def _descriptor_rate(bank, size: int, batch: int, steps: int) -> tuple[float, int]:
+  """(images/s, descriptor length) of bank + histograms, edges fitted on one batch."""
+  import keras
+  from sjft_tf.descriptors import histogram
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+  maps = [keras.ops.convert_to_numpy(keras.ops.cast(m, "float32")) for m in bank(images)]
+  lower, upper = (keras.ops.convert_to_numpy(v) for v in histogram.batch_ranges(maps))
+  floor = histogram.zero_floors(lower, upper)
+  counts = keras.ops.convert_to_numpy(histogram.batch_fine_counts(maps, lower, upper,
+                                                                  zero_floor=floor))
+  edges = histogram.equal_mass_edges(counts, lower, upper, 100)
+  inputs = keras.Input((size, size, 3))
+  model = keras.Model(inputs, histogram.HistogramLayer(edges, floor, dtype="float32")(
+      bank(inputs)))
+  device_images = keras.ops.convert_to_tensor(images)
+  for _ in range(2):
+    _sync(model.predict_on_batch(device_images))
+  started = time.perf_counter()
+  for _ in range(steps):
+    out = model.predict_on_batch(device_images)
+  _sync(out)
+  return batch * steps / (time.perf_counter() - started), int(out.shape[-1])
+
+
+def _block(value):
+  """Waits for a device array (JAX dispatches asynchronously)."""
+  return np.asarray(value.block_until_ready() if hasattr(value, "block_until_ready")
+                    else value)
+
+
+def descriptors(report: Report):
+  from sjft_tf.descriptors import learned
+  smoke = _SMOKE.value
+  size, batch, steps = (64, 4, 2) if smoke else (224, 256, 20)
+  for policy in ("mixed_bfloat16",) if smoke else ("float32", "mixed_bfloat16"):
+    name = f"descriptors AlexNet-shaped bank {size}px batch {batch} {policy}"
+    if report.elapsed() > _TIME_BUDGET.value:
+      report.skip(name)
+      continue
+    rate, length = _descriptor_rate(_alexnet_bank(policy), size, batch, steps)
+    report.add(name, rate, "images/s", "alexnet_bank_descriptors_images_per_s",
+               values=length, policy=policy)
+  name = f"descriptors EfficientNetLite0 stem_conv + block1a_project_conv {size}px float32"
+  if smoke:
+    return
+  if report.elapsed() > _TIME_BUDGET.value:
+    report.skip(name)
+  else:
+    bank = learned.application_bank("EfficientNetLite0", ["stem_conv", "block1a_project_conv"])
+    rate, length = _descriptor_rate(bank, size, batch, steps)
+    report.add(name, rate, "images/s", values=length)
+
+
+def divergence(report: Report):
+  import keras
+  from keras import ops
+  from sjft_tf.selection import divergence as divergence_lib
+  smoke = _SMOKE.value
+  targets, sources, dimension = (8, 16, 100) if smoke else (1024, 16384, 35200)
+  rng = np.random.default_rng(0)
+  weights = np.full(dimension, 1.0 / 352, np.float32)
+
+  def histograms(n):
+    x = rng.random((n, dimension), dtype=np.float32)
+    return x / x.sum(1, keepdims=True) * (dimension / 100)  # 100-bin channels sum to 1
+  t = divergence_lib.prepare(histograms(targets), weights)
+  s = divergence_lib.prepare(histograms(sources), weights)
+  reference = divergence_lib.divergence_matrix(t, s)
+  for dtype in ("float32", "bfloat16", "float16"):
+    name = f"divergence {targets} x {sources} at {dimension} dims, {dtype} products"
+    if report.elapsed() > _TIME_BUDGET.value:
+      report.skip(name)
+      continue
+
+    def on_device(p):
+      """The terms as device arrays of `dtype` (JAX's support `@` and `.T`, as NumPy's);
+      elsewhere NumPy arrays of it (ml_dtypes' bfloat16)."""
+      if keras.backend.backend() != "jax":
+        import ml_dtypes  # pylint: disable=g-import-not-at-top
+        cast = {"bfloat16": ml_dtypes.bfloat16}.get(dtype, dtype)
+        convert = lambda a, kind: a.astype(cast if kind else np.float32)
+      else:
+        convert = lambda a, kind: ops.convert_to_tensor(a, dtype if kind else "float32")
+      return divergence_lib.Prepared(*(None if a is None else convert(a, a.ndim > 1) for a in (
+          p.weighted, p.weighted_logs, p.values, p.logs, p.self_terms)))
+    dt, ds = on_device(t), on_device(s)
+    matrix = np.asarray(keras.ops.convert_to_numpy(divergence_lib.divergence_matrix(dt, ds)),
+                        np.float32)
+    error = float(np.max(np.abs(matrix - reference)) / np.max(np.abs(reference)))
+    steps = 2 if smoke else 10
+    started = time.perf_counter()
+    for _ in range(steps):
+      out = divergence_lib.divergence_matrix(dt, ds)
+    _block(out)
+    rate = targets * sources * steps / (time.perf_counter() - started)
+    report.add(name, rate, "pairs/s", "divergence_fp16_pairs_per_s" if dtype == "float16"
+               else None, max_relative_error=error)
+
+
+def main(argv):
+  del argv
+  import keras
+  report = Report(_OUTPUT.value)
+  print(f"backend {keras.backend.backend()} on {_device()}"
+        f"{' (smoke: tiny sizes)' if _SMOKE.value else ''}", flush=True)
+  sections = {"training": training, "descriptors": descriptors, "divergence": divergence}
+  for name in _SECTIONS.value:
+    sections[name](report)
+  print(f"done in {report.elapsed():.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+  if "KERAS_BACKEND" not in os.environ:
+    os.environ["KERAS_BACKEND"] = "jax"
+  app.run(main)
