@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,6 +80,22 @@ def resolve(path: str | None, folder: str) -> str | None:
   return os.path.normpath(os.path.join(folder, path))
 
 
+def read_json(path: str, remedy: str = "") -> Any:
+  """The JSON in `path`.
+
+  Raises:
+    FileNotFoundError: no file.
+    ValueError: naming the file, when it is not valid JSON (e.g. truncated); `remedy`
+      says what to do about it.
+  """
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(f"{path} is damaged (not valid JSON: {error})"
+                     + (f"; {remedy}" if remedy else "")) from error
+
+
 def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:
   """Reads a JSON file written with {"format_version": ...}; checks the version.
 
@@ -99,11 +116,40 @@ def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:
   return payload
 
 
+def load_npz(path: str, remedy: str) -> dict[str, np.ndarray]:
+  """Every array of an .npz file, read in full (a truncated or damaged file fails its
+  zip checks here, not later).
+
+  Args:
+    remedy: what the user does about a damaged file, for the message.
+  Raises:
+    FileNotFoundError: no file.
+    ValueError: naming the file, when it is not a whole .npz.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no {os.path.basename(path)} at {path}: {remedy}")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      return {key: data[key] for key in data.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+    raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}); {remedy}") from error
+
+
+def npz_is_whole(path: str) -> bool:
+  """Whether `path` exists and reads as a whole .npz (`load_npz`)."""
+  try:
+    load_npz(path, "")
+    return True
+  except (FileNotFoundError, ValueError):
+    return False
+
+
 _TEMPORARY = re.compile(r"\.tmp[-.](\d+)")
 
 
 def remove_stale_temporaries(directory: str) -> list[str]:
-  """Removes the temporary files of writers (the helpers above) that no longer run.
+  """Removes the temporary files of writers (the helpers above) that no longer run, in
+  `directory` and every folder below it (a stage writes into subfolders too).
 
   A name holding ".tmp-<pid>" or ".tmp.<pid>" whose process is gone is what a killed
   write leaves behind. Returns the removed paths.
@@ -111,20 +157,21 @@ def remove_stale_temporaries(directory: str) -> list[str]:
   removed = []
   if not os.path.isdir(directory):
     return removed
-  for name in sorted(os.listdir(directory)):
-    match = _TEMPORARY.search(name)
-    path = os.path.join(directory, name)
-    if not match or not os.path.isfile(path):
-      continue
-    pid = int(match.group(1))
-    try:
-      os.kill(pid, 0)
-      alive = pid != os.getpid()
-    except (ProcessLookupError, PermissionError):
-      alive = False
-    if not alive:
-      os.remove(path)
-      removed.append(path)
+  for folder, _, names in sorted(os.walk(directory)):
+    for name in sorted(names):
+      match = _TEMPORARY.search(name)
+      if not match:
+        continue
+      pid = int(match.group(1))
+      try:
+        os.kill(pid, 0)
+        alive = pid != os.getpid()
+      except (ProcessLookupError, PermissionError):
+        alive = False
+      if not alive:
+        path = os.path.join(folder, name)
+        os.remove(path)
+        removed.append(path)
   return removed
 
 

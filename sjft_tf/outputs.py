@@ -12,8 +12,8 @@ model (no selection or search code).
 """
 
 import dataclasses
-import json
 import os
+import zipfile
 
 from sjft_tf import files
 from sjft_tf.descriptors import store
@@ -190,16 +190,17 @@ class TrainedRun:
 
   @classmethod
   def read(cls, run_dir: str) -> "TrainedRun":
-    """Raises FileNotFoundError naming what a finished run lacks."""
+    """Raises FileNotFoundError naming what a finished run lacks, ValueError naming a
+    damaged file."""
     names = (MODEL_FILENAME, TRAIN_REPORT_FILENAME, TRAIN_CONFIG_FILENAME)
     missing = [n for n in names if not os.path.exists(os.path.join(run_dir, n))]
     if missing:
       raise FileNotFoundError(f"{run_dir} is not a finished sjft-train run: no "
                               f"{', '.join(missing)}")
-    with open(os.path.join(run_dir, TRAIN_REPORT_FILENAME)) as f:
-      report = json.load(f)
-    with open(os.path.join(run_dir, TRAIN_CONFIG_FILENAME)) as f:
-      config = json.load(f)
+    remedy = "rerun sjft-train with the run's flags (it trains the run again)"
+    report = files.read_json(os.path.join(run_dir, TRAIN_REPORT_FILENAME), remedy)
+    config = files.read_json(os.path.join(run_dir, TRAIN_CONFIG_FILENAME),
+                             "its settings are lost: train into a fresh output_dir")
     return cls(run_dir, report["target_class_names"], report["source_class_names"],
                config["pairs"]["resize_size"], config["pairs"]["crop_size"],
                files.resolve(config.get("first_round"), run_dir), report)
@@ -209,7 +210,26 @@ class TrainedRun:
     versions record, so they are reused only for this model."""
     return files.fingerprint({}, self.model_path)
 
+  def model_is_whole(self) -> bool:
+    """Whether model.keras is the file training wrote: its fingerprint, recorded in the
+    report, or (a report of an earlier version) a zip archive whose checks pass."""
+    recorded = self.report.get("model_fingerprint")
+    if recorded is not None:
+      return self.model_fingerprint() == recorded
+    try:
+      with zipfile.ZipFile(self.model_path) as archive:
+        return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+      return False
+
   def load_model(self):
-    """The Keras model (target head, and source head if joint)."""
+    """The Keras model (target head, and source head if joint).
+
+    Raises:
+      ValueError: naming model.keras when it is damaged (not the file training wrote).
+    """
     import keras  # pylint: disable=g-import-not-at-top
+    if not self.model_is_whole():
+      raise ValueError(f"{self.model_path} is damaged (not the model training wrote); "
+                       f"rerun sjft-train with the run's flags: it trains the run again")
     return keras.saving.load_model(self.model_path)

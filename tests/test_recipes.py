@@ -4,6 +4,7 @@ scale augmentation, learning curves on a validation split, and the ablation rows
 use them."""
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sjft_tf import files
 from sjft_tf.data import pipeline
 from sjft_tf.experiments import ablation
 from sjft_tf.selection import manifest
@@ -167,9 +169,18 @@ def test_linear_probe_then_fine_tune_and_its_learning_curve(problem, tmp_path):
   train_lib.train(finetune)
   saved = (tmp_path / "finetune" / "train_config.json").read_text()
   assert '"initial_run": "../probe"' in saved
-  # A changed starting model is another input: the finished run is not reused for it.
+  # A starting model that is not the file its run wrote is refused by name, before
+  # anything is written...
   probed.get_layer("target").kernel.assign(np.zeros((256, 3), np.float32))
   probed.save(tmp_path / "probe" / "model.keras")
+  with pytest.raises(ValueError, match=r"probe/model.keras \(initial_run\) is damaged"):
+    train_lib.train(finetune)
+  # ...and one its run made again (its report records it) is another input: the
+  # finished fine-tuning is not reused for it.
+  report_path = tmp_path / "probe" / "train_report.json"
+  report = json.loads(report_path.read_text())
+  report["model_fingerprint"] = files.fingerprint({}, str(tmp_path / "probe" / "model.keras"))
+  report_path.write_text(json.dumps(report))
   with pytest.raises(ValueError, match="trained on other inputs"):
     train_lib.train(finetune)
 

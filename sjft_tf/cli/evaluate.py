@@ -5,6 +5,8 @@ with one centre crop and with ten crops, a confusion matrix and a per-class PNG.
 Writes <run_dir>/evaluation_<split>.json and <run_dir>/evaluation_<split>_per_class.png.
 """
 
+import os
+
 from absl import flags
 
 from sjft_tf.evaluation import evaluate
@@ -20,12 +22,14 @@ config_from_flags = config_flags.define(FLAG_VALUES, evaluate.EvalConfig)
 def main(argv):
   del argv
   config = config_from_flags()
-  results = evaluate.evaluate(_RUN_DIR.value, SPEC_DIR.value, config)
   json_path, png_path = evaluate.result_paths(_RUN_DIR.value, config.split)
+  before = os.stat(json_path).st_mtime_ns if os.path.exists(json_path) else None
+  results = evaluate.evaluate(_RUN_DIR.value, SPEC_DIR.value, config)
+  reused = before is not None and os.stat(json_path).st_mtime_ns == before
   for view, result in results["views"].items():
     print(f"{config.split} ({result['images']} images), {view}: top-1 {result['top1']:.4f}, "
           f"mean per-class accuracy {result['mean_per_class_accuracy']:.4f}")
-  print(f"wrote {json_path} and {png_path}")
+  print(f"{'reused' if reused else 'wrote'} {json_path} and {png_path}")
 
 
 def run():

@@ -14,12 +14,15 @@ import time
 
 from absl import app, flags
 
+import sjft_tf
+
 from sjft_tf.data import archives
 from sjft_tf.experiments import ablation, reproduce
 from sjft_tf.cli import config_flags, descriptors, ingest, runner, select
 
 FLAG_VALUES = flags.FlagValues()
 _UNPACK = flags.DEFINE_list("unpack", [], "Archives under ../shared/data to unpack first (idempotent), as make shared-data does: ARCHIVE into --unpack_dir, ARCHIVE=FOLDER into --unpack_dir/FOLDER.", flag_values=FLAG_VALUES)
+_PREPARE_ONLY = flags.DEFINE_bool("prepare_only", False, "Stop after --unpack and --prepare_flagfiles (data ready, nothing trained).", flag_values=FLAG_VALUES)
 _UNPACK_DIR = flags.DEFINE_string("unpack_dir", archives.DEFAULT_CACHE_DIR, "Where --unpack extracts, relative to the working directory (the presets' ingest flags read .cache/shared/...).", flag_values=FLAG_VALUES)
 _PREPARE = flags.DEFINE_list("prepare_flagfiles", [], "Stage flag files run first, in order, as tool=flagfile (e.g. sjft-ingest=flags/ingest/flowers102.flags); each reuses its complete output.", flag_values=FLAG_VALUES)
 # Every field of AblationConfig is a flag of its name, and the training template's
@@ -63,6 +66,10 @@ def main(argv):
     if tool not in _STAGES:
       raise app.UsageError(f"--prepare_flagfiles: unknown tool {tool}; known: {sorted(_STAGES)}")
     stage_seconds[item] = runner.run_stage(_STAGES[tool], flagfile)
+  if _PREPARE_ONLY.value:
+    print(f"prepared in {os.getcwd()} with sjft_tf of {os.path.dirname(sjft_tf.__file__)}: "
+          + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stage_seconds.items()))
+    return
   reproduce.run(config, stage_seconds)
 
 

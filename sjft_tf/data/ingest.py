@@ -25,7 +25,7 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
-from sjft_tf import files
+from sjft_tf import bounds, files
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 from sjft_tf.data.images import ImageError, normalize_image
@@ -52,13 +52,16 @@ class IngestConfig:
   """
   output_dir: str
   dataset_name: str
-  max_side: int | None = None
+  max_side: int | None = bounds.field(None, lower=0)
   jpeg_quality: int = dataclasses.field(
       default=95, metadata={"flag": {"lower_bound": 1, "upper_bound": 95}})
   shard_size: int = dataclasses.field(default=1024, metadata={"flag": {"lower_bound": 1}})
   num_workers: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   show_progress: bool = True
   display_names_file: str = ""
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -74,6 +77,7 @@ class _ShardResult:
   class_counts: list[int]
   skipped: list[dict[str, str]]
   converted: dict[str, int]
+  bytes: int | None = None  # the shard file's size (records of earlier versions: None)
 
 
 def _process(record: ImageRecord, config: IngestConfig):
@@ -85,8 +89,7 @@ def _process(record: ImageRecord, config: IngestConfig):
 
 
 def _read_stats(stats_path: str) -> _ShardResult:
-  with open(stats_path) as f:
-    return _ShardResult(**json.load(f))
+  return _ShardResult(**files.read_json(stats_path))
 
 
 def _check_earlier_shards(output_dir: str, split: str, fingerprint: str,
@@ -94,7 +97,10 @@ def _check_earlier_shards(output_dir: str, split: str, fingerprint: str,
   """Refuses to mix shards of another input listing or shard size into one split."""
   for stats_path in sorted(glob.glob(os.path.join(output_dir, f"{split}-*-of-*.tfrecord.json"))):
     name = os.path.basename(stats_path)[:-len(".json")]
-    earlier = _read_stats(stats_path)
+    try:
+      earlier = _read_stats(stats_path)
+    except (ValueError, TypeError):
+      continue  # a damaged record: its shard is written again
     if earlier.fingerprint != fingerprint or planned.get(name) != earlier.record_range:
       raise ValueError(
           f"{stats_path[:-5]} was written from a different input listing or shard size "
@@ -104,9 +110,18 @@ def _check_earlier_shards(output_dir: str, split: str, fingerprint: str,
 
 
 def _load_complete_shard(path: str) -> _ShardResult | None:
+  """The record of a whole shard at `path`; None when it is missing or damaged (its
+  size is not the recorded one, or its record does not parse): it is written again."""
   if not (os.path.exists(path) and os.path.exists(path + ".json")):
     return None
-  return _read_stats(path + ".json")
+  try:
+    stats = _read_stats(path + ".json")
+  except (ValueError, TypeError):
+    os.remove(path + ".json")  # remade with its shard
+    return None
+  if stats.bytes is not None and os.path.getsize(path) != stats.bytes:
+    return None
+  return stats
 
 
 def _write_shard(path: str, record_range: list[int], split: str, plan: SplitPlan,
@@ -132,7 +147,7 @@ def _write_shard(path: str, record_range: list[int], split: str, plan: SplitPlan
           width=result.width, label=label, class_name=record.class_name,
           example_id=record.example_id, dataset=config.dataset_name))
   shard = _ShardResult(plan.fingerprint, record_range, sum(class_counts), class_counts, skipped,
-                       dict(sorted(converted.items())))
+                       dict(sorted(converted.items())), os.path.getsize(path))
   files.write_json_atomic(path + ".json", dataclasses.asdict(shard))
   return shard
 
@@ -174,8 +189,10 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
   report_path = os.path.join(output_dir, REPORT_FILENAME)
   report = {"skipped": {}, "converted": {}}
   if os.path.exists(report_path):
-    with open(report_path) as f:
-      report = json.load(f)
+    try:  # a damaged report is written again from the shards' records
+      report = files.read_json(report_path)
+    except ValueError:
+      logging.warning("%s is damaged: written again from the shards' records", report_path)
 
   total = sum(plan.num_records for plan in source.splits.values())
   workers = config.num_workers or os.cpu_count() or 1

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from sjft_tf import bounds
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 
@@ -40,16 +41,19 @@ class ReaderConfig:
     min_crop_area: training crops: 0 a fixed-size window, > 0 a random-size window
       (`random_crop_and_flip`).
   """
-  batch_size: int = 32
-  resize_size: int = 256
-  crop_size: int = 224
-  shuffle_buffer: int = 2048
+  batch_size: int = bounds.field(32, lower=1)
+  resize_size: int = bounds.field(256, lower=1)
+  crop_size: int = bounds.field(224, lower=1)
+  shuffle_buffer: int = bounds.field(2048, lower=1)
   cache: str = ""
   seed: int | None = None
   deterministic: bool = False
   repeat: bool = True
   drop_remainder: bool = True
-  min_crop_area: float = 0.0
+  min_crop_area: float = bounds.field(0.0, lower=0.0, upper=1.0)
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def decode_image(encoded: tf.Tensor, image_format: tf.Tensor) -> tf.Tensor:
@@ -82,7 +86,7 @@ def _shards(spec: spec_lib.DatasetSpec | str, split: str, shuffle_files_seed: in
   """Serialised examples of `split` (or of its shards `shard_indices`), interleaved."""
   if isinstance(spec, str):
     spec = spec_lib.load_spec(spec)
-  paths = spec.shard_paths(split)
+  paths = spec.checked_shard_paths(split)
   if shard_indices is not None:
     paths = [paths[i] for i in shard_indices]
   files = tf.data.Dataset.from_tensor_slices(paths)
@@ -294,7 +298,7 @@ def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None,
   """
   if isinstance(spec, str):
     spec = spec_lib.load_spec(spec)
-  paths = [p for split in splits for p in spec.shard_paths(split)]
+  paths = [p for split in splits for p in spec.checked_shard_paths(split)]
   keys = {"id": tfrecord.ID_KEY, "label": tfrecord.LABEL_KEY, "encoded": tfrecord.IMAGE_KEY,
           "format": tfrecord.FORMAT_KEY, "height": tfrecord.HEIGHT_KEY,
           "width": tfrecord.WIDTH_KEY}

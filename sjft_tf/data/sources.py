@@ -94,6 +94,8 @@ def parse_split_fractions(text: str) -> dict[str, float]:
     if not sep:
       raise ValueError(f"split fraction {item!r} is not of the form name=fraction")
     fractions[name.strip()] = float(value)
+    if not 0.0 <= fractions[name.strip()] <= 1.0:
+      raise ValueError(f"split fraction {item!r}: a fraction must lie in [0, 1]")
   if not fractions or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
     raise ValueError(f"split fractions {text!r} must be non-empty and sum to 1")
   return fractions
@@ -107,6 +109,8 @@ def parse_split_counts(text: str) -> dict[str, int | None]:
     if not sep:
       raise ValueError(f"split count {item!r} is not of the form name=count or name=rest")
     counts[name.strip()] = None if value.strip() == "rest" else int(value)
+    if counts[name.strip()] is not None and counts[name.strip()] < 0:
+      raise ValueError(f"split count {item!r}: a count must be 0 or more")
   if not counts or None in list(counts.values())[:-1]:
     raise ValueError(f"split counts {text!r}: give name=count items; only the last may "
                      f"be name=rest")

@@ -5,6 +5,7 @@ label order, and per split the example count, per-class counts and shard files.
 """
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -60,6 +61,31 @@ class DatasetSpec:
     """Absolute paths of the shard files of `split`."""
     return [os.path.join(self.directory, s) for s in self.split(split).shards]
 
+  def checked_shard_paths(self, split: str) -> list[str]:
+    """`shard_paths`, each checked against its ingest record's size (a truncated or
+    grown shard would fail deep inside a reader).
+
+    Raises:
+      FileNotFoundError, ValueError: naming the missing or damaged shard.
+    """
+    paths = self.shard_paths(split)
+    for path in paths:
+      if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: rerun sjft-ingest with the same flags")
+      try:
+        with open(f"{path}.json") as f:
+          recorded = json.load(f).get("bytes")
+      except FileNotFoundError:
+        continue  # datasets written without records (tests, other writers)
+      except json.JSONDecodeError as error:
+        raise ValueError(f"{path}.json is damaged ({error}): rerun sjft-ingest with the "
+                         f"same flags (it remakes the shard)") from error
+      if recorded is not None and os.path.getsize(path) != recorded:
+        raise ValueError(f"{path} is damaged ({os.path.getsize(path)} bytes, its ingest "
+                         f"record says {recorded}): rerun sjft-ingest with the same flags "
+                         f"(it remakes the shard)")
+    return paths
+
   def split(self, split: str) -> SplitSpec:
     if split not in self.splits:
       raise KeyError(
@@ -73,6 +99,8 @@ class DatasetSpec:
     hash of the listing it came from, its record range, skipped images). Cheap at any
     size, and unchanged when the folder moves."""
     records = [f"{p}.json" for p in self.shard_paths(split) if os.path.exists(f"{p}.json")]
+    for record in records:  # a damaged record is named, not taken for other images
+      files.read_json(record, "rerun sjft-ingest with the same flags (it remakes the shard)")
     return files.fingerprint({"class_names": self.class_names,
                               "split": dataclasses.asdict(self.split(split))}, *records)
 

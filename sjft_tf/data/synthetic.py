@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from sjft_tf import bounds
 from sjft_tf import files
 
 GENERATOR_FILENAME = "generator.json"
@@ -51,6 +52,11 @@ class SyntheticConfig:
 
 # (family, setting): settings are in pixels (wavelength, square side, blob radius,
 # noise smoothing sigma) and degrees (grating orientation).
+
+  def __post_init__(self):
+    bounds.check(self)
+
+
 SOURCE_TEXTURES = (
     [("grating", (angle, wavelength)) for wavelength in (4.0, 10.0)
      for angle in (0.0, 45.0, 90.0, 135.0)]

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sjft_tf import files, precision
+from sjft_tf import bounds, files, precision
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import histogram, learned, store
@@ -51,6 +51,9 @@ class BankConfig:
   layer_names: list[str] = dataclasses.field(default_factory=lambda: ["conv1", "conv_pw_1"])
   weights: str | None = "imagenet"
   gabor: GaborParams = dataclasses.field(default_factory=GaborParams)
+
+  def __post_init__(self):
+    bounds.check(self)
 
   def identity(self) -> dict:
     """What decides the responses (the weights' origin, not a file's location)."""
@@ -84,16 +87,19 @@ class ExtractionConfig:
   output_dir: str
   bank: BankConfig = dataclasses.field(default_factory=BankConfig)
   num_bins: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
-  resize_size: int = 256
-  crop_size: int = 224
-  batch_size: int = 64
-  fine_bins: int = histogram.DEFAULT_FINE_BINS
-  lookup_cells: int = 0
+  resize_size: int = bounds.field(256, lower=1)
+  crop_size: int = bounds.field(224, lower=1)
+  batch_size: int = bounds.field(64, lower=1)
+  fine_bins: int = bounds.field(histogram.DEFAULT_FINE_BINS, lower=2)
+  lookup_cells: int = bounds.field(0, lower=0)
   storage: str = dataclasses.field(default="float16",
                                    metadata={"flag": {"enum_values": ["float16", "uint8"]}})
   dtype_policy: str = dataclasses.field(default="float32", metadata={
       "flag": {"enum_values": list(precision.POLICIES)}})
   show_progress: bool = True
+
+  def __post_init__(self):
+    bounds.check(self)
 
   @property
   def bins(self) -> int:
@@ -236,7 +242,8 @@ def shard_outputs(spec: spec_lib.DatasetSpec, split: str, role: str) -> list[str
 
 def extract_shard(compute, spec: spec_lib.DatasetSpec, split: str, role: str, index: int,
                   config: ExtractionConfig, progress=None) -> str:
-  """Writes the descriptors of input shard `index` (atomically) unless present.
+  """Writes the descriptors of input shard `index` (atomically) unless a whole one is
+  present (a damaged one, e.g. truncated, is made again).
 
   Args:
     compute: images -> descriptors, from `compiled_descriptors` (compiled once, used
@@ -245,7 +252,7 @@ def extract_shard(compute, spec: spec_lib.DatasetSpec, split: str, role: str, in
     The descriptor shard's path relative to config.output_dir.
   """
   output = shard_outputs(spec, split, role)[index]
-  if os.path.exists(os.path.join(config.output_dir, output)):
+  if files.npz_is_whole(os.path.join(config.output_dir, output)):
     return output
   ids, labels, rows = [], [], []
   for batch in _images(spec, split, config, shard_indices=[index]):
@@ -340,7 +347,7 @@ def extract(config: ExtractionConfig, target_dir: str, source_dir: str | None = 
   _check_earlier(metadata_path, fit, jobs, inputs)
   bank = make_bank(config.bank, config.dtype_policy)
   edges_path = os.path.join(config.output_dir, store.EDGES_FILENAME)
-  if os.path.exists(edges_path) and os.path.exists(metadata_path):
+  if files.npz_is_whole(edges_path) and os.path.exists(metadata_path):
     edges = store.load_edges(config.output_dir)
     logging.info("reusing edges from %s", edges_path)
   else:

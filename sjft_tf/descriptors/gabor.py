@@ -23,6 +23,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from sjft_tf import bounds
+
 # ITU-R BT.601 luma, as cv2.cvtColor(..., COLOR_RGB2GRAY).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -39,12 +41,15 @@ class GaborParams:
     sigma_per_wavelength: Gaussian sigma / wavelength.
     gamma: spatial aspect ratio of the Gaussian.
   """
-  num_scales: int = 4
-  num_orientations: int = 6
-  kernel_size: int = 11
-  wavelength: float = 4.0
-  sigma_per_wavelength: float = 0.56
-  gamma: float = 0.5
+  num_scales: int = bounds.field(4, lower=1)
+  num_orientations: int = bounds.field(6, lower=1)
+  kernel_size: int = bounds.field(11, lower=1)
+  wavelength: float = bounds.field(4.0, lower=1e-3)
+  sigma_per_wavelength: float = bounds.field(0.56, lower=1e-3)
+  gamma: float = bounds.field(0.5, lower=1e-3)
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def gabor_kernel(size: int, sigma: float, theta: float, wavelength: float, gamma: float,

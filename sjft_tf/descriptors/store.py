@@ -11,6 +11,7 @@ renamed, so a present file is a complete file.
 
 import dataclasses
 import os
+import zipfile
 
 import numpy as np
 
@@ -51,9 +52,12 @@ def save_edges(directory: str, edges: Edges) -> None:
   files.save_npz_atomic(os.path.join(directory, EDGES_FILENAME), **dataclasses.asdict(edges))
 
 
+_REMEDY = "rerun sjft-descriptors with the same flags: it remakes a damaged file"
+
+
 def load_edges(directory: str) -> Edges:
-  with np.load(os.path.join(directory, EDGES_FILENAME)) as data:
-    return Edges(**{f.name: data[f.name] for f in dataclasses.fields(Edges)})
+  data = files.load_npz(os.path.join(directory, EDGES_FILENAME), _REMEDY)
+  return Edges(**{f.name: data[f.name] for f in dataclasses.fields(Edges)})
 
 
 def encode(descriptors: np.ndarray, storage: str) -> dict[str, np.ndarray]:
@@ -84,18 +88,28 @@ class DescriptorShard:
 
 
 def load_shard(path: str) -> DescriptorShard:
-  """Reads a shard; descriptors come back as float32 whatever the storage."""
-  with np.load(path) as data:
-    descriptors = data["descriptors"].astype(np.float32)
-    if "scales" in data:
-      descriptors *= data["scales"][:, None]
-    return DescriptorShard(data["ids"], data["labels"], descriptors)
+  """Reads a shard; descriptors come back as float32 whatever the storage.
+
+  Raises ValueError naming the file when it is damaged.
+  """
+  data = files.load_npz(path, _REMEDY)
+  descriptors = data["descriptors"].astype(np.float32)
+  if "scales" in data:
+    descriptors *= data["scales"][:, None]
+  return DescriptorShard(data["ids"], data["labels"], descriptors)
 
 
 def load_ids_labels(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """(ids, labels) of a shard, without reading its descriptors."""
-  with np.load(path) as data:
-    return data["ids"], data["labels"]
+  """(ids, labels) of a shard, without reading its descriptors.
+
+  Raises ValueError naming the file when it is damaged.
+  """
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      return data["ids"], data["labels"]
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+    raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}); "
+                     f"{_REMEDY}") from error
 
 
 def shard_paths(directory: str, role: str) -> list[str]:

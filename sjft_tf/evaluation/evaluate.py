@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import files, outputs
+from sjft_tf import bounds, files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.evaluation import metrics
@@ -38,9 +38,12 @@ class EvalConfig:
   views: tuple = dataclasses.field(default=("centre", "ten_crops"), metadata={
       "flag": {"enum_values": ["centre", "ten_crops"]}})  # --views=centre --views=ten_crops
   batch_size: int = dataclasses.field(default=64, metadata={"flag": {"lower_bound": 1}})
-  resize_size: int = 0
-  crop_size: int = 0
+  resize_size: int = bounds.field(0, lower=0)
+  crop_size: int = bounds.field(0, lower=0)
   reuse: bool = True
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def result_paths(run_dir: str, split: str) -> tuple[str, str]:
@@ -72,27 +75,34 @@ def plot_per_class(results: dict, path: str) -> None:
   files.save_figure_atomic(figure, path)
 
 
-def _earlier_results(json_path: str, results: dict, identity, views) -> dict | None:
+def _earlier_results(json_path: str, results: dict, identity) -> dict | None:
   """The evaluation in json_path when its `identity` keys (the model's and the images'
-  fingerprints, the split, the sizes) match those of `results` (`files.matches`) and it
-  holds `views`; else None. One of an older version, which recorded no fingerprint of
-  the images, must be of the same dataset folder."""
+  fingerprints, the split, the sizes) match those of `results` (`files.matches`), with
+  whichever views it holds; else None (also for a damaged file, which is made again).
+  One of an older version, which recorded no fingerprint of the images, must be of the
+  same dataset folder."""
   if not os.path.exists(json_path):
     return None
-  with open(json_path) as f:
-    earlier = json.load(f)
+  try:
+    with open(json_path) as f:
+      earlier = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError):
+    return None
+  if not isinstance(earlier, dict) or not isinstance(earlier.get("views"), dict):
+    return None
   same = files.matches({k: earlier[k] for k in identity if k in earlier},
                        {k: results[k] for k in identity})
   if files.INPUTS_KEY not in earlier:
     same = same and earlier.get("spec_dir") == results["spec_dir"]
-  return earlier if same and set(views) <= set(earlier["views"]) else None
+  return earlier if same else None
 
 
 def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> dict:
   """Evaluates the run's target head on `config.split` of the dataset in `spec_dir`.
 
   Returns:
-    The results written to evaluation_<split>.json (module docstring).
+    The results in evaluation_<split>.json (module docstring): every view it holds,
+    the asked ones included.
   Raises:
     ValueError: the dataset's classes are not the model's target classes.
   """
@@ -111,10 +121,11 @@ def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> 
   results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory, **identity,
              "views": {}}
   json_path, png_path = result_paths(run_dir, config.split)
-  if config.reuse:
-    earlier = _earlier_results(json_path, results, identity, config.views)
-    if earlier is not None:
-      return earlier
+  earlier = _earlier_results(json_path, results, identity)
+  if config.reuse and earlier is not None and set(config.views) <= set(earlier["views"]):
+    return earlier
+  # Views of the same model and images computed before are kept beside the new ones.
+  results["views"] = dict(earlier["views"]) if earlier is not None else {}
   model = run.load_model()
   for view in config.views:
     ids, labels, probabilities = predict.target_probabilities(

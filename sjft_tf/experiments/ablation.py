@@ -41,6 +41,7 @@ import os
 
 import numpy as np
 
+from sjft_tf import bounds
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
@@ -128,6 +129,7 @@ class AblationConfig:
   l2sp_row_alpha: float = dataclasses.field(default=0.1, metadata={"flag": {"lower_bound": 0.0}})
 
   def __post_init__(self):
+    bounds.check(self)
     unknown = sorted(set(self.rows) - set(ROWS))
     if unknown:
       raise ValueError(f"unknown rows {unknown}; known: {list(ROWS)}")

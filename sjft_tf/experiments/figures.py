@@ -91,9 +91,10 @@ def learning_curves(histories: dict, path: str) -> None:
     with open(history_path) as f:
       rows = list(csv.DictReader(f))
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    # A target-only model has one head: Keras logs it as plain loss and accuracy.
-    prefixes = ({"target": "target_", "source": "source_"} if "target_loss" in rows[0]
-                else {"target": ""})
+    # Each head's columns (runs of versions before target_loss named a target-only
+    # run's numbers plain loss and accuracy).
+    prefixes = {head: f"{head}_" for head in ("target", "source")
+                if f"{head}_accuracy" in rows[0]} or {"target": ""}
     for head, prefix in prefixes.items():
       style = "-" if head == "target" else "--"
       loss_axes.plot(epochs, [float(r[f"{prefix}loss"]) for r in rows], style,

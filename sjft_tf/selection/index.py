@@ -14,7 +14,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from sjft_tf import files
+from sjft_tf import bounds, files
 from sjft_tf.selection import divergence, embedding, exact
 
 EMBEDDING_FILENAME = "embedding.npz"
@@ -36,12 +36,15 @@ class IndexConfig:
       instead of exact dot products of the embedding.
     fit_sample_size: source descriptors the PCA is fitted on.
   """
-  dimensions: int = 128
-  num_leaves: int = 0
-  leaves_to_search: int = 0
-  candidates_per_neighbour: int = 3
+  dimensions: int = bounds.field(128, lower=1)
+  num_leaves: int = bounds.field(0, lower=0)
+  leaves_to_search: int = bounds.field(0, lower=0)
+  candidates_per_neighbour: int = bounds.field(3, lower=1)
   quantize: bool = False
-  fit_sample_size: int = 20000
+  fit_sample_size: int = bounds.field(20000, lower=1)
+
+  def __post_init__(self):
+    bounds.check(self)
 
   def leaves(self, num_sources: int, num_candidates: int) -> tuple[int, int]:
     """(partitions, partitions searched); those searched hold at least twice the

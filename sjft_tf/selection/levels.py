@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 
+from sjft_tf import bounds
+
 
 @dataclasses.dataclass(frozen=True)
 class LevelRule:
@@ -24,10 +26,13 @@ class LevelRule:
       num_classes ** 0.5 classes or more (e.g. 10 of 102), clearly unsure.
     max_level: levels are capped here (the authors' code: 10).
   """
-  misclassified_step: int = 4
-  uncertain_step: int = 2
-  entropy_threshold: float = 0.5
+  misclassified_step: int = bounds.field(4, lower=0)
+  uncertain_step: int = bounds.field(2, lower=0)
+  entropy_threshold: float = bounds.field(0.5, lower=0.0)
   max_level: int = dataclasses.field(default=10, metadata={"flag": {"lower_bound": 1}})
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:

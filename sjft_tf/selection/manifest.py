@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from sjft_tf import bounds
 from sjft_tf import files, outputs
 
 FORMAT_VERSION = 1
@@ -52,6 +53,9 @@ class SelectionParams:
   min_images_per_class: int = dataclasses.field(default=5,
                                                 metadata={"flag": {"lower_bound": 1}})
   max_level: int = dataclasses.field(default=10, metadata={"flag": {"lower_bound": 1}})
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def round_dir(output_dir: str, round_index: int) -> str:
@@ -175,8 +179,9 @@ def load(folder: str) -> Selection:
   """Reads a round folder written by `save`."""
   meta = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
                                    "sjft-select")
-  with np.load(os.path.join(folder, ARRAYS_FILENAME)) as data:
-    arrays = {k: data[k] for k in data.files}
+  arrays = files.load_npz(os.path.join(folder, ARRAYS_FILENAME),
+                         "remake the round: rerun the command that wrote it (sjft-select "
+                         "remakes its round_000; sjft-train its later rounds)")
   selection = Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
                         provenance=outputs.Provenance.from_json(meta["info"], folder),
                         source_class_names=meta["source_class_names"],
@@ -189,9 +194,18 @@ def load(folder: str) -> Selection:
 
 
 def fingerprint(folder: str) -> str:
-  """`files.fingerprint` of a round folder's selection.json and selection.npz (their
-  paths are relative, so a moved round keeps it): what a training run records of the
-  round it started from."""
+  """`files.fingerprint` of a round: selection.json's content without the search's
+  time (a round made again the same way has the same fingerprint) and selection.npz's
+  bytes; its paths are relative, so a moved round keeps it. What a training run (and a
+  round made from this one) records of the round it started from."""
+  content = files.read_json(os.path.join(folder, JSON_FILENAME))
+  content.get("info", {}).get("search", {}).pop("seconds", None)
+  return files.fingerprint({"selection": content}, os.path.join(folder, ARRAYS_FILENAME))
+
+
+def legacy_fingerprint(folder: str) -> str:
+  """The fingerprint earlier versions recorded: both files' bytes, the search's time
+  included (records holding it are still recognised)."""
   return files.fingerprint({}, os.path.join(folder, JSON_FILENAME),
                            os.path.join(folder, ARRAYS_FILENAME))
 
@@ -203,8 +217,13 @@ def reusable_round(output_dir: str, inputs: str, search_method: str) -> str | No
   folder = round_dir(output_dir, 0)
   if not os.path.exists(os.path.join(folder, JSON_FILENAME)):
     return None
-  made = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
-                                   "sjft-select")["info"]
+  try:  # a damaged round is made again
+    made = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
+                                     "sjft-select")["info"]
+  except ValueError:
+    return None
+  if not files.npz_is_whole(os.path.join(folder, ARRAYS_FILENAME)):
+    return None
   same = made.get(files.INPUTS_KEY) in (None, inputs)
   return folder if same and made["search"]["method"] == search_method else None
 

@@ -19,7 +19,9 @@ FIGURE_FILENAME = "class_report.png"
 
 def class_report(selection: manifest.Selection, target_class_names: list,
                  source_display_names: list | None = None, top: int = 5) -> dict:
-  """Per target class, its `top` most selected source classes.
+  """Per target class, its `top` most selected source classes; overall, every source
+  class selected. Ranked by images, ties by lift (the class rarer in the source
+  first), then by name: never by label order.
 
   A target class's selected images are the union of its target images' pools, each
   image once. For a source class c: `images` (how many of those are of c), `share`
@@ -32,18 +34,21 @@ def class_report(selection: manifest.Selection, target_class_names: list,
       None: the class names.
   Returns:
     {"target_classes": {name: {"selected_images", "top": [{"source_class", "name",
-    "images", "share", "lift"}]}}, "overall": the same for all targets together}.
+    "images", "share", "lift"}]}}, "overall": the same for all targets together, with
+    every selected class}.
   """
   source_names = source_display_names or selection.source_class_names
   source_share = np.bincount(selection.source_labels,
                              minlength=len(selection.source_class_names)) / max(
                                  len(selection.source_labels), 1)
 
-  def summary(rows: np.ndarray) -> dict:
+  def summary(rows: np.ndarray, top: int | None) -> dict:
     counts = np.bincount(selection.source_labels[rows],
                          minlength=len(selection.source_class_names))
     total = max(int(counts.sum()), 1)
-    order = np.argsort(-counts, kind="stable")[:top]
+    lift = counts / total / np.maximum(source_share, 1e-12)
+    order = sorted(range(len(counts)), key=lambda c: (-counts[c], -lift[c],
+                                                      str(source_names[c])))[:top]
     return {"selected_images": int(counts.sum()), "top": [
         {"source_class": selection.source_class_names[c], "name": source_names[c],
          "images": int(counts[c]),
@@ -56,9 +61,9 @@ def class_report(selection: manifest.Selection, target_class_names: list,
   for label in np.unique(selection.target_labels):
     members = np.nonzero(selection.target_labels == label)[0]
     rows = np.unique(np.concatenate([pools[i] for i in members] + [np.zeros(0, np.int64)]))
-    by_class[target_class_names[label]] = summary(rows.astype(np.int64))
+    by_class[target_class_names[label]] = summary(rows.astype(np.int64), top)
   return {"round": selection.round_index, "target_classes": by_class,
-          "overall": summary(selection.selected)}
+          "overall": summary(selection.selected, None)}
 
 
 def plot(report: dict, path: str, max_target_classes: int = 40) -> None:

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from sjft_tf import bounds
 from sjft_tf.descriptors import store
 from sjft_tf.selection import divergence, embedding, exact
 from sjft_tf.selection import index as index_lib
@@ -38,12 +39,15 @@ class SearchConfig:
   """
   method: str = dataclasses.field(default="auto", metadata={
       "flag": {"enum_values": ["auto", "exact", "scann"]}})
-  num_neighbours: int = 5000
-  epsilon: float = divergence.DEFAULT_EPSILON
+  num_neighbours: int = bounds.field(5000, lower=1)
+  epsilon: float = bounds.field(divergence.DEFAULT_EPSILON, lower=1e-30)
   index: index_lib.IndexConfig = dataclasses.field(default_factory=index_lib.IndexConfig)
   index_dir: str = ""
   pipeline_args: list[str] = dataclasses.field(default_factory=list)
   work_dir: str = ""
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 @dataclasses.dataclass

@@ -27,10 +27,13 @@ def _reusable_round(folder: str, descriptors_dir: str, params: manifest.Selectio
                     config: search.SearchConfig, target_split: str, descriptors: str):
   """The round 0 already in `folder` when it was made the same way (parameters, and
   `descriptors`, the fingerprint of the descriptors to search: `files.matches`' rule
-  for older rounds), else None."""
+  for older rounds), else None; a damaged round is searched again."""
   if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
     return None
-  existing = manifest.load(folder)
+  try:
+    existing = manifest.load(folder)
+  except (ValueError, FileNotFoundError, KeyError, TypeError):
+    return None
   made = existing.provenance
   same = (existing.params == params and made.target.splits == (target_split,)
           and os.path.abspath(made.descriptors_dir or "") == os.path.abspath(descriptors_dir)

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import files
+from sjft_tf import bounds, files
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import manifest
 
@@ -36,9 +36,12 @@ class FeatureConfig:
   """
   base: str = "MobileNet"
   weights: str = "imagenet"
-  alpha: float | None = 0.25
-  input_size: int = 96
-  batch_size: int = 128
+  alpha: float | None = bounds.field(0.25, lower=0.01)
+  input_size: int = bounds.field(96, lower=8)
+  batch_size: int = bounds.field(128, lower=1)
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def pooled_features(spec_dir: str, split: str, config: FeatureConfig,

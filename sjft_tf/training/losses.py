@@ -52,15 +52,21 @@ def compile_joint(model: keras.Model, optimizer, target_weight: float = 0.5,
                   source_weight: float = 0.5, **compile_kwargs) -> None:
   """Compiles a model from `build_joint_model` with the joint loss and head accuracies.
 
-  A target-only model gets the plain target loss (weight 1: plain fine-tuning).
+  A target-only model gets the plain target loss (weight 1: plain fine-tuning). Either
+  way the logs name each head's numbers alike: target_loss, target_accuracy (and
+  source_loss, source_accuracy), and loss, the total with any regularisation.
   """
   heads = list(model.output_names) if hasattr(model, "output_names") else [TARGET_HEAD]
   if SOURCE_HEAD in heads:
     weights = {TARGET_HEAD: target_weight, SOURCE_HEAD: source_weight}
+    metrics = {head: [HeadAccuracy()] for head in weights}
   else:
+    # One output: Keras logs its metrics unprefixed, so they carry the head's name,
+    # and its cross-entropy is logged apart from the total loss as a joint run's is.
     weights = {TARGET_HEAD: 1.0}
+    metrics = {TARGET_HEAD: [HeadAccuracy(name=f"{TARGET_HEAD}_accuracy"),
+                             keras.metrics.SparseCategoricalCrossentropy(
+                                 from_logits=True, name=f"{TARGET_HEAD}_loss")]}
   model.compile(optimizer=optimizer,
                 loss={head: head_loss() for head in weights},
-                loss_weights=weights,
-                metrics={head: [HeadAccuracy()] for head in weights},
-                **compile_kwargs)
+                loss_weights=weights, metrics=metrics, **compile_kwargs)

@@ -13,7 +13,7 @@ import re
 
 import keras
 
-from sjft_tf import applications, precision
+from sjft_tf import applications, bounds, precision
 
 TARGET_HEAD = "target"
 SOURCE_HEAD = "source"
@@ -48,14 +48,17 @@ class ModelConfig:
   """
   base: str = "ResNet50V2"
   weights: str = "imagenet"
-  input_size: int = 224
-  alpha: float | None = None
+  input_size: int = bounds.field(224, lower=8)
+  alpha: float | None = bounds.field(None, lower=0.01)
   freeze: str = ""
   freeze_batch_norm: bool = False
-  dropout: float = 0.0
-  head_init_stddev: float = 0.01
+  dropout: float = bounds.field(0.0, lower=0.0, upper=0.99)
+  head_init_stddev: float = bounds.field(0.01, lower=0.0)
   dtype_policy: str = dataclasses.field(default="float32", metadata={
       "flag": {"enum_values": list(precision.POLICIES)}})
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 def build_base(config: ModelConfig) -> keras.Model:

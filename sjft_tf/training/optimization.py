@@ -11,6 +11,8 @@ import re
 import keras
 from keras import ops
 
+from sjft_tf import bounds
+
 # Variables of the heads (Keras paths "<layer>/<weight>"; see model.py).
 HEAD_VARIABLES = r"^(target|source)/"
 
@@ -36,16 +38,19 @@ class OptimizerConfig:
       rate (common fine-tuning practice for fresh heads: 10; Liu et al. 2022 use 10
       for joint training). 1: one rate for every weight, as the paper.
   """
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  weight_decay: float = 1e-4
+  learning_rate: float = bounds.field(0.01, lower=0.0)
+  momentum: float = bounds.field(0.9, lower=0.0, upper=1.0)
+  weight_decay: float = bounds.field(1e-4, lower=0.0)
   schedule: str = dataclasses.field(default="cosine",
                                     metadata={"flag": {"enum_values": ["cosine", "step"]}})
-  decay_every_steps: int = 0
-  decay_factor: float = 0.1
-  warmup_steps: int = 0
+  decay_every_steps: int = bounds.field(0, lower=0)
+  decay_factor: float = bounds.field(0.1, lower=0.0)
+  warmup_steps: int = bounds.field(0, lower=0)
   accumulation_steps: int = dataclasses.field(default=1, metadata={"flag": {"lower_bound": 1}})
-  head_learning_rate_multiplier: float = 1.0
+  head_learning_rate_multiplier: float = bounds.field(1.0, lower=0.0)
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 @keras.saving.register_keras_serializable(package="sjft_tf")

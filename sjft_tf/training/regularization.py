@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from sjft_tf import bounds
 from sjft_tf.training.optimization import HEAD_VARIABLES
 
 
@@ -28,8 +29,11 @@ class L2SPConfig:
       0 turns L2-SP off.
     beta: plain L2 strength on the heads' weights (used only when alpha > 0).
   """
-  alpha: float = 0.0
-  beta: float = 0.01
+  alpha: float = bounds.field(0.0, lower=0.0)
+  beta: float = bounds.field(0.01, lower=0.0)
+
+  def __post_init__(self):
+    bounds.check(self)
 
 
 @keras.saving.register_keras_serializable(package="sjft_tf")

@@ -23,6 +23,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from sjft_tf import bounds
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import manifest
@@ -51,13 +52,16 @@ class PairConfig:
     max_encoded_gib: refuse to hold more than this many GiB of encoded images.
   """
   batch_size: int = dataclasses.field(default=32, metadata={"flag": {"lower_bound": 2}})
-  resize_size: int = 256
-  crop_size: int | None = None
+  resize_size: int = bounds.field(256, lower=1)
+  crop_size: int | None = bounds.field(None, lower=1)
   min_crop_area: float = dataclasses.field(default=0.0, metadata={
       "flag": {"lower_bound": 0.0, "upper_bound": 1.0}})
   sources_per_target: int = dataclasses.field(default=1, metadata={"flag": {"lower_bound": 1}})
-  seed: int = 0
-  max_encoded_gib: float = 8.0
+  seed: int = bounds.field(0, lower=0)
+  max_encoded_gib: float = bounds.field(8.0, lower=0.0)
+
+  def __post_init__(self):
+    bounds.check(self)
 
   @property
   def group_size(self) -> int:

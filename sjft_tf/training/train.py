@@ -26,8 +26,9 @@ import time
 
 import keras
 import tensorflow as tf
+from absl import logging
 
-from sjft_tf import files, outputs
+from sjft_tf import bounds, files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import levels as levels_lib
@@ -94,8 +95,8 @@ class TrainConfig:
   total_steps: int = dataclasses.field(default=1000, metadata={"flag": {"lower_bound": 1}})
   steps_per_epoch: int = dataclasses.field(default=100, metadata={"flag": {"lower_bound": 1}})
   epochs_per_round: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
-  target_loss_weight: float = 0.5
-  source_loss_weight: float = 0.5
+  target_loss_weight: float = bounds.field(0.5, lower=0.0)
+  source_loss_weight: float = bounds.field(0.5, lower=0.0)
   level_rule: levels_lib.LevelRule = dataclasses.field(default_factory=levels_lib.LevelRule)
   l2sp: regularization.L2SPConfig = dataclasses.field(
       default_factory=regularization.L2SPConfig)
@@ -108,6 +109,7 @@ class TrainConfig:
   verbose: int = 2
 
   def __post_init__(self):
+    bounds.check(self)
     if self.pairs.crop_size is None:
       self.pairs = dataclasses.replace(self.pairs, crop_size=self.model.input_size)
     elif self.pairs.crop_size != self.model.input_size:
@@ -214,11 +216,13 @@ def _worker_output_dir(config: TrainConfig, strategy: tf.distribute.Strategy) ->
   return os.path.join(config.output_dir, f"{task_type}_{task_id}")
 
 
-def _inputs_fingerprint(config: TrainConfig) -> str:
+def _inputs_fingerprint(config: TrainConfig, legacy: bool = False) -> str:
   """`files.fingerprint` of what the run trains on: its first selection round, or the
-  target split it fine-tunes on alone, and the model it starts from (initial_run)."""
+  target split it fine-tunes on alone, and the model it starts from (initial_run).
+  `legacy`: the round's fingerprint as earlier versions computed it."""
   if config.first_round:
-    data = manifest.fingerprint(config.first_round)
+    data = (manifest.legacy_fingerprint if legacy else manifest.fingerprint)(
+        config.first_round)
   else:
     data = spec_lib.load_spec(config.target_spec_dir).split_fingerprint(config.target_split)
   if not config.initial_run:
@@ -243,13 +247,16 @@ def _check_config(config: TrainConfig) -> None:
   current = {**_portable(dataclasses.asdict(config), config.output_dir),
              files.INPUTS_KEY: _inputs_fingerprint(config)}
   if os.path.exists(path):
-    with open(path) as f:
-      saved = _portable(json.load(f), config.output_dir, from_file=True)
+    saved = _portable(files.read_json(path, "the run's settings are lost: use a fresh "
+                                            "output_dir"), config.output_dir, from_file=True)
     defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(config.output_dir))))
     # How much progress is printed is no setting of the run.
     for values in (saved, current, defaults):
       values.pop("verbose", None)
-    if saved.get(files.INPUTS_KEY, current[files.INPUTS_KEY]) != current[files.INPUTS_KEY]:
+    recognised = {current[files.INPUTS_KEY]}
+    if config.first_round:  # a run of an earlier version recorded its round so
+      recognised.add(_inputs_fingerprint(config, legacy=True))
+    if saved.get(files.INPUTS_KEY, current[files.INPUTS_KEY]) not in recognised:
       raise ValueError(f"{path}: the run was trained on other inputs (its first round or "
                        f"target images changed since): use a fresh output_dir")
     if not files.matches(saved, current, defaults, _RETIRED_SETTINGS):
@@ -279,11 +286,41 @@ def _portable(settings: dict, run_dir: str, from_file: bool = False) -> dict:
   return settings
 
 
+def _check_inputs(config: TrainConfig) -> None:
+  """Reads what the run trains on and starts from (its first round, or its target's
+  spec; its initial run's model), so a damaged input fails here, naming the file.
+
+  Raises:
+    FileNotFoundError, ValueError: naming the missing or damaged file.
+  """
+  if config.first_round:
+    manifest.load(config.first_round)
+  else:
+    spec_lib.load_spec(config.target_spec_dir).split(config.target_split)
+  if config.initial_run:
+    initial = outputs.TrainedRun.read(config.initial_run)
+    if not initial.model_is_whole():
+      raise ValueError(f"{initial.model_path} (initial_run) is damaged: rerun sjft-train "
+                       f"for {config.initial_run} first")
+
+
+def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
+  """The finished run in run_dir when its model is the file training wrote (else None:
+  a damaged model, which the caller trains again)."""
+  try:
+    run = outputs.TrainedRun.read(run_dir)
+  except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError):
+    return None
+  return run if run.model_is_whole() else None
+
+
 def train(config: TrainConfig, extra_callbacks=()) -> dict:
   """Trains (or resumes) the run and returns its report (also in train_report.json).
 
-  A run whose report and model already exist is not trained again. Seeds Keras'
-  global random state with config.pairs.seed (the initialisation is repeatable).
+  A run whose report and model already exist is not trained again (a damaged model,
+  not the file its report records, is trained again). Its inputs are read before
+  train_config.json is written. Seeds Keras' global random state with
+  config.pairs.seed (the initialisation is repeatable).
   Args:
     extra_callbacks: Keras callbacks run after ours (which back up and log first).
   """
@@ -291,10 +328,14 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   config = dataclasses.replace(config, output_dir=_worker_output_dir(config, strategy))
   report_path = os.path.join(config.output_dir, REPORT_FILENAME)
   model_path = os.path.join(config.output_dir, MODEL_FILENAME)
+  _check_inputs(config)  # before anything is written: a damaged input is named first
   _check_config(config)
   if os.path.exists(report_path) and os.path.exists(model_path):
-    with open(report_path) as f:
-      return json.load(f)
+    finished = _finished_run(config.output_dir)
+    if finished is not None:
+      return finished.report
+    logging.warning("%s is damaged: training the run again", model_path)
+    os.remove(report_path)
   files.remove_stale_temporaries(config.output_dir)  # e.g. a model save killed half way
   replicas = strategy.num_replicas_in_sync
   group = config.pairs.group_size if config.first_round else 1
@@ -380,6 +421,7 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   with files.atomic_path(model_path, ".keras") as temporary:
     model.save(temporary)
   report = {
+      "model_fingerprint": files.fingerprint({}, model_path),
       "target_class_names": list(target_classes),
       "source_class_names": list(source_classes),
       "replicas": replicas,

@@ -1,0 +1,330 @@
+"""What every stage does with damaged files it reads or reuses, bad numbers, killed
+writers' leftovers, and an installed package run from anywhere (issue 23)."""
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sjft_tf import files, outputs
+from sjft_tf.cli import runner
+from sjft_tf.data import ingest, sources, synthetic
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.descriptors import extract, store
+from sjft_tf.evaluation import evaluate
+from sjft_tf.export import serving
+from sjft_tf.selection import manifest, report, search, select
+from sjft_tf.training import optimization, train as train_lib
+from sjft_tf.training import model as model_lib, sampler as sampler_lib
+import training_fixtures as fx
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def _cli(args, cwd=REPO, env=None, timeout=300):
+  return subprocess.run(args, cwd=cwd, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                                **(env or {})),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_error(done, *names):
+  """Exit 2 and one stderr line that names each of `names`."""
+  lines = [l for l in done.stderr.splitlines() if re.match(r"^sjft-[\w-]+: error: ", l)]
+  assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+  assert all(n in lines[0] for n in names), lines[0]
+
+
+def test_numeric_flags_out_of_bounds_are_refused_by_cli_and_python(tmp_path):
+  images = tmp_path / "in" / "train" / "a"
+  os.makedirs(images)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "x.png")
+  ingest_cli = [os.path.join(BIN, "sjft-ingest"), f"--input_root={tmp_path / 'in'}",
+                f"--output_dir={tmp_path / 'out'}", "--noprogress"]
+  _one_line_error(_cli(ingest_cli + ["--max_side=-1"]), "--max_side=-1")
+  _one_line_error(_cli(ingest_cli + ["--layout=class", "--split_fractions=train=-0.2,val=1.2"]),
+                  "train=-0.2", "[0, 1]")
+  _one_line_error(_cli(ingest_cli + ["--layout=class", "--split_counts=train=-3,test=rest"]),
+                  "train=-3", "0 or more")
+  assert not (tmp_path / "out").exists()
+  # The same bounds refuse the same values from Python.
+  with pytest.raises(ValueError, match="IngestConfig.max_side = -1: must be at least 0"):
+    ingest.IngestConfig(output_dir="o", dataset_name="d", max_side=-1)
+  with pytest.raises(ValueError, match="OptimizerConfig.momentum = 1.5: must be at most 1"):
+    optimization.OptimizerConfig(momentum=1.5)
+  with pytest.raises(ValueError, match="PairConfig.min_crop_area = 2"):
+    sampler_lib.PairConfig(min_crop_area=2)
+  with pytest.raises(ValueError, match="ModelConfig.dtype_policy = 'fp8'"):
+    model_lib.ModelConfig(dtype_policy="fp8")
+  with pytest.raises(ValueError, match="ExtractionConfig.crop_size = 0"):
+    extract.ExtractionConfig(output_dir="o", crop_size=0)
+  with pytest.raises(ValueError, match="SearchConfig.num_neighbours = 0"):
+    search.SearchConfig(num_neighbours=0)
+  with pytest.raises(ValueError, match="a fraction must lie in"):
+    sources.parse_split_fractions("train=-0.2,val=1.2")
+
+
+def test_dead_writers_temporaries_are_swept_in_every_subfolder(tmp_path):
+  dead = 2**22 + 12345  # above the kernel's pid_max here: no such process
+  for relative in ("x.json.tmp-{}", "source/a.npz.tmp-{}.npz", "deep/er/b.tmp.{}"):
+    path = tmp_path / relative.format(dead)
+    os.makedirs(path.parent, exist_ok=True)
+    path.write_text("half")
+  alive = tmp_path / "source" / f"c.npz.tmp-{os.getppid()}.npz"  # a running writer's
+  alive.write_text("busy")
+  removed = files.remove_stale_temporaries(str(tmp_path))
+  assert len(removed) == 3 and alive.exists()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+  """Every stage of a tiny pipeline run once: {name: path} of its folders."""
+  root = tmp_path_factory.mktemp("robust")
+  synthetic.generate(str(root / "images"), synthetic.SyntheticConfig(
+      image_size=32, source_images_per_class=5, num_target_classes=3,
+      target_split_sizes={"train": 4, "test": 3}))
+  paths = {"target": str(root / "target"), "source": str(root / "source"),
+           "descriptors": str(root / "descriptors"), "selection": str(root / "selection"),
+           "run": str(root / "run"), "export": str(root / "export")}
+  for role in ("target", "source"):
+    ingest.ingest(sources.list_folder(str(root / "images" / role)), ingest.IngestConfig(
+        output_dir=paths[role], dataset_name=role, shard_size=20, show_progress=False))
+  _stages(paths)
+  return paths
+
+
+def _descriptors(paths):
+  return extract.extract(extract.ExtractionConfig(
+      output_dir=paths["descriptors"], bank=extract.BankConfig(kind="gabor"),
+      resize_size=48, crop_size=48, show_progress=False), paths["target"], paths["source"])
+
+
+def _selection(paths):
+  return select.initial_selection(paths["descriptors"], paths["selection"],
+                                  manifest.SelectionParams(k0=3, max_neighbours=20,
+                                                           min_images_per_class=1),
+                                  search.SearchConfig(method="exact"), write_subset=False)[1]
+
+
+def _train(paths):
+  return train_lib.train(train_lib.TrainConfig(
+      output_dir=paths["run"], first_round=os.path.join(paths["selection"], "round_000"),
+      model=fx.TINY_MODEL, pairs=fx.PAIRS, total_steps=4, steps_per_epoch=2,
+      strategy="one_device", verbose=0))
+
+
+def _evaluate(paths):
+  return evaluate.evaluate(paths["run"], paths["target"], evaluate.EvalConfig(
+      split="test", views=("centre",)))
+
+
+def _export(paths):
+  shutil.rmtree(paths["export"], ignore_errors=True)
+  trained = outputs.TrainedRun.read(paths["run"])
+  return serving.export(trained.load_model(), trained.target_class_names, paths["export"],
+                        trained.resize_size, trained.crop_size)
+
+
+STAGES = {"descriptors": _descriptors, "selection": _selection, "training": _train,
+          "evaluation": _evaluate, "export": _export}
+
+
+def _stages(paths):
+  for stage in STAGES.values():
+    stage(paths)
+
+
+def _outputs(paths, stage: str):
+  """What a stage made: descriptor and selection bytes, the run's test accuracy, the
+  exported version's files."""
+  if stage in ("descriptors", "selection"):
+    found = {}
+    for path in sorted(glob.glob(os.path.join(paths[stage], "**", "*.npz"), recursive=True)):
+      with open(path, "rb") as f:
+        found[os.path.relpath(path, paths[stage])] = f.read()
+    return found
+  if stage == "export":
+    return sorted(os.path.relpath(p, paths["export"]) for p in glob.glob(
+        os.path.join(paths["export"], "**"), recursive=True))
+  return round(_evaluate(paths)["views"]["centre"]["top1"], 4)
+
+
+def _reads(paths) -> dict:
+  """Per stage, files it reads (inputs, and its own outputs a rerun reuses)."""
+  def one(folder, pattern):
+    return sorted(glob.glob(os.path.join(paths[folder], pattern)))[:1]
+  run = [os.path.join(paths["run"], n) for n in ("model.keras", "train_report.json",
+                                                 "train_config.json")]
+  round_files = [os.path.join(paths["selection"], "round_000", n)
+                 for n in (manifest.JSON_FILENAME, manifest.ARRAYS_FILENAME)]
+  return {
+      "descriptors": one("target", "dataset_spec.json") + one("target", "train-*.json")
+                     + one("source", "train-*.tfrecord") + one("descriptors", "edges.npz")
+                     + one("descriptors", "source/*.npz")
+                     + one("descriptors", "descriptor_metadata.json"),
+      "selection": one("descriptors", "target/*.npz") + round_files,
+      "training": round_files + run,
+      "evaluation": one("target", "test-*.tfrecord") + run[:2]
+                    + one("run", "evaluation_test.json"),
+      "export": run[:1],
+  }
+
+
+def test_each_file_a_stage_reads_truncated_in_turn(pipeline):
+  """Truncated: the stage remakes it (giving what an undamaged run gives), does not
+  need it (its outputs are whole), or stops with one line naming it; restored, the
+  stage gives what an undamaged run gives."""
+  undamaged = {stage: _outputs(pipeline, stage) for stage in STAGES}
+  outcomes = {}
+  for stage, paths in _reads(pipeline).items():
+    for path in paths:
+      with open(path, "rb") as f:
+        original = f.read()
+      with open(path, "wb") as f:
+        f.write(original[:len(original) // 2])
+      key = (stage, os.path.basename(path))
+      try:
+        STAGES[stage](pipeline)
+        with open(path, "rb") as f:
+          outcomes[key] = "remade" if len(f.read()) != len(original) // 2 else "not needed"
+      except runner.USER_ERRORS as error:
+        message = str(error).strip()
+        assert os.path.basename(path) in message and "\n" not in message, (key, message)
+        outcomes[key] = "refused"
+      if outcomes[key] != "remade":
+        with open(path, "wb") as f:
+          f.write(original)
+        STAGES[stage](pipeline)
+      assert _outputs(pipeline, stage) == undamaged[stage], key
+  assert outcomes == {
+      ("descriptors", "dataset_spec.json"): "refused",
+      ("descriptors", os.path.basename(_reads(pipeline)["descriptors"][1])): "refused",
+      ("descriptors", os.path.basename(_reads(pipeline)["descriptors"][2])): "not needed",
+      ("descriptors", "edges.npz"): "remade",
+      ("descriptors", os.path.basename(_reads(pipeline)["descriptors"][4])): "remade",
+      ("descriptors", "descriptor_metadata.json"): "refused",
+      ("selection", os.path.basename(_reads(pipeline)["selection"][0])): "not needed",
+      ("selection", "selection.json"): "remade", ("selection", "selection.npz"): "remade",
+      ("training", "selection.json"): "refused", ("training", "selection.npz"): "refused",
+      ("training", "model.keras"): "remade", ("training", "train_report.json"): "remade",
+      ("training", "train_config.json"): "refused",
+      # The evaluation of the same images (by their ingest records) is reused.
+      ("evaluation", os.path.basename(_reads(pipeline)["evaluation"][0])): "not needed",
+      ("evaluation", "model.keras"): "refused", ("evaluation", "train_report.json"): "refused",
+      ("evaluation", "evaluation_test.json"): "remade",
+      ("export", "model.keras"): "refused"}, outcomes
+
+
+def test_a_truncated_shard_is_remade_by_ingest_and_named_by_readers(tmp_path):
+  synthetic.generate(str(tmp_path / "images"), synthetic.SyntheticConfig(
+      image_size=32, source_images_per_class=2, num_target_classes=2,
+      target_split_sizes={"train": 3}))
+  config = ingest.IngestConfig(output_dir=str(tmp_path / "t"), dataset_name="t",
+                               show_progress=False)
+  listed = sources.list_folder(str(tmp_path / "images" / "target"))
+  ingest.ingest(listed, config)
+  shard = spec_lib.load_spec(config.output_dir).shard_paths("train")[0]
+  with open(shard, "rb") as f:
+    original = f.read()
+  with open(shard, "wb") as f:
+    f.write(original[:100])
+  from sjft_tf.data import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r"train-00000-of-00001.tfrecord is damaged \(100 "):
+    pipeline_lib.read_examples(config.output_dir, "train")
+  ingest.ingest(listed, config)
+  with open(shard, "rb") as f:
+    assert f.read() == original
+
+
+def test_train_reads_its_round_before_writing_its_record(pipeline, tmp_path):
+  """A damaged first round is named before train_config.json exists, so the retry
+  after the repair is not refused as "trained on other inputs"."""
+  copy = os.path.join(pipeline["selection"], "round_000")
+  arrays = os.path.join(copy, manifest.ARRAYS_FILENAME)
+  with open(arrays, "rb") as f:
+    original = f.read()
+  with open(arrays, "wb") as f:
+    f.write(original[:1000])
+  config = train_lib.TrainConfig(output_dir=str(tmp_path / "run"), first_round=copy,
+                                 model=fx.TINY_MODEL, pairs=fx.PAIRS, total_steps=2,
+                                 steps_per_epoch=2, strategy="one_device", verbose=0)
+  with pytest.raises(ValueError, match="selection.npz is damaged"):
+    train_lib.train(config)
+  assert not (tmp_path / "run" / "train_config.json").exists()
+  with open(arrays, "wb") as f:
+    f.write(original)
+  assert train_lib.train(config)["epochs_trained_this_call"] == 1
+
+
+def test_cli_eval_keeps_views_says_reused_and_names_a_damaged_model(pipeline, tmp_path):
+  run = str(tmp_path / "run")
+  shutil.copytree(pipeline["run"], run)
+  eval_cli = [os.path.join(BIN, "sjft-eval"), f"--run_dir={run}",
+              f"--spec_dir={pipeline['target']}", "--split=test"]
+  first = _cli(eval_cli + ["--views=centre", "--views=ten_crops"])
+  assert first.returncode == 0 and "wrote " in first.stdout, first.stderr[-2000:]
+  again = _cli(eval_cli + ["--views=centre"])
+  assert "reused " in again.stdout and "wrote " not in again.stdout
+  remade = _cli(eval_cli + ["--noreuse", "--views=centre"])
+  assert "wrote " in remade.stdout
+  with open(os.path.join(run, "evaluation_test.json")) as f:
+    assert sorted(json.load(f)["views"]) == ["centre", "ten_crops"]  # kept, not dropped
+  model = os.path.join(run, "model.keras")
+  with open(model, "rb") as f:
+    data = f.read()
+  with open(model, "wb") as f:
+    f.write(data[:len(data) // 2])
+  _one_line_error(_cli(eval_cli + ["--noreuse"]), "model.keras is damaged", "sjft-train")
+  _one_line_error(_cli([os.path.join(BIN, "sjft-export"), f"--run_dir={run}",
+                        f"--export_dir={tmp_path / 'x'}"]), "model.keras is damaged")
+
+
+def test_run_logs_name_the_target_head_alike_and_class_report_ranks(pipeline, tmp_path):
+  target_only = train_lib.train(train_lib.TrainConfig(
+      output_dir=str(tmp_path / "alone"), target_spec_dir=pipeline["target"],
+      model=fx.TINY_MODEL, pairs=fx.PAIRS, total_steps=2, steps_per_epoch=2,
+      strategy="one_device", verbose=0))
+  joint = outputs.TrainedRun.read(pipeline["run"]).report
+  for logs in (target_only["final_epoch_logs"], joint["final_epoch_logs"]):
+    assert {"loss", "target_loss", "target_accuracy"} <= set(logs)
+  header = (tmp_path / "alone" / "history.csv").read_text().splitlines()[0].split(",")
+  assert "target_accuracy" in header and "accuracy" not in header
+  selection = manifest.load(os.path.join(pipeline["selection"], "round_000"))
+  names = [f"c{i}" for i in range(len(selection.source_class_names))]
+  overall = report.class_report(selection, ["a", "b", "c"], names)["overall"]["top"]
+  counts = np.bincount(selection.source_labels[selection.selected],
+                       minlength=len(names))
+  assert len(overall) == np.count_nonzero(counts)  # every selected class, not 5
+  keys = [(-t["images"], -t["lift"], t["name"]) for t in overall]
+  assert keys == sorted(keys)
+
+
+def test_unpack_and_presets_meet_outside_the_checkout(tmp_path, shared_data_dir):
+  """A non-editable install run from another folder: --unpack extracts under that
+  folder's .cache/shared, where the preset's ingest flags read."""
+  archive = os.path.join(shared_data_dir, "oxford_pets", "oxford_pets_96px.tar.gz")
+  if not os.path.exists(archive):
+    pytest.skip(f"{archive} is absent")
+  site, work = tmp_path / "site", tmp_path / "work"
+  built = _cli([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                "--quiet", "--target", str(site), REPO], timeout=600)
+  assert built.returncode == 0, built.stderr[-2000:]
+  os.makedirs(work)
+  done = _cli([sys.executable, "-m", "sjft_tf.cli.reproduce",
+               "--unpack=oxford_pets/oxford_pets_96px.tar.gz",
+               f"--prepare_flagfiles=sjft-ingest={REPO}/flags/ingest/oxford_pets.flags",
+               "--prepare_only"], cwd=str(work), timeout=600,
+              env={"PYTHONPATH": str(site),
+                   "SJFT_SHARED_DIR": os.path.dirname(shared_data_dir)})
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert os.path.isdir(work / ".cache" / "shared" / "oxford_pets" / "train")
+  spec = spec_lib.load_spec(str(work / "data" / "oxford_pets"))
+  assert spec.splits["train"].num_examples == 370
+  assert str(site) in done.stdout  # the installed copy ran, not the checkout
