@@ -78,3 +78,16 @@ def test_user_errors_are_one_line_naming_the_file_and_exit_2(tmp_path):
   done = _run([os.path.join(BIN, "sjft-ingest"), f"--input_root={tmp_path / 'missing'}",
                f"--output_dir={tmp_path / 'o'}", "--verbosity=1"])
   assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_readme_demo_summary_is_what_sjft_run_printed():
+  """README's demo block is `run.summary` of the kept demo report, written by
+  tools/update_readme_demo.py (issue 23: it had gone stale by hand)."""
+  sys.path.insert(0, REPO)
+  from tools import update_readme_demo  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(REPO, "results", "demo", "run_report.json")) as f:
+    report = json.load(f)
+  with open(os.path.join(REPO, "README.md")) as f:
+    readme = f.read()
+  assert update_readme_demo.with_block(readme, update_readme_demo.demo_block(report)) == readme
+  assert "selective   centre top-1" in update_readme_demo.demo_block(report)

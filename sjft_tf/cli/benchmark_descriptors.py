@@ -7,9 +7,12 @@ one run, on the same images:
   reference: one image at a time: PIL decode, cv2.resize, then cv2.filter2D +
              np.histogram (Gabor), or the Keras bank on a batch of one + np.histogram.
 Prints images per second (wall and CPU) and the ratios. Images: Flowers 102 train from
-../shared when present, else the embedded demo textures.
+../shared when present, else the embedded demo textures. With --dtype_policies, our
+extraction also runs with the bank in each mixed policy and prints its speed as a ratio
+of float32's, in the same run (the histograms are counted in float32 either way).
 """
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -23,6 +26,7 @@ _BANKS = flags.DEFINE_list("banks", ["gabor", "learned"], "Banks to benchmark.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 512, "Images our extraction describes.")
 _NUM_REFERENCE = flags.DEFINE_integer("num_reference_images", 64, "Images the reference loop describes (a subset of the same).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Our batch size.")
+_POLICIES = flags.DEFINE_list("dtype_policies", ["mixed_bfloat16"], "Bank precisions compared with float32 (precision.POLICIES); empty: none.")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Scratch folder (default: a temp dir).")
 
 _MOBILENET = "weights/mobilenet_v1_0.25_imagenet/mobilenet_2_5_224_tf_no_top.h5"
@@ -110,6 +114,21 @@ def main(argv):
       print(f"{bank_kind:8s} {size:5d} {rates[0]:11.1f} {rates[1]:10.1f} "
             f"{rates[0] / rates[1]:5.1f}x {rates[2]:15.1f} {rates[3]:14.1f} "
             f"{rates[2] / rates[3]:8.1f}x")
+      for policy in _POLICIES.value:
+        mixed = dataclasses.replace(config, dtype_policy=policy,
+                                    output_dir=config.output_dir + f"_{policy}")
+        mixed_bank = extract.make_bank(mixed.bank, policy)
+        mixed_compute = extract.compiled_descriptors(
+            extract.descriptor_model(mixed_bank, edges, mixed))
+
+        def ours_mixed():
+          shutil.rmtree(mixed.output_dir, ignore_errors=True)
+          extract.extract_split(mixed_compute, spec, "train", "source", mixed)
+
+        ours_mixed()  # warm-up
+        mixed_wall, _ = _timed(ours_mixed)
+        print(f"{'':8s} {'':5s} bank in {policy}: {len(files) / mixed_wall:.1f} img/s, "
+              f"{ours_wall / mixed_wall:.2f}x float32's speed")
 
 
 def run():

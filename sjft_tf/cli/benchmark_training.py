@@ -9,9 +9,12 @@ The two alternate call by call after a warm-up call each (which also compiles). 
 VM's speed steps by up to 2x within seconds, so each variant's best call is reported
 (the speed both reach when the machine is fast) with the median of the ratios of
 adjacent calls. plain / joint - 1 is the overhead of the joint machinery (goal: at
-most 10%).
+most 10%). The joint step is also timed under each of --dtype_policies and with an
+XLA-compiled step (--jit_compile), each printed as a ratio of the float32 joint step's
+speed in the same run.
 """
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -25,6 +28,8 @@ _ALPHA = flags.DEFINE_float("alpha", 0.25, "MobileNet width multiplier (ignored 
 _INPUT_SIZE = flags.DEFINE_integer("input_size", 64, "Input side in pixels.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch (joint: both domains).")
 _STEPS = flags.DEFINE_integer("steps", 40, "Batches per timed call.")
+_POLICIES = flags.DEFINE_list("dtype_policies", ["mixed_bfloat16"], "Precisions of the joint step compared with float32 (precision.POLICIES); empty: none.")
+_JIT = flags.DEFINE_bool("jit_compile", True, "Also time the float32 joint step compiled with XLA.")
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per variant, alternating.")
 
 
@@ -63,6 +68,17 @@ def main(argv):
   with tempfile.TemporaryDirectory() as rounds_dir:
     rounds = callbacks_lib.SelectiveRounds(pairs, rounds_dir)
     variants = {"joint": (joint, pairs.dataset(), [rounds]), "plain": (plain, plain_data, [])}
+    extra = [(policy, False) for policy in _POLICIES.value] + (
+        [("float32", True)] if _JIT.value else [])
+    for policy, jit in extra:
+      keras.utils.set_random_seed(0)
+      variant = model_lib.build_joint_model(dataclasses.replace(config, dtype_policy=policy),
+                                            len(pairs.target_class_names),
+                                            len(pairs.source_class_names))
+      losses.compile_joint(variant, keras.optimizers.SGD(0.01, momentum=0.9),
+                           jit_compile=jit)
+      variants[f"joint {policy}{' jit' if jit else ''}"] = (
+          variant, pairs.dataset(), [callbacks_lib.SelectiveRounds(pairs, rounds_dir)])
     for model, dataset, callbacks in variants.values():
       _timed_fit(model, dataset, _STEPS.value, callbacks)  # warm-up and compilation
     times = {name: [] for name in variants}
@@ -79,6 +95,11 @@ def main(argv):
   adjacent = np.median([j[0] / p[0] for j, p in zip(times["joint"], times["plain"])])
   print(f"joint overhead vs plain fine-tuning: best calls {best['joint'] / best['plain'] - 1:+.1%}, "
         f"median of adjacent calls {adjacent - 1:+.1%} (goal: at most +10%)")
+  for name in variants:
+    if name.startswith("joint "):
+      ratio = np.median([j[0] / v[0] for j, v in zip(times["joint"], times[name])])
+      print(f"{name} vs joint float32: {best['joint'] / best[name]:.2f}x the speed (best "
+            f"calls), {ratio:.2f}x (median of adjacent calls)")
 
 
 def run():
