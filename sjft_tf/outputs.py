@@ -109,7 +109,8 @@ class Provenance:
     source: the source dataset and its described splits.
     search_method: how the neighbours were found ("exact", "scann", "deep_cosine_...",
       or the name of a fixed subset: "all", "random", "classes").
-    search_seconds: the search's time (None where no search ran).
+    search_seconds: the search's time (None where no search ran); kept in the round's
+      timing.json, not in selection.json (rounds of earlier versions hold it there).
     descriptors_dir: the descriptor folder searched (None: not by descriptors).
     previous_round: the round this one updated (None for round 0).
     level_rule: the LevelRule's fields that set this round's levels.
@@ -134,8 +135,6 @@ class Provenance:
              "search": {"method": self.search_method},
              "target": self.target.to_json(folder, one_split=True),
              "source": self.source.to_json(folder)}
-    if self.search_seconds is not None:
-      value["search"]["seconds"] = self.search_seconds
     if self.previous_round:
       value["previous_round"] = files.relative_to(self.previous_round, folder)
     for key in ("level_rule", "level_predictions_accuracy", files.INPUTS_KEY):

@@ -32,6 +32,7 @@ from sjft_tf import files, outputs
 FORMAT_VERSION = 1
 JSON_FILENAME = outputs.ROUND_FILENAME
 ARRAYS_FILENAME = "selection.npz"
+TIMING_FILENAME = "timing.json"  # the search's seconds, outside the fingerprinted files
 SUBSET_DIRNAME = "subset"
 
 
@@ -153,6 +154,9 @@ def save(selection: Selection, output_dir: str) -> str:
       "target_ids", "target_labels", "levels", "neighbours", "distances", "source_ids",
       "source_labels", "pool_sizes", "selected", "weights", "head_labels")}
   files.save_npz_atomic(os.path.join(folder, ARRAYS_FILENAME), **arrays)
+  if selection.provenance.search_seconds is not None:  # apart: it differs run to run
+    files.write_json_atomic(os.path.join(folder, TIMING_FILENAME),
+                            {"search_seconds": selection.provenance.search_seconds})
   files.write_json_atomic(os.path.join(folder, JSON_FILENAME), {
       "format_version": FORMAT_VERSION,
       "round": selection.round_index,
@@ -182,8 +186,16 @@ def load(folder: str) -> Selection:
   arrays = files.load_npz(os.path.join(folder, ARRAYS_FILENAME),
                          "remake the round: rerun the command that wrote it (sjft-select "
                          "remakes its round_000; sjft-train its later rounds)")
+  provenance = outputs.Provenance.from_json(meta["info"], folder)
+  timing = os.path.join(folder, TIMING_FILENAME)
+  if provenance.search_seconds is None and os.path.exists(timing):
+    try:
+      provenance = dataclasses.replace(
+          provenance, search_seconds=files.read_json(timing)["search_seconds"])
+    except (ValueError, KeyError):
+      pass  # the time is for people; a damaged timing.json changes nothing
   selection = Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
-                        provenance=outputs.Provenance.from_json(meta["info"], folder),
+                        provenance=provenance,
                         source_class_names=meta["source_class_names"],
                         retained_classes=meta["retained_classes"],
                         head_classes=meta.get("source_head_classes"), **arrays)
@@ -194,18 +206,10 @@ def load(folder: str) -> Selection:
 
 
 def fingerprint(folder: str) -> str:
-  """`files.fingerprint` of a round: selection.json's content without the search's
-  time (a round made again the same way has the same fingerprint) and selection.npz's
-  bytes; its paths are relative, so a moved round keeps it. What a training run (and a
-  round made from this one) records of the round it started from."""
-  content = files.read_json(os.path.join(folder, JSON_FILENAME))
-  content.get("info", {}).get("search", {}).pop("seconds", None)
-  return files.fingerprint({"selection": content}, os.path.join(folder, ARRAYS_FILENAME))
-
-
-def legacy_fingerprint(folder: str) -> str:
-  """The fingerprint earlier versions recorded: both files' bytes, the search's time
-  included (records holding it are still recognised)."""
+  """`files.fingerprint` of a round folder's selection.json and selection.npz (their
+  paths are relative, so a moved round keeps it): what a training run records of the
+  round it started from. A round made again the same way has the same bytes (the
+  search's time is kept apart, in timing.json)."""
   return files.fingerprint({}, os.path.join(folder, JSON_FILENAME),
                            os.path.join(folder, ARRAYS_FILENAME))
 

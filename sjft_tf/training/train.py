@@ -216,13 +216,11 @@ def _worker_output_dir(config: TrainConfig, strategy: tf.distribute.Strategy) ->
   return os.path.join(config.output_dir, f"{task_type}_{task_id}")
 
 
-def _inputs_fingerprint(config: TrainConfig, legacy: bool = False) -> str:
+def _inputs_fingerprint(config: TrainConfig) -> str:
   """`files.fingerprint` of what the run trains on: its first selection round, or the
-  target split it fine-tunes on alone, and the model it starts from (initial_run).
-  `legacy`: the round's fingerprint as earlier versions computed it."""
+  target split it fine-tunes on alone, and the model it starts from (initial_run)."""
   if config.first_round:
-    data = (manifest.legacy_fingerprint if legacy else manifest.fingerprint)(
-        config.first_round)
+    data = manifest.fingerprint(config.first_round)
   else:
     data = spec_lib.load_spec(config.target_spec_dir).split_fingerprint(config.target_split)
   if not config.initial_run:
@@ -253,10 +251,7 @@ def _check_config(config: TrainConfig) -> None:
     # How much progress is printed is no setting of the run.
     for values in (saved, current, defaults):
       values.pop("verbose", None)
-    recognised = {current[files.INPUTS_KEY]}
-    if config.first_round:  # a run of an earlier version recorded its round so
-      recognised.add(_inputs_fingerprint(config, legacy=True))
-    if saved.get(files.INPUTS_KEY, current[files.INPUTS_KEY]) not in recognised:
+    if saved.get(files.INPUTS_KEY, current[files.INPUTS_KEY]) != current[files.INPUTS_KEY]:
       raise ValueError(f"{path}: the run was trained on other inputs (its first round or "
                        f"target images changed since): use a fresh output_dir")
     if not files.matches(saved, current, defaults, _RETIRED_SETTINGS):
