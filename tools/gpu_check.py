@@ -74,6 +74,17 @@ class Report:
     self.rows.append({"name": name, "skipped": True})
     self.write()
 
+  def measure(self, name: str, timed, unit: str, anchor: str | None = None, **details):
+    """Adds `timed()` (a figure, or (figure, details)), or skips it past the budget."""
+    if self.elapsed() > _TIME_BUDGET.value:
+      self.skip(name)
+      return
+    value = timed()
+    if isinstance(value, tuple):
+      value, more = value
+      details = {**details, **more}
+    self.add(name, value, unit, anchor, **details)
+
   def write(self):
     if self.path:
       with open(self.path, "w") as f:
@@ -120,24 +131,17 @@ def training(report: Report):
   if smoke:  # each code path once: joint compiled in bf16, plain eager in float32
     variants = [(True, "mixed_bfloat16", True), (False, "float32", False)]
   for joint, policy, jit in variants:
-    name = (f"train {'joint' if joint else 'plain'} {base} {size}px batch {batch} "
-            f"{policy} {'jit' if jit else 'eager'}")
-    if report.elapsed() > _TIME_BUDGET.value:
-      report.skip(name)
-      continue
     steps = 2 if smoke else (20 if jit else 3)
-    rate = _train_rate(base, size, batch, policy, jit, joint, steps, alpha)
     anchor = ("joint_resnet50_bf16_images_per_s" if (joint and jit and
                                                       policy == "mixed_bfloat16") else None)
-    report.add(name, rate, "images/s", anchor, joint=joint, policy=policy, jit=jit)
-  name = f"train joint EfficientNetLite0 {size}px batch {batch} mixed_bfloat16 jit"
-  if smoke:
-    return
-  if report.elapsed() > _TIME_BUDGET.value:
-    report.skip(name)
-  else:
-    report.add(name, _train_rate("EfficientNetLite0", size, batch, "mixed_bfloat16", True,
-                                 True, 2 if smoke else 20), "images/s")
+    report.measure(f"train {'joint' if joint else 'plain'} {base} {size}px batch {batch} "
+                   f"{policy} {'jit' if jit else 'eager'}",
+                   lambda: _train_rate(base, size, batch, policy, jit, joint, steps, alpha),
+                   "images/s", anchor, joint=joint, policy=policy, jit=jit)
+  if not smoke:
+    report.measure(f"train joint EfficientNetLite0 {size}px batch {batch} mixed_bfloat16 jit",
+                   lambda: _train_rate("EfficientNetLite0", size, batch, "mixed_bfloat16",
+                                       True, True, 20), "images/s")
 
 
 def _alexnet_bank(policy: str):
@@ -154,8 +158,9 @@ def _alexnet_bank(policy: str):
         network, ["conv1", "conv2"]), "caffe", ["conv1", "conv2"])
 
 
-def _descriptor_rate(bank, size: int, batch: int, steps: int) -> tuple[float, int]:
-  """(images/s, descriptor length) of bank + histograms, edges fitted on one batch."""
+def _descriptor_rate(bank, size: int, batch: int, steps: int) -> tuple[float, dict]:
+  """(images/s, {"values": descriptor length}) of bank + histograms, edges fitted on
+  one batch."""
   import keras
   from sjft_tf.descriptors import histogram
   rng = np.random.default_rng(0)
@@ -176,7 +181,7 @@ def _descriptor_rate(bank, size: int, batch: int, steps: int) -> tuple[float, in
   for _ in range(steps):
     out = model.predict_on_batch(device_images)
   _sync(out)
-  return batch * steps / (time.perf_counter() - started), int(out.shape[-1])
+  return batch * steps / (time.perf_counter() - started), {"values": int(out.shape[-1])}
 
 
 def _block(value):
@@ -190,22 +195,14 @@ def descriptors(report: Report):
   smoke = _SMOKE.value
   size, batch, steps = (64, 4, 2) if smoke else (224, 256, 20)
   for policy in ("mixed_bfloat16",) if smoke else ("float32", "mixed_bfloat16"):
-    name = f"descriptors AlexNet-shaped bank {size}px batch {batch} {policy}"
-    if report.elapsed() > _TIME_BUDGET.value:
-      report.skip(name)
-      continue
-    rate, length = _descriptor_rate(_alexnet_bank(policy), size, batch, steps)
-    report.add(name, rate, "images/s", "alexnet_bank_descriptors_images_per_s",
-               values=length, policy=policy)
-  name = f"descriptors EfficientNetLite0 stem_conv + block1a_project_conv {size}px float32"
-  if smoke:
-    return
-  if report.elapsed() > _TIME_BUDGET.value:
-    report.skip(name)
-  else:
-    bank = learned.application_bank("EfficientNetLite0", ["stem_conv", "block1a_project_conv"])
-    rate, length = _descriptor_rate(bank, size, batch, steps)
-    report.add(name, rate, "images/s", values=length)
+    report.measure(f"descriptors AlexNet-shaped bank {size}px batch {batch} {policy}",
+                   lambda: _descriptor_rate(_alexnet_bank(policy), size, batch, steps),
+                   "images/s", "alexnet_bank_descriptors_images_per_s", policy=policy)
+  if not smoke:
+    layers = ["stem_conv", "block1a_project_conv"]
+    report.measure(f"descriptors EfficientNetLite0 {' + '.join(layers)} {size}px float32",
+                   lambda: _descriptor_rate(learned.application_bank(
+                       "EfficientNetLite0", layers), size, batch, steps), "images/s")
 
 
 def divergence(report: Report):
@@ -223,24 +220,20 @@ def divergence(report: Report):
   t = divergence_lib.prepare(histograms(targets), weights)
   s = divergence_lib.prepare(histograms(sources), weights)
   reference = divergence_lib.divergence_matrix(t, s)
-  for dtype in ("float32", "bfloat16", "float16"):
-    name = f"divergence {targets} x {sources} at {dimension} dims, {dtype} products"
-    if report.elapsed() > _TIME_BUDGET.value:
-      report.skip(name)
-      continue
+  def on_device(p, dtype):
+    """The terms as device arrays of `dtype` (JAX's support `@` and `.T`, as NumPy's);
+    elsewhere NumPy arrays of it (ml_dtypes' bfloat16)."""
+    if keras.backend.backend() != "jax":
+      import ml_dtypes  # pylint: disable=g-import-not-at-top
+      cast = {"bfloat16": ml_dtypes.bfloat16}.get(dtype, dtype)
+      convert = lambda a, matrix: a.astype(cast if matrix else np.float32)
+    else:
+      convert = lambda a, matrix: ops.convert_to_tensor(a, dtype if matrix else "float32")
+    return divergence_lib.Prepared(*(None if a is None else convert(a, a.ndim > 1) for a in (
+        p.weighted, p.weighted_logs, p.values, p.logs, p.self_terms)))
 
-    def on_device(p):
-      """The terms as device arrays of `dtype` (JAX's support `@` and `.T`, as NumPy's);
-      elsewhere NumPy arrays of it (ml_dtypes' bfloat16)."""
-      if keras.backend.backend() != "jax":
-        import ml_dtypes  # pylint: disable=g-import-not-at-top
-        cast = {"bfloat16": ml_dtypes.bfloat16}.get(dtype, dtype)
-        convert = lambda a, kind: a.astype(cast if kind else np.float32)
-      else:
-        convert = lambda a, kind: ops.convert_to_tensor(a, dtype if kind else "float32")
-      return divergence_lib.Prepared(*(None if a is None else convert(a, a.ndim > 1) for a in (
-          p.weighted, p.weighted_logs, p.values, p.logs, p.self_terms)))
-    dt, ds = on_device(t), on_device(s)
+  def timed(dtype):
+    dt, ds = on_device(t, dtype), on_device(s, dtype)
     matrix = np.asarray(keras.ops.convert_to_numpy(divergence_lib.divergence_matrix(dt, ds)),
                         np.float32)
     error = float(np.max(np.abs(matrix - reference)) / np.max(np.abs(reference)))
@@ -249,9 +242,13 @@ def divergence(report: Report):
     for _ in range(steps):
       out = divergence_lib.divergence_matrix(dt, ds)
     _block(out)
-    rate = targets * sources * steps / (time.perf_counter() - started)
-    report.add(name, rate, "pairs/s", "divergence_fp16_pairs_per_s" if dtype == "float16"
-               else None, max_relative_error=error)
+    return (targets * sources * steps / (time.perf_counter() - started),
+            {"max_relative_error": error})
+
+  for dtype in ("float32", "bfloat16", "float16"):
+    report.measure(f"divergence {targets} x {sources} at {dimension} dims, {dtype} products",
+                   lambda: timed(dtype), "pairs/s",
+                   "divergence_fp16_pairs_per_s" if dtype == "float16" else None)
 
 
 def main(argv):
