@@ -11,11 +11,12 @@ import os
 from absl import app, flags
 
 from sjft_tf import files
-from sjft_tf.experiments import ablation
+from sjft_tf.experiments import ablation, figures
 
 _KEY = flags.DEFINE_string("key", "pool/centre/top1", "The number compared (split/view/metric).")
 _OUTPUT = flags.DEFINE_string("output", None, "Markdown file to write (also printed).")
 _TITLE = flags.DEFINE_string("title", "Lever study", "Heading of the table.")
+_CURVES = flags.DEFINE_string("curves", None, "PNG of every run's validation curve (target_validation_accuracy against batches), all settings.")
 _REPORT = flags.DEFINE_list("report_keys", [], "Also give these numbers (e.g. test/centre/top1) of each row at its best setting: the final table.")
 
 
@@ -69,6 +70,14 @@ def main(argv):
   if _REPORT.value:
     text += ("\n## Each row at its chosen setting\n\n"
              + final_table(settings, best, [_KEY.value] + _REPORT.value) + "\n")
+  if _CURVES.value:
+    histories = {
+        f"{name}: {row} seed {run['seed']}": (
+            os.path.join(run["run_dir"], "history.csv"),
+            result["config"]["train"]["steps_per_epoch"])
+        for name, result in settings.items() for row, summary in result["rows"].items()
+        for run in summary["runs"]}
+    figures.validation_curves(histories, _CURVES.value, f"{_KEY.value.split('/')[0]} split")
   if _OUTPUT.value:
     files.write_text_atomic(_OUTPUT.value, text)
   print(text)

@@ -110,6 +110,42 @@ def learning_curves(histories: dict, path: str) -> None:
   files.save_figure_atomic(figure, path)
 
 
+VALIDATION_KEY = "target_validation_accuracy"
+
+
+def validation_curves(histories: dict, path: str, title: str = "") -> bool:
+  """Target validation accuracy against batches trained, one line per run: the
+  learning curves by which training lengths are chosen (TrainConfig.validation_split).
+
+  Args:
+    histories: name -> (path of a history.csv, batches per epoch); runs without the
+      column are left out.
+  Returns:
+    Whether any run had a curve (no figure is written otherwise).
+  """
+  plt = files.pyplot()
+  figure, axes = plt.subplots(figsize=(7, 4))
+  drawn = 0
+  for name, (history_path, steps_per_epoch) in histories.items():
+    with open(history_path) as f:
+      rows = [r for r in csv.DictReader(f) if r.get(VALIDATION_KEY) not in (None, "", "NA")]
+    if not rows:
+      continue
+    axes.plot([(int(r["epoch"]) + 1) * steps_per_epoch for r in rows],
+              [float(r[VALIDATION_KEY]) * 100 for r in rows], "o-", markersize=3, label=name)
+    drawn += 1
+  if drawn:
+    axes.set_xlabel("batches trained")
+    axes.set_ylabel("target validation top-1 %")
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=6)
+    figure.tight_layout()
+    files.save_figure_atomic(figure, path)
+  else:
+    plt.close(figure)
+  return bool(drawn)
+
+
 def k0_sweep(points: list[dict], path: str, view: str = "centre") -> None:
   """Test accuracy and selected images against K0."""
   plt = files.pyplot()

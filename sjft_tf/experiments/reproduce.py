@@ -124,6 +124,12 @@ def _write_figures(config, rows: dict, sweep: list) -> None:
   figures.learning_curves(
       {name: os.path.join(runs_dir, name, f"seed{seed}", "history.csv") for name in rows},
       os.path.join(figures_dir, "learning_curves.png"))
+  figures.validation_curves(
+      {f"{name} seed {run['seed']}": (os.path.join(run["run_dir"], "history.csv"),
+                                      config.train.steps_per_epoch)
+       for name, row in rows.items() for run in row["runs"]},
+      os.path.join(figures_dir, "validation_curves.png"),
+      f"{config.train.validation_split} split, every run")
   if sweep:
     figures.k0_sweep(sweep, os.path.join(figures_dir, "k0_sweep.png"), first_key)
 
