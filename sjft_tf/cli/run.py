@@ -107,7 +107,7 @@ def main(argv):
   export_path = None
   if _EXPORT.value:
     runner.parse_stage(export, _EXPORT.value)
-    export_dir = export.EXPORT_DIR.value
+    export_dir = export.config_from_flags().export_dir
     latest = serving.latest_provenance(export_dir) or {}
     if latest.get("model") != run.model_fingerprint():  # else the latest is this model
       seconds["export"] = runner.run_stage(export, _EXPORT.value)

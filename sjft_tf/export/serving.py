@@ -17,6 +17,7 @@ position and the problem; the server and later requests are unaffected.
 Only the target head is exported: the source head and the retrieval are training aids.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -25,9 +26,28 @@ import shutil
 import keras
 import tensorflow as tf
 
-from sjft_tf import files
+from sjft_tf import bounds, files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.training.model import TARGET_HEAD
+
+@dataclasses.dataclass
+class ExportConfig:
+  """What `export_run` exports, and where.
+
+  Attributes:
+    run_dir: a finished sjft-train run folder (holds model.keras).
+    export_dir: TF Serving's model base path; versions go in numbered folders.
+    top_k: classes returned per image.
+    version: the version to write (None: the next); an existing one is refused.
+  """
+  run_dir: str
+  export_dir: str
+  top_k: int = bounds.field(5, lower=1)
+  version: int | None = bounds.field(None, lower=1)
+
+  def __post_init__(self):
+    bounds.check(self)
+
 
 SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_images"
@@ -142,3 +162,13 @@ def export(model: keras.Model, class_names, export_dir: str, resize_size: int,
     files.write_json_atomic(os.path.join(temporary, PROVENANCE_PATH), provenance)
   os.rename(temporary, final)  # TF Serving watches export_dir: a version appears whole
   return final
+
+
+def export_run(config: ExportConfig) -> str:
+  """Exports a finished run's target classifier (`export`) with its provenance (the
+  run folder and the model file's fingerprint); returns the version folder."""
+  trained = outputs.TrainedRun.read(config.run_dir)
+  return export(trained.load_model(), trained.target_class_names, config.export_dir,
+                trained.resize_size, trained.crop_size, config.top_k, config.version,
+                provenance={"run_dir": os.path.abspath(trained.run_dir),
+                            "model": trained.model_fingerprint()})
