@@ -21,14 +21,36 @@ import time
 from absl import app, flags
 import numpy as np
 
-_SIZES = flags.DEFINE_list("sizes", ["64", "224"], "Square image sizes to benchmark, pixels.")
-_BANKS = flags.DEFINE_list("banks", ["gabor", "learned"], "Banks to benchmark.")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 512, "Images our extraction describes.")
-_NUM_REFERENCE = flags.DEFINE_integer("num_reference_images", 64, "Images the reference loop describes (a subset of the same).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Our batch size.")
-_POLICIES = flags.DEFINE_list("dtype_policies", ["mixed_bfloat16"], "Bank precisions compared with float32 (precision.POLICIES); empty: none.")
-_WORK_DIR = flags.DEFINE_string("work_dir", None, "Scratch folder (default: a temp dir).")
+from sjft_tf import bounds
+from sjft_tf.cli import config_flags
 
+@dataclasses.dataclass
+class DescriptorBenchmarkConfig:
+  """The benchmark's settings (each a flag of its name).
+
+  Attributes:
+    sizes: square image sizes to benchmark, pixels.
+    banks: banks to benchmark (gabor, learned).
+    num_images: images our extraction describes.
+    num_reference_images: images the reference loop describes (a subset of the same).
+    batch_size: our batch size.
+    dtype_policies: bank precisions compared with float32 (precision.POLICIES);
+      empty: none.
+    work_dir: scratch folder ("": a temp dir).
+  """
+  sizes: tuple[int, ...] = (64, 224)
+  banks: tuple[str, ...] = ("gabor", "learned")
+  num_images: int = bounds.field(512, lower=1)
+  num_reference_images: int = bounds.field(64, lower=1)
+  batch_size: int = bounds.field(64, lower=1)
+  dtype_policies: tuple[str, ...] = ("mixed_bfloat16",)
+  work_dir: str = ""
+
+  def __post_init__(self):
+    bounds.check(self)
+
+
+_CONFIG = config_flags.define(flags.FLAGS, DescriptorBenchmarkConfig)
 _MOBILENET = "weights/mobilenet_v1_0.25_imagenet/mobilenet_2_5_224_tf_no_top.h5"
 
 
@@ -55,13 +77,14 @@ def _timed(function) -> tuple[float, float]:
 
 def main(argv):
   del argv
+  settings = _CONFIG()
   import cv2
   from sjft_tf.data import archives, ingest, sources
   from sjft_tf.data.images import decode_rgb
   from sjft_tf.descriptors import extract, reference
 
-  work = _WORK_DIR.value or tempfile.mkdtemp(prefix="sjft-bench-descriptors-")
-  files, origin = _image_files(work, _NUM_IMAGES.value)
+  work = settings.work_dir or tempfile.mkdtemp(prefix="sjft-bench-descriptors-")
+  files, origin = _image_files(work, settings.num_images)
   # One folder of (repeated) images, ingested once: what our extraction reads.
   folder = os.path.join(work, "images", "all")
   os.makedirs(folder, exist_ok=True)
@@ -75,17 +98,17 @@ def main(argv):
                                            show_progress=False))
   shared = archives.shared_dir()
   weights = os.path.join(shared, _MOBILENET) if shared else None
-  print(f"images: {origin}; ours {len(files)}, reference {_NUM_REFERENCE.value}; "
+  print(f"images: {origin}; ours {len(files)}, reference {settings.num_reference_images}; "
         f"{os.cpu_count()} CPU cores; learned bank weights: "
         f"{'ImageNet' if weights else 'random (no ../shared)'}")
   print(f"{'bank':8s} {'size':>5s} {'ours img/s':>11s} {'ref img/s':>10s} {'ratio':>6s}"
         f" {'ours img/CPU-s':>15s} {'ref img/CPU-s':>14s} {'CPU ratio':>9s}")
-  for bank_kind in _BANKS.value:
-    for size in map(int, _SIZES.value):
+  for bank_kind in settings.banks:
+    for size in settings.sizes:
       config = extract.ExtractionConfig(
           output_dir=os.path.join(work, f"out_{bank_kind}_{size}"),
           bank=extract.BankConfig(kind=bank_kind, weights=weights),
-          resize_size=size, crop_size=size, batch_size=_BATCH_SIZE.value,
+          resize_size=size, crop_size=size, batch_size=settings.batch_size,
           show_progress=False)
       bank = extract.make_bank(config.bank, config.dtype_policy)
       edges = extract.fit_edges(bank, spec, "train", config)
@@ -106,7 +129,7 @@ def main(argv):
         responses = [np.asarray(r, np.float64)[0] for r in bank(image[None].astype(np.float32))]
         return reference.histograms(responses, edges.edges, edges.zero_floor)
 
-      subset = files[:_NUM_REFERENCE.value]
+      subset = files[:settings.num_reference_images]
       one_reference(subset[0])  # warm-up
       ref_wall, ref_cpu = _timed(lambda: [one_reference(p) for p in subset])
       rates = (len(files) / ours_wall, len(subset) / ref_wall,
@@ -114,7 +137,7 @@ def main(argv):
       print(f"{bank_kind:8s} {size:5d} {rates[0]:11.1f} {rates[1]:10.1f} "
             f"{rates[0] / rates[1]:5.1f}x {rates[2]:15.1f} {rates[3]:14.1f} "
             f"{rates[2] / rates[3]:8.1f}x")
-      for policy in _POLICIES.value:
+      for policy in settings.dtype_policies:
         mixed = dataclasses.replace(config, dtype_policy=policy,
                                     output_dir=config.output_dir + f"_{policy}")
         mixed_bank = extract.make_bank(mixed.bank, policy)

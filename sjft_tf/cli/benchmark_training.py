@@ -22,15 +22,40 @@ import time
 import numpy as np
 from absl import app, flags
 
-_FIRST_ROUND = flags.DEFINE_string("first_round", "runs/demo/selection/round_000", "Selection round (make demo writes this one).")
-_BASE = flags.DEFINE_string("base", "MobileNet", "keras.applications base.")
-_ALPHA = flags.DEFINE_float("alpha", 0.25, "MobileNet width multiplier (ignored by other bases).")
-_INPUT_SIZE = flags.DEFINE_integer("input_size", 64, "Input side in pixels.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch (joint: both domains).")
-_STEPS = flags.DEFINE_integer("steps", 40, "Batches per timed call.")
-_POLICIES = flags.DEFINE_list("dtype_policies", ["mixed_bfloat16"], "Precisions of the joint step compared with float32 (precision.POLICIES); empty: none.")
-_JIT = flags.DEFINE_bool("jit_compile", True, "Also time the float32 joint step compiled with XLA.")
-_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per variant, alternating.")
+from sjft_tf import bounds
+from sjft_tf.cli import config_flags
+
+@dataclasses.dataclass
+class TrainingBenchmarkConfig:
+  """The benchmark's settings (each a flag of its name).
+
+  Attributes:
+    first_round: selection round (make demo writes the default one).
+    base: keras.applications base (or EfficientNetLite0).
+    alpha: MobileNet width multiplier (ignored by other bases).
+    input_size: input side in pixels.
+    batch_size: images per batch (joint: both domains).
+    steps: batches per timed call.
+    repeats: timed calls per variant, alternating.
+    dtype_policies: precisions of the joint step compared with float32
+      (precision.POLICIES); empty: none.
+    jit_compile: also time the float32 joint step compiled with XLA.
+  """
+  first_round: str = "runs/demo/selection/round_000"
+  base: str = "MobileNet"
+  alpha: float = bounds.field(0.25, lower=0.01)
+  input_size: int = bounds.field(64, lower=8)
+  batch_size: int = bounds.field(32, lower=2)
+  steps: int = bounds.field(40, lower=1)
+  repeats: int = bounds.field(7, lower=1)
+  dtype_policies: tuple[str, ...] = ("mixed_bfloat16",)
+  jit_compile: bool = True
+
+  def __post_init__(self):
+    bounds.check(self)
+
+
+_CONFIG = config_flags.define(flags.FLAGS, TrainingBenchmarkConfig)
 
 
 def _timed_fit(model, dataset, steps: int, callbacks=()) -> tuple[float, float]:
@@ -43,18 +68,19 @@ def _timed_fit(model, dataset, steps: int, callbacks=()) -> tuple[float, float]:
 
 def main(argv):
   del argv
+  settings = _CONFIG()
   import keras
   from sjft_tf.training import callbacks as callbacks_lib
   from sjft_tf.training import losses, model as model_lib, sampler as sampler_lib, train
 
-  if not os.path.exists(os.path.join(_FIRST_ROUND.value, "selection.json")):
-    raise app.UsageError(f"{_FIRST_ROUND.value} is not a selection round (run make demo)")
-  size = _INPUT_SIZE.value
-  pairs_config = sampler_lib.PairConfig(batch_size=_BATCH_SIZE.value,
+  if not os.path.exists(os.path.join(settings.first_round, "selection.json")):
+    raise app.UsageError(f"{settings.first_round} is not a selection round (run make demo)")
+  size = settings.input_size
+  pairs_config = sampler_lib.PairConfig(batch_size=settings.batch_size,
                                         resize_size=size + size // 8, crop_size=size)
-  pairs = sampler_lib.PairSampler(_FIRST_ROUND.value, pairs_config)
-  config = model_lib.ModelConfig(base=_BASE.value, weights="", input_size=size,
-                                 alpha=_ALPHA.value if "MobileNet" in _BASE.value else None)
+  pairs = sampler_lib.PairSampler(settings.first_round, pairs_config)
+  config = model_lib.ModelConfig(base=settings.base, weights="", input_size=size,
+                                 alpha=settings.alpha if "MobileNet" in settings.base else None)
   keras.utils.set_random_seed(0)
   joint = model_lib.build_joint_model(config, len(pairs.target_class_names),
                                       len(pairs.source_class_names))
@@ -68,8 +94,8 @@ def main(argv):
   with tempfile.TemporaryDirectory() as rounds_dir:
     rounds = callbacks_lib.SelectiveRounds(pairs, rounds_dir)
     variants = {"joint": (joint, pairs.dataset(), [rounds]), "plain": (plain, plain_data, [])}
-    extra = [(policy, False) for policy in _POLICIES.value] + (
-        [("float32", True)] if _JIT.value else [])
+    extra = [(policy, False) for policy in settings.dtype_policies] + (
+        [("float32", True)] if settings.jit_compile else [])
     for policy, jit in extra:
       keras.utils.set_random_seed(0)
       variant = model_lib.build_joint_model(dataclasses.replace(config, dtype_policy=policy),
@@ -80,14 +106,14 @@ def main(argv):
       variants[f"joint {policy}{' jit' if jit else ''}"] = (
           variant, pairs.dataset(), [callbacks_lib.SelectiveRounds(pairs, rounds_dir)])
     for model, dataset, callbacks in variants.values():
-      _timed_fit(model, dataset, _STEPS.value, callbacks)  # warm-up and compilation
+      _timed_fit(model, dataset, settings.steps, callbacks)  # warm-up and compilation
     times = {name: [] for name in variants}
-    for _ in range(_REPEATS.value):
+    for _ in range(settings.repeats):
       for name, (model, dataset, callbacks) in variants.items():
-        times[name].append(_timed_fit(model, dataset, _STEPS.value, callbacks))
-  images = _STEPS.value * _BATCH_SIZE.value
-  print(f"{_BASE.value} at {size} px, batch {_BATCH_SIZE.value}, {_STEPS.value} batches a "
-        f"call, {_REPEATS.value} alternating calls each:")
+        times[name].append(_timed_fit(model, dataset, settings.steps, callbacks))
+  images = settings.steps * settings.batch_size
+  print(f"{settings.base} at {size} px, batch {settings.batch_size}, {settings.steps} batches a "
+        f"call, {settings.repeats} alternating calls each:")
   for name, values in times.items():
     print(f"  {name:6s} best {images / min(w for w, _ in values):8.1f} images/s, "
           f"{images / min(c for _, c in values):8.1f} images per CPU-s")
