@@ -124,21 +124,24 @@ def validation_curves(histories: dict, path: str, title: str = "") -> bool:
     Whether any run had a curve (no figure is written otherwise).
   """
   plt = files.pyplot()
-  figure, axes = plt.subplots(figsize=(7, 4))
+  figure, axes = plt.subplots(figsize=(9, 4.5))
   drawn = 0
-  for name, (history_path, steps_per_epoch) in histories.items():
+  colours = plt.get_cmap("tab20").colors
+  for index, (name, (history_path, steps_per_epoch)) in enumerate(histories.items()):
     with open(history_path) as f:
       rows = [r for r in csv.DictReader(f) if r.get(VALIDATION_KEY) not in (None, "", "NA")]
     if not rows:
       continue
     axes.plot([(int(r["epoch"]) + 1) * steps_per_epoch for r in rows],
-              [float(r[VALIDATION_KEY]) * 100 for r in rows], "o-", markersize=3, label=name)
+              [float(r[VALIDATION_KEY]) * 100 for r in rows], marker="o", markersize=3,
+              color=colours[index % len(colours)],
+              linestyle=("-", "--", ":")[index // len(colours) % 3], label=name)
     drawn += 1
   if drawn:
     axes.set_xlabel("batches trained")
     axes.set_ylabel("target validation top-1 %")
     axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=6)
+    axes.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     files.save_figure_atomic(figure, path)
   else:
