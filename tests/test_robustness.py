@@ -227,17 +227,22 @@ def test_a_truncated_shard_is_remade_by_ingest_and_named_by_readers(tmp_path):
       image_size=32, source_images_per_class=2, num_target_classes=2,
       target_split_sizes={"train": 3}))
   config = ingest.IngestConfig(output_dir=str(tmp_path / "t"), dataset_name="t",
-                               show_progress=False)
+                               shard_size=4, show_progress=False)
   listed = sources.list_folder(str(tmp_path / "images" / "target"))
   ingest.ingest(listed, config)
-  shard = spec_lib.load_spec(config.output_dir).shard_paths("train")[0]
+  spec = spec_lib.load_spec(config.output_dir)
+  shard = spec.shard_paths("train")[0]
   with open(shard, "rb") as f:
     original = f.read()
   with open(shard, "wb") as f:
     f.write(original[:100])
   from sjft_tf.data import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ValueError, match=r"train-00000-of-00001.tfrecord is damaged \(100 "):
+  with pytest.raises(ValueError, match=r"train-00000-of-00002.tfrecord is damaged \(100 "):
     pipeline_lib.read_examples(config.output_dir, "train")
+  # Only the readers of the damaged shard fail (a Beam worker reads one shard).
+  assert spec.checked_shard_paths("train", [1]) == spec.shard_paths("train")[1:]
+  with pytest.raises(ValueError, match="train-00000-of-00002.tfrecord is damaged"):
+    spec.checked_shard_paths("train", [0])
   ingest.ingest(listed, config)
   with open(shard, "rb") as f:
     assert f.read() == original

@@ -86,9 +86,7 @@ def _shards(spec: spec_lib.DatasetSpec | str, split: str, shuffle_files_seed: in
   """Serialised examples of `split` (or of its shards `shard_indices`), interleaved."""
   if isinstance(spec, str):
     spec = spec_lib.load_spec(spec)
-  paths = spec.checked_shard_paths(split)
-  if shard_indices is not None:
-    paths = [paths[i] for i in shard_indices]
+  paths = spec.checked_shard_paths(split, shard_indices)
   files = tf.data.Dataset.from_tensor_slices(paths)
   if shuffle_files_seed is not None:
     files = files.shuffle(len(paths), seed=shuffle_files_seed, reshuffle_each_iteration=True)

@@ -61,14 +61,17 @@ class DatasetSpec:
     """Absolute paths of the shard files of `split`."""
     return [os.path.join(self.directory, s) for s in self.split(split).shards]
 
-  def checked_shard_paths(self, split: str) -> list[str]:
-    """`shard_paths`, each checked against its ingest record's size (a truncated or
-    grown shard would fail deep inside a reader).
+  def checked_shard_paths(self, split: str, indices=None) -> list[str]:
+    """`shard_paths` (only those at `indices` when given), each checked against its
+    ingest record's size (a truncated or grown shard would fail deep inside a reader).
+    A damaged shard fails only the readers of that shard.
 
     Raises:
       FileNotFoundError, ValueError: naming the missing or damaged shard.
     """
     paths = self.shard_paths(split)
+    if indices is not None:
+      paths = [paths[i] for i in indices]
     for path in paths:
       if not os.path.exists(path):
         raise FileNotFoundError(f"{path} is missing: rerun sjft-ingest with the same flags")
