@@ -130,3 +130,11 @@ def test_readme_own_target_section_verbatim(tmp_path, shared_data_dir):
   assert "val top-1 % (centre)" in table and "test mean per class % (centre)" in table
   assert "K0 |" not in table  # no sweep asked for
   assert table.strip() in final_stdout
+  # A study in progress: a third seed asked for is tabulated only where complete, and
+  # nothing is trained.
+  _shell(commands[4] + " --seeds=0,1,2 --complete_runs_only", work, env)
+  partial = json.loads((out / "results.json").read_text())
+  assert list(partial["rows"]) == rows_asked
+  for name in rows_asked:
+    assert partial["rows"][name]["test/centre/top1"] == rows[name]["test/centre/top1"]
+    assert not (out / "runs" / name / "seed2").exists()

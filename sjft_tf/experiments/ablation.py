@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import bounds
+from sjft_tf import bounds, outputs
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
@@ -104,6 +104,8 @@ class AblationConfig:
     head_warmup_learning_rate: the warm-up's learning rate (cosine schedule).
     l2sp_row_alpha: the l2sp row's pull towards the pretrained weights (its weight decay
       is 0, as in Li et al. 2018; beta is the template's l2sp.beta).
+    complete_runs_only: train nothing; tabulate the runs already trained and evaluated
+      (the table of a study still in progress: each row's number of seeds is shown).
   """
   output_dir: str
   learned_descriptors: str
@@ -127,6 +129,7 @@ class AblationConfig:
   head_warmup_learning_rate: float = dataclasses.field(
       default=0.01, metadata={"flag": {"lower_bound": 0.0}})
   l2sp_row_alpha: float = dataclasses.field(default=0.1, metadata={"flag": {"lower_bound": 0.0}})
+  complete_runs_only: bool = False
 
   def __post_init__(self):
     bounds.check(self)
@@ -277,6 +280,18 @@ def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
           "run_dir": run_dir, "evaluation": {split: evaluate_lib.evaluate(
       run_dir, target_dir, evaluate_lib.EvalConfig(split=split, views=tuple(config.views)))
       for split in config.eval_splits}}
+
+
+def is_complete(config: AblationConfig, run_dir: str) -> bool:
+  """Whether the run of one row and seed is trained (a whole model) and evaluated on
+  every split of config.eval_splits."""
+  try:
+    run = outputs.TrainedRun.read(run_dir)
+  except (FileNotFoundError, ValueError):
+    return False
+  return run.model_is_whole() and all(
+      os.path.exists(evaluate_lib.result_paths(run_dir, split)[0])
+      for split in config.eval_splits)
 
 
 def selected_images(round_folder: str) -> int:

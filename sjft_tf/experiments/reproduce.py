@@ -158,6 +158,9 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
       logging.info("run %d of %d: %s, seed %d (%.0f min elapsed%s)", done_runs + 1, total,
                    name, seed, elapsed / 60, eta)
       run_dir = os.path.join(runs_dir, name, f"seed{seed}")
+      if config.complete_runs_only and not ablation.is_complete(config, run_dir):
+        logging.info("%s seed %d: not complete, left out of the table", name, seed)
+        continue
       measured[name].append(_measured(config, name, seed, firsts[name], run_dir,
                                       {"seed": seed}))
       print(f"{name} seed {seed}: " + ", ".join(
@@ -165,11 +168,13 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
   rows = {name: {**{key: ablation.summarise([r[key] for r in runs]) for key, *_ in keys},
                  "selected_images": runs[0]["selected_images"],
                  "final_selected_images": runs[0]["final_selected_images"], "runs": runs}
-          for name, runs in measured.items()}
+          for name, runs in measured.items() if runs}
   sweep = []
   for k0 in config.k0_sweep:
     first = ablation.row_rounds(config, config.seeds[0], k0)["selective_learned"]
     run_dir = os.path.join(runs_dir, f"selective_learned_k{k0}", f"seed{config.seeds[0]}")
+    if config.complete_runs_only and not ablation.is_complete(config, run_dir):
+      continue
     sweep.append(_measured(config, "selective_learned", config.seeds[0], first, run_dir,
                            {"k0": k0}, with_final_round=False))
     print(f"K0 {k0}: {sweep[-1]}", flush=True)
