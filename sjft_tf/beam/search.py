@@ -1,4 +1,5 @@
-"""The neighbour search on Beam workers: `search.find` with `SearchConfig.pipeline_args`.
+"""The neighbour search on Beam workers: `selection.search.find`'s result, searched
+partition by partition on the workers of `SearchConfig.pipeline_args`.
 
 The source is partitioned by descriptor shard. Each worker loads the targets once
 (`DoFn.setup`, from <work_dir>/targets.npz) and searches its partitions for every
@@ -11,6 +12,7 @@ after a killed pipeline reuses the partitions already written.
 
 import functools
 import os
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -55,17 +57,20 @@ def _merge_top_k(k: int, a, b):
   return exact.merge_top_k(*a, *b, k)
 
 
-def find(descriptors_dir: str, targets: np.ndarray, weights: np.ndarray, k: int,
-         method: str, config) -> tuple[np.ndarray, np.ndarray]:
-  """Each target's k nearest sources of the folder, searched partition by partition.
+def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
+         config: search_lib.SearchConfig) -> search_lib.Neighbours:
+  """`search.find`'s neighbours (the same with exact search), searched partition by
+  partition on the Beam workers of config.pipeline_args.
 
   Args:
-    targets: float [nt, D]; weights: float32 [D] the divergence's weights.
-    method: "exact" or "scann" (per partition, re-ranked exactly).
+    targets: float [nt, D]; num_sources: source descriptors in the folder.
     config: the SearchConfig (pipeline_args, work_dir, ScaNN settings, epsilon).
   Returns:
-    (distances float32 [nt, k], indices int64 [nt, k]), ascending, ties by index.
+    Neighbours: distances float32 [nt, K], indices int64 [nt, K], ascending, ties by
+    source index.
   """
+  weights, k, method = search_lib.plan(descriptors_dir, targets, num_sources, config)
+  start = time.perf_counter()
   if not config.work_dir:
     raise ValueError("a Beam search needs SearchConfig.work_dir (its partition files)")
   work_dir = config.work_dir
@@ -92,4 +97,5 @@ def find(descriptors_dir: str, targets: np.ndarray, weights: np.ndarray, k: int,
          | "save" >> beam.Map(lambda r: files.save_npz_atomic(
              result_path, distances=r[0], indices=r[1])))
   with np.load(result_path) as data:
-    return data["distances"], data["indices"]
+    return search_lib.timed(method, start, len(targets), num_sources, data["distances"],
+                            data["indices"])

@@ -33,8 +33,9 @@ class SearchConfig:
     index: ScaNN parameters (method "scann").
     index_dir: where the index is saved ("" : not saved).
     pipeline_args: Beam pipeline options (e.g. ["--runner=DirectRunner",
-      "--direct_num_workers=2", "--direct_running_mode=multi_processing"]): search the
-      source's partitions on Beam workers (`sjft_tf.beam.search`); empty: here.
+      "--direct_num_workers=2", "--direct_running_mode=multi_processing"]): `select`
+      searches the source's partitions on Beam workers (`sjft_tf.beam.search.find`);
+      empty: here (`find`).
     work_dir: the Beam search's folder of per-partition results (resume).
   """
   method: str = dataclasses.field(default="auto", metadata={
@@ -118,18 +119,32 @@ def partition_neighbours(targets: np.ndarray, block: np.ndarray, offset: int,
   return distances, indices + offset
 
 
-def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
-         config: SearchConfig) -> Neighbours:
-  """Neighbours of targets [nt, D] among the folder's source descriptors."""
+def plan(descriptors_dir: str, targets: np.ndarray, num_sources: int,
+         config: SearchConfig) -> tuple[np.ndarray, int, str]:
+  """(the divergence's weights float32 [D], K, "exact" or "scann") of a search of
+  targets [nt, D] among the folder's num_sources source descriptors."""
   weights = store.load_edges(descriptors_dir).dimension_weights()
   k = min(config.num_neighbours, num_sources)
-  method = resolved_method(config, len(targets), num_sources, targets.shape[1])
+  return weights, k, resolved_method(config, len(targets), num_sources, targets.shape[1])
+
+
+def timed(method: str, started: float, num_targets: int, num_sources: int,
+          distances: np.ndarray, indices: np.ndarray) -> Neighbours:
+  """The Neighbours of a search begun at `started` (time.perf_counter), logged."""
+  seconds = time.perf_counter() - started
+  logging.info("%s search: %d targets x %d sources in %.1f s", method, num_targets,
+               num_sources, seconds)
+  return Neighbours(distances, indices, method, seconds)
+
+
+def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
+         config: SearchConfig) -> Neighbours:
+  """Neighbours of targets [nt, D] among the folder's source descriptors, searched in
+  this process (config.pipeline_args is for `sjft_tf.beam.search.find`, which
+  `select` calls instead)."""
+  weights, k, method = plan(descriptors_dir, targets, num_sources, config)
   start = time.perf_counter()
-  if config.pipeline_args:
-    from sjft_tf.beam import search as beam_search  # pylint: disable=g-import-not-at-top
-    distances, indices = beam_search.find(descriptors_dir, targets, weights, k, method,
-                                          config)
-  elif method == "exact":  # one streamed pass: nothing to hold in memory
+  if method == "exact":  # one streamed pass: nothing to hold in memory
     distances, indices = exact.exact_search(targets, _shard_blocks(descriptors_dir), weights,
                                             k, config.epsilon)
   elif method == "scann":
@@ -137,10 +152,7 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
     distances, indices = _approximate(sources, targets, num_sources, weights, k, config)
   else:
     raise ValueError(f"unknown search method {method!r} (exact, scann, auto)")
-  seconds = time.perf_counter() - start
-  logging.info("%s search: %d targets x %d sources in %.1f s", method, len(targets),
-               num_sources, seconds)
-  return Neighbours(distances, indices, method, seconds)
+  return timed(method, start, len(targets), num_sources, distances, indices)
 
 
 def _approximate(sources: SourceDescriptors, targets, num_sources, weights, k, config):

@@ -74,7 +74,7 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   shards = [store.load_ids_labels(p) for p in store.shard_paths(descriptors_dir, "source")]
   source_ids = np.concatenate([ids for ids, _ in shards])
   source_labels = np.concatenate([labels for _, labels in shards])
-  found = search.find(descriptors_dir, targets.descriptors, len(source_ids), config)
+  found = _find(descriptors_dir, targets.descriptors, len(source_ids), config)
   selection = manifest.Selection(
       round_index=0, params=params,
       provenance=outputs.Provenance(
@@ -89,6 +89,15 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   if write_subset:
     _write_subset(selection, folder)
   return selection, folder
+
+
+def _find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
+          config: search.SearchConfig) -> search.Neighbours:
+  """The neighbour search: on Beam workers when config.pipeline_args says so, else here."""
+  if config.pipeline_args:
+    from sjft_tf.beam import search as beam_search  # pylint: disable=g-import-not-at-top
+    return beam_search.find(descriptors_dir, targets, num_sources, config)
+  return search.find(descriptors_dir, targets, num_sources, config)
 
 
 def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
