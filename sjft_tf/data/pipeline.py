@@ -56,21 +56,34 @@ class ReaderConfig:
     bounds.check(self)
 
 
-def decode_image(encoded: tf.Tensor, image_format: tf.Tensor) -> tf.Tensor:
-  """Decodes stored JPEG or PNG bytes to uint8 [height, width, 3].
+_JPEG_RATIOS = (1, 2, 4, 8)
 
-  JPEGs use the accurate integer DCT, which matches what PIL (used at ingest) decodes.
+
+def decode_image(encoded: tf.Tensor, image_format: tf.Tensor,
+                 jpeg_ratio_index: tf.Tensor | int = 0) -> tf.Tensor:
+  """Decodes stored JPEG or PNG bytes to uint8 [height, width, 3]: the package's one
+  image decoder (training, evaluation, descriptors and the exported model's).
+
+  JPEGs use the accurate integer DCT, which matches what PIL (used at ingest) decodes,
+  at scale 1 / _JPEG_RATIOS[jpeg_ratio_index] (the DCT-domain shrink averages, so it
+  does not alias).
+  Args:
+    encoded, image_format: the stored bytes and "jpeg" or "png" (string scalars).
+    jpeg_ratio_index: int32 scalar, index into _JPEG_RATIOS (ignored for PNG).
   """
-  return tf.cond(
-      tf.equal(image_format, "jpeg"),
-      lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
-      lambda: tf.io.decode_png(encoded, channels=3))
+  branch = tf.where(tf.equal(image_format, "jpeg"), jpeg_ratio_index + 1, 0)
+  decoders = [lambda: tf.io.decode_png(encoded, channels=3)] + [
+      lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r,
+                                    dct_method="INTEGER_ACCURATE")
+      for r in _JPEG_RATIOS]
+  image = tf.switch_case(branch, decoders)
+  image.set_shape([None, None, 3])
+  return image
 
 
 def _decoded(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
   features = tfrecord.parse_example(serialized)
   image = decode_image(features[tfrecord.IMAGE_KEY], features[tfrecord.FORMAT_KEY])
-  image.set_shape([None, None, 3])
   return {"image": image, "label": features[tfrecord.LABEL_KEY],
           "id": features[tfrecord.ID_KEY], "class_name": features[tfrecord.CLASS_NAME_KEY]}
 
@@ -130,9 +143,6 @@ def resize_square(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.image.resize(image, [size, size], method="bilinear")
 
 
-_JPEG_RATIOS = (1, 2, 4, 8)
-
-
 def decode_resized(encoded: tf.Tensor, image_format: tf.Tensor, height: tf.Tensor,
                    width: tf.Tensor, size: int) -> tf.Tensor:
   """Decodes and resizes to float32 [size, size, 3], most of the shrink done by libjpeg.
@@ -147,14 +157,7 @@ def decode_resized(encoded: tf.Tensor, image_format: tf.Tensor, height: tf.Tenso
   shorter = tf.minimum(height, width)
   ratio_index = tf.reduce_sum(tf.cast(
       [shorter // r >= size for r in _JPEG_RATIOS[1:]], tf.int32))
-  branch = tf.where(tf.equal(image_format, "jpeg"), ratio_index + 1, 0)
-  decoders = [lambda: tf.io.decode_png(encoded, channels=3)] + [
-      lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r,
-                                    dct_method="INTEGER_ACCURATE")
-      for r in _JPEG_RATIOS]
-  image = tf.switch_case(branch, decoders)
-  image.set_shape([None, None, 3])
-  return resize_square(image, size)
+  return resize_square(decode_image(encoded, image_format, ratio_index), size)
 
 
 def centre_crop(image: tf.Tensor, crop_size: int) -> tf.Tensor:
