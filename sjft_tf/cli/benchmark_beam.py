@@ -13,6 +13,7 @@ that both modes wrote the same descriptors and (exact search) the same neighbour
 Linux only (/proc).
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,22 +24,48 @@ import time
 import numpy as np
 from absl import flags
 
-from sjft_tf import files
-from sjft_tf.cli import runner
+from sjft_tf import bounds, files
+from sjft_tf.cli import config_flags, runner
 from sjft_tf.descriptors import store
 from sjft_tf.selection import manifest
 
 FLAG_VALUES = flags.FlagValues()
-_TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target.", required=True, flag_values=FLAG_VALUES)
-_SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source.", required=True, flag_values=FLAG_VALUES)
-_SOURCE_SPLITS = flags.DEFINE_list("source_splits", ["train"], "Source splits described.", flag_values=FLAG_VALUES)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder of both modes' outputs and the report.", required=True, flag_values=FLAG_VALUES)
-_WORKERS = flags.DEFINE_integer("workers", 2, "DirectRunner worker processes.", lower_bound=1, flag_values=FLAG_VALUES)
-_BANK = flags.DEFINE_enum("bank", "learned", ["learned", "gabor"], "Filter bank.", flag_values=FLAG_VALUES)
-_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "Learned bank weights.", flag_values=FLAG_VALUES)
-_SIZE = flags.DEFINE_integer("image_size", 64, "resize_size = crop_size, pixels.", flag_values=FLAG_VALUES)
-_SEARCH = flags.DEFINE_enum("search", "exact", ["exact", "scann"], "Selection search.", flag_values=FLAG_VALUES)
-_MAX_NEIGHBOURS = flags.DEFINE_integer("max_neighbours", 1000, "Neighbours per target.", flag_values=FLAG_VALUES)
+
+
+@dataclasses.dataclass
+class BeamBenchmarkConfig:
+  """The benchmark's settings (each a flag of its name).
+
+  Attributes:
+    target_dir, source_dir: the ingested target and source.
+    output_dir: folder of both modes' outputs and the report (must not exist).
+    source_splits: source splits described.
+    workers: DirectRunner worker processes.
+    bank: the filter bank.
+    weights: the learned bank's weights.
+    image_size: resize_size = crop_size, pixels.
+    search: the selection's search.
+    max_neighbours: neighbours per target.
+  """
+  target_dir: str
+  source_dir: str
+  output_dir: str
+  source_splits: tuple[str, ...] = ("train",)
+  workers: int = bounds.field(2, lower=1)
+  bank: str = dataclasses.field(default="learned", metadata={
+      "flag": {"enum_values": ["learned", "gabor"]}})
+  weights: str = "imagenet"
+  image_size: int = bounds.field(64, lower=1)
+  search: str = dataclasses.field(default="exact", metadata={
+      "flag": {"enum_values": ["exact", "scann"]}})
+  max_neighbours: int = bounds.field(1000, lower=1)
+
+  def __post_init__(self):
+    bounds.check(self)
+
+
+_CONFIG = config_flags.define(FLAG_VALUES, BeamBenchmarkConfig,
+                              required=("target_dir", "source_dir", "output_dir"))
 _POLL_SECONDS = 0.2
 
 
@@ -105,10 +132,10 @@ def _tool(name: str) -> str:
   return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def _beam_flags(mode: str) -> list[str]:
+def _beam_flags(mode: str, workers: int) -> list[str]:
   if mode == "local":
     return []
-  return ["--runner=DirectRunner", f"--beam_options=--direct_num_workers={_WORKERS.value},"
+  return ["--runner=DirectRunner", f"--beam_options=--direct_num_workers={workers},"
           "--direct_running_mode=multi_processing"]
 
 
@@ -123,35 +150,36 @@ def _same_descriptors(a: str, b: str) -> bool:
 
 def main(argv):
   del argv
-  if os.path.exists(_OUTPUT_DIR.value):
-    raise ValueError(f"{_OUTPUT_DIR.value} exists: the benchmark times fresh runs (a "
+  settings = _CONFIG()
+  if os.path.exists(settings.output_dir):
+    raise ValueError(f"{settings.output_dir} exists: the benchmark times fresh runs (a "
                      f"rerun of a stage reuses its files); give a new --output_dir")
-  report = {"workers": _WORKERS.value, "bank": _BANK.value, "image_size": _SIZE.value,
-            "search": _SEARCH.value, "stages": {}}
+  report = {"workers": settings.workers, "bank": settings.bank, "image_size": settings.image_size,
+            "search": settings.search, "stages": {}}
   for mode in ("local", "beam"):
-    folder = os.path.join(_OUTPUT_DIR.value, mode)
+    folder = os.path.join(settings.output_dir, mode)
     descriptors = run_measured([
-        _tool("sjft-descriptors"), f"--target_dir={_TARGET_DIR.value}",
-        f"--source_dir={_SOURCE_DIR.value}", f"--source_splits={','.join(_SOURCE_SPLITS.value)}",
-        f"--output_dir={folder}/descriptors", f"--bank={_BANK.value}",
-        f"--weights={_WEIGHTS.value}", f"--resize_size={_SIZE.value}",
-        f"--crop_size={_SIZE.value}", "--noprogress", *_beam_flags(mode)])
+        _tool("sjft-descriptors"), f"--target_dir={settings.target_dir}",
+        f"--source_dir={settings.source_dir}", f"--source_splits={','.join(settings.source_splits)}",
+        f"--output_dir={folder}/descriptors", f"--bank={settings.bank}",
+        f"--weights={settings.weights}", f"--resize_size={settings.image_size}",
+        f"--crop_size={settings.image_size}", "--noprogress", *_beam_flags(mode, settings.workers)])
     metadata = store.load_metadata(f"{folder}/descriptors")
     images = sum(e["num_examples"] for e in metadata["datasets"])
     descriptors["images"] = images
     descriptors["images_per_second"] = round(images / descriptors["seconds"], 1)
     selection = run_measured([
         _tool("sjft-select"), f"--descriptors_dir={folder}/descriptors",
-        f"--output_dir={folder}/selection", f"--search={_SEARCH.value}",
-        f"--max_neighbours={_MAX_NEIGHBOURS.value}", "--nowrite_subset", "--noreuse",
-        *_beam_flags(mode)])
+        f"--output_dir={folder}/selection", f"--search={settings.search}",
+        f"--max_neighbours={settings.max_neighbours}", "--nowrite_subset", "--noreuse",
+        *_beam_flags(mode, settings.workers)])
     chosen = manifest.load(f"{folder}/selection/round_000")
     pairs = len(chosen.target_ids) * len(chosen.source_ids)
     selection["pairs_per_second"] = round(pairs / selection["seconds"])
     selection["sources"] = len(chosen.source_ids)
     report["stages"][mode] = {"descriptors": descriptors, "selection": selection}
     print(f"{mode}: descriptors {descriptors}\n{mode}: selection {selection}", flush=True)
-  local, beam = (os.path.join(_OUTPUT_DIR.value, m) for m in ("local", "beam"))
+  local, beam = (os.path.join(settings.output_dir, m) for m in ("local", "beam"))
   report["same_descriptors"] = _same_descriptors(f"{local}/descriptors", f"{beam}/descriptors")
   report["same_neighbours"] = bool(np.array_equal(
       manifest.load(f"{local}/selection/round_000").neighbours,
@@ -159,7 +187,7 @@ def main(argv):
   for stage in ("descriptors", "selection"):
     report[f"{stage}_beam_over_local_speed"] = round(
         report["stages"]["local"][stage]["seconds"] / report["stages"]["beam"][stage]["seconds"], 2)
-  files.write_json_atomic(os.path.join(_OUTPUT_DIR.value, "report.json"), report)
+  files.write_json_atomic(os.path.join(settings.output_dir, "report.json"), report)
   print(json.dumps(report, indent=1))
 
 

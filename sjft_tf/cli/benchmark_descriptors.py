@@ -18,11 +18,11 @@ import shutil
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 from sjft_tf import bounds
-from sjft_tf.cli import config_flags
+from sjft_tf.cli import config_flags, runner
 
 @dataclasses.dataclass
 class DescriptorBenchmarkConfig:
@@ -50,7 +50,8 @@ class DescriptorBenchmarkConfig:
     bounds.check(self)
 
 
-_CONFIG = config_flags.define(flags.FLAGS, DescriptorBenchmarkConfig)
+FLAG_VALUES = flags.FlagValues()
+_CONFIG = config_flags.define(FLAG_VALUES, DescriptorBenchmarkConfig)
 _MOBILENET = "weights/mobilenet_v1_0.25_imagenet/mobilenet_2_5_224_tf_no_top.h5"
 
 
@@ -155,7 +156,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

@@ -7,23 +7,52 @@ The images are the Flowers 102 train+val folders of ../shared (--images=flowers1
 synthetic JPEG photos of --image_height x --image_width (--images=synthetic).
 """
 
+import dataclasses
 import os
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
-_IMAGES = flags.DEFINE_enum("images", "synthetic", ["synthetic", "flowers102"], "Which images to read.")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 2000, "Synthetic images to write.")
-_IMAGE_HEIGHT = flags.DEFINE_integer("image_height", 375, "Synthetic image height, pixels.")
-_IMAGE_WIDTH = flags.DEFINE_integer("image_width", 500, "Synthetic image width, pixels.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch.")
-_RESIZE_SIZE = flags.DEFINE_integer("resize_size", 256, "Our resize before the centre crop.")
-_CROP_SIZE = flags.DEFINE_integer("crop_size", 224, "Output side; Keras resizes straight to it.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Epochs timed per reader, alternating readers.")
-_MAX_SIDE = flags.DEFINE_integer("max_side", 0, "Our ingest shrinks images to this longer side (0: keep), as users do once for a source.")
-_WORK_DIR = flags.DEFINE_string("work_dir", None, "Where to write images and shards (default: a temp dir).")
+from sjft_tf import bounds
+from sjft_tf.cli import config_flags, runner
+
+
+@dataclasses.dataclass
+class ReaderBenchmarkConfig:
+  """The benchmark's settings (each a flag of its name).
+
+  Attributes:
+    images: which images to read (synthetic photos, or Flowers 102 of ../shared).
+    num_images: synthetic images to write.
+    image_height, image_width: the synthetic images' size, pixels.
+    batch_size: images per batch.
+    resize_size: our resize before the centre crop, pixels.
+    crop_size: output side, pixels (Keras resizes straight to it).
+    repeats: epochs timed per reader, alternating readers.
+    max_side: our ingest shrinks images to this longer side (0: keep), as users do once
+      for a source.
+    work_dir: where to write images and shards ("": a temp dir).
+  """
+  images: str = dataclasses.field(default="synthetic", metadata={
+      "flag": {"enum_values": ["synthetic", "flowers102"]}})
+  num_images: int = bounds.field(2000, lower=1)
+  image_height: int = bounds.field(375, lower=1)
+  image_width: int = bounds.field(500, lower=1)
+  batch_size: int = bounds.field(32, lower=1)
+  resize_size: int = bounds.field(256, lower=1)
+  crop_size: int = bounds.field(224, lower=1)
+  repeats: int = bounds.field(5, lower=1)
+  max_side: int = bounds.field(0, lower=0)
+  work_dir: str = ""
+
+  def __post_init__(self):
+    bounds.check(self)
+
+
+FLAG_VALUES = flags.FlagValues()
+_CONFIG = config_flags.define(FLAG_VALUES, ReaderBenchmarkConfig)
 
 
 def _synthetic_folder(root: str, count: int, height: int, width: int) -> str:
@@ -42,7 +71,7 @@ def _flowers_folder(root: str) -> str:
   from sjft_tf.data import archives
   shared = archives.shared_dir()
   if shared is None:
-    raise app.UsageError("--images=flowers102 needs ../shared (or $SJFT_SHARED_DIR)")
+    raise ValueError("--images=flowers102 needs ../shared (or $SJFT_SHARED_DIR)")
   cache = archives.extract(os.path.join(shared, "data/flowers102/flowers102_96px.tar.gz"),
                            archives.default_cache_dir())
   # Keras wants ROOT/<class>/*: link train and val images into one folder per class.
@@ -71,34 +100,35 @@ def main(argv):
   import keras
   from sjft_tf.data import ingest, pipeline, sources
 
-  work = _WORK_DIR.value or tempfile.mkdtemp(prefix="sjft-bench-reader-")
+  settings = _CONFIG()
+  work = settings.work_dir or tempfile.mkdtemp(prefix="sjft-bench-reader-")
   folder = os.path.join(work, "images")
-  if _IMAGES.value == "synthetic":
+  if settings.images == "synthetic":
     if not os.path.isdir(folder):
-      _synthetic_folder(folder, _NUM_IMAGES.value, _IMAGE_HEIGHT.value, _IMAGE_WIDTH.value)
+      _synthetic_folder(folder, settings.num_images, settings.image_height, settings.image_width)
   else:
     _flowers_folder(folder)
   spec = ingest.ingest(sources.list_folder(folder, layout="class"), ingest.IngestConfig(
-      output_dir=os.path.join(work, f"shards_max{_MAX_SIDE.value}"), dataset_name="bench",
-      shard_size=256, max_side=_MAX_SIDE.value or None, show_progress=False))
+      output_dir=os.path.join(work, f"shards_max{settings.max_side}"), dataset_name="bench",
+      shard_size=256, max_side=settings.max_side or None, show_progress=False))
 
   ours = pipeline.make_dataset(spec, "train", pipeline.ReaderConfig(
-      batch_size=_BATCH_SIZE.value, resize_size=_RESIZE_SIZE.value,
-      crop_size=_CROP_SIZE.value), training=False)
+      batch_size=settings.batch_size, resize_size=settings.resize_size,
+      crop_size=settings.crop_size), training=False)
   theirs = keras.utils.image_dataset_from_directory(
-      folder, batch_size=_BATCH_SIZE.value, image_size=(_CROP_SIZE.value,) * 2,
+      folder, batch_size=settings.batch_size, image_size=(settings.crop_size,) * 2,
       shuffle=False, verbose=False)
   _epoch(ours), _epoch(theirs)  # warm-up: graph tracing, file cache
   # Shared 2-core VMs change speed from one second to the next: the readers alternate
   # epoch by epoch, ratios are medians of the paired epochs' ratios, and CPU time
   # (which excludes time the VM was not running us) gives the steadier figure.
   ours_runs, theirs_runs = [], []
-  for _ in range(_REPEATS.value):
+  for _ in range(settings.repeats):
     ours_runs.append(_epoch(ours))
     theirs_runs.append(_epoch(theirs))
-  print(f"images: {_IMAGES.value}, {ours_runs[0][2]} read by ours (ingested with max_side="
-        f"{_MAX_SIDE.value or 'original'}), {theirs_runs[0][2]} by Keras; {os.cpu_count()} "
-        f"CPU cores; output {_CROP_SIZE.value}x{_CROP_SIZE.value}; {_REPEATS.value} paired "
+  print(f"images: {settings.images}, {ours_runs[0][2]} read by ours (ingested with max_side="
+        f"{settings.max_side or 'original'}), {theirs_runs[0][2]} by Keras; {os.cpu_count()} "
+        f"CPU cores; output {settings.crop_size}x{settings.crop_size}; {settings.repeats} paired "
         f"epochs; medians")
   print(f"{'':37s} {'images/s':>10s} {'images/CPU-s':>13s}")
   for name, runs in (("ours  (TFRecord reader)", ours_runs),
@@ -112,7 +142,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

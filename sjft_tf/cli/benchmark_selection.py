@@ -10,22 +10,51 @@ recall on --synthetic_exact_targets targets against exact search, and prints the
 resident memory of the process (run it in its own process).
 """
 
+import dataclasses
 import resource
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
-_DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder with target and source descriptors.", required=True)
-_K_VALUES = flags.DEFINE_list("k", ["100", "1000"], "Neighbour counts K to measure recall@K at.")
-_MAX_TARGETS = flags.DEFINE_integer("max_targets", 0, "Use at most this many target images (0: all).")
-_DIMENSIONS = flags.DEFINE_integer("index_dimensions", 128, "PCA dimensions of the embedding.")
-_CANDIDATES = flags.DEFINE_list("candidates_per_neighbour", ["2", "4"], "K'/K values to try.")
-_LEAVES_SEARCHED = flags.DEFINE_integer("index_leaves_to_search", 0, "Partitions searched (0: a fifth).")
-_QUANTIZE = flags.DEFINE_bool("index_quantize", False, "Anisotropic 4-bit scoring.")
-_SYNTHETIC = flags.DEFINE_integer("synthetic_sources", 0, "Synthetic mode: this many source descriptors.")
-_SYNTHETIC_EXACT = flags.DEFINE_integer("synthetic_exact_targets", 100, "Targets checked against exact search in synthetic mode.")
-_BLOCK = flags.DEFINE_integer("block_size", 20000, "Source descriptors per streamed block.")
+from sjft_tf import bounds
+from sjft_tf.cli import config_flags, runner
+
+
+@dataclasses.dataclass
+class SelectionBenchmarkConfig:
+  """The benchmark's settings (each a flag of its name).
+
+  Attributes:
+    descriptors_dir: descriptor folder with target and source descriptors.
+    k: neighbour counts K to measure recall@K at.
+    max_targets: use at most this many target images (0: all).
+    index_dimensions: PCA dimensions of the embedding.
+    candidates_per_neighbour: K'/K values to try.
+    index_leaves_to_search: partitions searched (0: a fifth).
+    index_quantize: anisotropic 4-bit scoring.
+    synthetic_sources: synthetic mode: this many source descriptors (0: real mode).
+    synthetic_exact_targets: targets checked against exact search in synthetic mode.
+    block_size: source descriptors per streamed block.
+  """
+  descriptors_dir: str
+  k: tuple[int, ...] = (100, 1000)
+  max_targets: int = bounds.field(0, lower=0)
+  index_dimensions: int = bounds.field(128, lower=1)
+  candidates_per_neighbour: tuple[int, ...] = (2, 4)
+  index_leaves_to_search: int = bounds.field(0, lower=0)
+  index_quantize: bool = False
+  synthetic_sources: int = bounds.field(0, lower=0)
+  synthetic_exact_targets: int = bounds.field(100, lower=1)
+  block_size: int = bounds.field(20000, lower=1)
+
+  def __post_init__(self):
+    bounds.check(self)
+
+
+FLAG_VALUES = flags.FlagValues()
+_CONFIG = config_flags.define(FLAG_VALUES, SelectionBenchmarkConfig,
+                              required=("descriptors_dir",))
 
 
 def _peak_gib() -> float:
@@ -41,23 +70,24 @@ def main(argv):
   from sjft_tf.descriptors import store
   from sjft_tf.selection import embedding, exact, index
 
-  directory = _DESCRIPTORS_DIR.value
+  settings = _CONFIG()
+  directory = settings.descriptors_dir
   weights = store.load_edges(directory).dimension_weights()
   targets = store.load_all(directory, "target", "train").descriptors
-  if _MAX_TARGETS.value:
-    targets = targets[:_MAX_TARGETS.value]
+  if settings.max_targets:
+    targets = targets[:settings.max_targets]
   real = np.concatenate([store.load_shard(p).descriptors
                          for p in store.shard_paths(directory, "source")])
   bins = store.load_edges(directory).num_bins
 
-  if _SYNTHETIC.value:
-    total = _SYNTHETIC.value
+  if settings.synthetic_sources:
+    total = settings.synthetic_sources
     # Made once and held as float16 (as descriptor shards store them): timings then
     # measure the search, not this generator.
     synthetic = np.empty((total, real.shape[1]), np.float16)
-    for start in range(0, total, _BLOCK.value):
+    for start in range(0, total, settings.block_size):
       rng = np.random.default_rng(start)
-      size = min(_BLOCK.value, total - start)
+      size = min(settings.block_size, total - start)
       rows = real[rng.integers(0, len(real), size)] * rng.lognormal(
           0, 0.3, (size, real.shape[1])).astype(np.float32)
       per_channel = rows.reshape(size, -1, bins)
@@ -66,21 +96,22 @@ def main(argv):
     del real
 
     def blocks():
-      for start in range(0, total, _BLOCK.value):
-        yield synthetic[start:start + _BLOCK.value].astype(np.float32)
+      for start in range(0, total, settings.block_size):
+        yield synthetic[start:start + settings.block_size].astype(np.float32)
     rows_source = synthetic
   else:
     total = len(real)
 
     def blocks():
-      for start in range(0, total, _BLOCK.value):
-        yield real[start:start + _BLOCK.value]
+      for start in range(0, total, settings.block_size):
+        yield real[start:start + settings.block_size]
     rows_source = real
 
   print(f"{len(targets)} targets x {total} sources, {targets.shape[1]} dimensions"
-        f"{' (synthetic)' if _SYNTHETIC.value else ''}")
-  k_values = [int(k) for k in _K_VALUES.value]
-  exact_targets = targets[:_SYNTHETIC_EXACT.value] if _SYNTHETIC.value else targets
+        f"{' (synthetic)' if settings.synthetic_sources else ''}")
+  k_values = list(settings.k)
+  exact_targets = (targets[:settings.synthetic_exact_targets] if settings.synthetic_sources
+                   else targets)
   start = time.perf_counter()
   exact_d, exact_i = exact.exact_search(exact_targets, blocks(), weights, max(k_values))
   exact_seconds = time.perf_counter() - start
@@ -91,15 +122,16 @@ def main(argv):
   start = time.perf_counter()
   every = max(1, total // 20000)
   projection = embedding.fit(np.concatenate([b[::every] for b in blocks()]), weights,
-                             _DIMENSIONS.value)
+                             settings.index_dimensions)
   embedded = np.concatenate([projection.embed(b) for b in blocks()])
   fit_seconds = time.perf_counter() - start
   print(f"embedding: fit + embed {fit_seconds:.1f} s, {embedded.nbytes / 2**20:.0f} MiB")
   for k in k_values:
-    for factor in map(int, _CANDIDATES.value):
-      config = index.IndexConfig(dimensions=_DIMENSIONS.value, candidates_per_neighbour=factor,
-                                 leaves_to_search=_LEAVES_SEARCHED.value,
-                                 quantize=_QUANTIZE.value)
+    for factor in settings.candidates_per_neighbour:
+      config = index.IndexConfig(dimensions=settings.index_dimensions,
+                                 candidates_per_neighbour=factor,
+                                 leaves_to_search=settings.index_leaves_to_search,
+                                 quantize=settings.index_quantize)
       count = min(k * factor, total)
       start = time.perf_counter()
       searcher = index.build(embedded, config, count)
@@ -130,7 +162,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":

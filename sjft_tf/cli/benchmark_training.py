@@ -20,10 +20,10 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from sjft_tf import bounds
-from sjft_tf.cli import config_flags
+from sjft_tf.cli import config_flags, runner
 
 @dataclasses.dataclass
 class TrainingBenchmarkConfig:
@@ -55,7 +55,8 @@ class TrainingBenchmarkConfig:
     bounds.check(self)
 
 
-_CONFIG = config_flags.define(flags.FLAGS, TrainingBenchmarkConfig)
+FLAG_VALUES = flags.FlagValues()
+_CONFIG = config_flags.define(FLAG_VALUES, TrainingBenchmarkConfig)
 
 
 def _timed_fit(model, dataset, steps: int, callbacks=()) -> tuple[float, float]:
@@ -74,7 +75,7 @@ def main(argv):
   from sjft_tf.training import losses, model as model_lib, sampler as sampler_lib, train
 
   if not os.path.exists(os.path.join(settings.first_round, "selection.json")):
-    raise app.UsageError(f"{settings.first_round} is not a selection round (run make demo)")
+    raise ValueError(f"{settings.first_round} is not a selection round (run make demo)")
   size = settings.input_size
   pairs_config = sampler_lib.PairConfig(batch_size=settings.batch_size,
                                         resize_size=size + size // 8, crop_size=size)
@@ -129,7 +130,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  runner.run(main, FLAG_VALUES)
 
 
 if __name__ == "__main__":
