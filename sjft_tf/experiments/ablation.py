@@ -23,8 +23,8 @@ Budget: with budget_images > 0 every row that uses part of the source uses that 
 source images (random: exactly; per-image selections: the smallest K0 whose pools
 together reach it; classes: whole classes until it is reached), so selective and
 random compare at one stated size. With equal_target_images the target-only row takes
-half the joint batch, so every row sees the same target images (the joint rows add
-the source on top); otherwise every row sees the same number of images a batch.
+the joint batch's target share (1 / (1 + sources_per_target)), so every row sees the
+same target images (the joint rows add the source on top); otherwise every row sees the same number of images a batch.
 
 With head_warmup_steps > 0 every joint row is two runs, as lp_ft is: its fresh heads
 are first trained with the base frozen (runs/<row>/seed<N>/warmup), then everything
@@ -94,8 +94,8 @@ class AblationConfig:
     views: evaluation views ("centre", "ten_crops").
     budget_images: source images every partial-source row uses (0: K0 decides, and
       the random row takes the learned selection's size). See the module docstring.
-    equal_target_images: the target-only row's batch is half the joint batch, so
-      every row sees the same target images.
+    equal_target_images: the target-only row's batch is the joint batch's target
+      share (1 / (1 + sources_per_target)), so every row sees the same target images.
     feature_weights: weights of the deep-feature rows' network, the training model's
       base (pretrained even when the runs start from scratch); "": the model's weights.
     head_warmup_steps: batches of training the heads with the base frozen before every
