@@ -138,3 +138,17 @@ def test_readme_own_target_section_verbatim(tmp_path, shared_data_dir):
   for name in rows_asked:
     assert partial["rows"][name]["test/centre/top1"] == rows[name]["test/centre/top1"]
     assert not (out / "runs" / name / "seed2").exists()
+  # Nor is anything selected: seed 2's random subset is not drawn.
+  assert set(os.listdir(out / "selections")) == names
+  # A run whose evaluation is damaged, or of another model, is not complete.
+  (out / "runs" / "target_only" / "seed1" / "evaluation_test.json").write_text("{")
+  stale = out / "runs" / "joint_random" / "seed0" / "evaluation_test.json"
+  stale.write_text(stale.read_text().replace('"model": "', '"model": "0'))
+  _shell(commands[4] + " --seeds=0,1,2 --complete_runs_only", work, env)
+  partial = json.loads((out / "results.json").read_text())["rows"]
+  assert [r["seed"] for r in partial["target_only"]["runs"]] == [0]
+  assert [r["seed"] for r in partial["joint_random"]["runs"]] == [1]
+  # Each run records its first round, the same path whether trained or read back.
+  assert partial["selective_classes"]["runs"][0]["first_round"] == rows[
+      "selective_classes"]["runs"][0]["first_round"] == os.path.join(
+          "runs", "my_comparison", "selections", "classes_40", "round_000")

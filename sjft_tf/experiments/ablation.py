@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import bounds, outputs
+from sjft_tf import bounds, files, outputs
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
@@ -104,8 +104,9 @@ class AblationConfig:
     head_warmup_learning_rate: the warm-up's learning rate (cosine schedule).
     l2sp_row_alpha: the l2sp row's pull towards the pretrained weights (its weight decay
       is 0, as in Li et al. 2018; beta is the template's l2sp.beta).
-    complete_runs_only: train nothing; tabulate the runs already trained and evaluated
-      (the table of a study still in progress: each row's number of seeds is shown).
+    complete_runs_only: train, select and evaluate nothing; tabulate the runs already
+      trained and evaluated (`completed`: the table of a study still in progress, each
+      row's number of seeds shown).
   """
   output_dir: str
   learned_descriptors: str
@@ -270,28 +271,50 @@ def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
 
   Returns:
     {"report": the last run's training report, "seconds": training seconds of all its
-    runs (of the calls that trained them), "evaluation": {split: evaluation}}.
+    runs (of the calls that trained them), "run_dir", "first_round": first_round,
+    "evaluation": {split: evaluation}}.
   """
   chain = run_configs(config, row, seed, first_round, run_dir)
   reports = [train_lib.train(run) for run in chain]
   run_dir = chain[-1].output_dir
-  report = reports[-1]
-  return {"report": report, "seconds": sum(r["seconds_this_call"] for r in reports),
-          "run_dir": run_dir, "evaluation": {split: evaluate_lib.evaluate(
-      run_dir, target_dir, evaluate_lib.EvalConfig(split=split, views=tuple(config.views)))
-      for split in config.eval_splits}}
+  return {"report": reports[-1], "seconds": sum(r["seconds_this_call"] for r in reports),
+          "run_dir": run_dir, "first_round": first_round, "evaluation": {
+              split: evaluate_lib.evaluate(run_dir, target_dir, evaluate_lib.EvalConfig(
+                  split=split, views=tuple(config.views)))
+              for split in config.eval_splits}}
 
 
-def is_complete(config: AblationConfig, run_dir: str) -> bool:
-  """Whether the run of one row and seed is trained (a whole model) and evaluated on
-  every split of config.eval_splits."""
+def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict | None:
+  """train_and_evaluate's result for a run already complete, read from its files:
+  nothing is trained, searched, selected or evaluated, and the model is read once.
+
+  Complete: the last run's model is the file training wrote, every run before it in the
+  chain has a report, and each of config.eval_splits has an evaluation of this model
+  holding config.views. Returns None for anything less.
+  """
   try:
     run = outputs.TrainedRun.read(run_dir)
-  except (FileNotFoundError, ValueError):
-    return False
-  return run.model_is_whole() and all(
-      os.path.exists(evaluate_lib.result_paths(run_dir, split)[0])
-      for split in config.eval_splits)
+    chain = run_configs(config, row, seed, run.first_round or None, run_dir)
+    reports = [outputs.TrainedRun.read(c.output_dir).report for c in chain[:-1]]
+  except (FileNotFoundError, ValueError, KeyError):
+    return None
+  fingerprint, recorded = run.model_fingerprint(), run.report.get("model_fingerprint")
+  if not (fingerprint == recorded if recorded else run.model_is_whole()):
+    return None
+  evaluation = {}
+  for split in config.eval_splits:
+    try:
+      stored = files.read_json(evaluate_lib.result_paths(run_dir, split)[0], "")
+    except (FileNotFoundError, ValueError):
+      return None
+    if not isinstance(stored, dict) or stored.get("model") != fingerprint or not set(
+        config.views) <= set(stored.get("views") or {}):
+      return None
+    evaluation[split] = stored
+  reports.append(run.report)
+  return {"report": run.report, "seconds": sum(r["seconds_this_call"] for r in reports),
+          "run_dir": run_dir, "first_round": run.first_round or None,
+          "evaluation": evaluation}
 
 
 def selected_images(round_folder: str) -> int:

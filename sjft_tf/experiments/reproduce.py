@@ -81,12 +81,19 @@ def budget_line(config: ablation.AblationConfig, rows: dict) -> str:
   return text + "."
 
 
-def _measured(config, row: str, seed: int, first_round, run_dir: str, head: dict,
-              with_final_round: bool = True) -> dict:
-  """One run trained (or reused) and evaluated: `head`, then its numbers."""
-  done = ablation.train_and_evaluate(config, row, seed, first_round, run_dir,
-                                     config.train.target_spec_dir)
-  record = {**head, "run_dir": run_dir,
+def _measured(config, row: str, seed: int, firsts: dict | None, run_dir: str, head: dict,
+              with_final_round: bool = True) -> dict | None:
+  """One run trained (or reused) and evaluated: `head`, then its numbers. With
+  config.complete_runs_only (firsts None), the run as stored, or None when incomplete."""
+  if config.complete_runs_only:
+    done = ablation.completed(config, row, seed, run_dir)
+    if done is None:
+      return None
+  else:
+    done = ablation.train_and_evaluate(config, row, seed, firsts[row], run_dir,
+                                       config.train.target_spec_dir)
+  first_round = done["first_round"]
+  record = {**head, "run_dir": run_dir, "first_round": first_round,
             # Training seconds of the calls that trained its runs (a rerun reuses them).
             "train_seconds": done["seconds"],
             "target_train_accuracy": target_train_accuracy(done["report"]),
@@ -113,7 +120,9 @@ def _write_figures(config, rows: dict, sweep: list) -> None:
   first_key, seed = metric_keys(config)[0][0], config.seeds[0]
   figures.accuracy_bars(rows, ablation.ROW_TITLES, os.path.join(figures_dir, "ablation.png"),
                         first_key)
-  firsts = ablation.row_rounds(config, seed)
+  # The first rounds of the first seed's runs (as the runs record them).
+  firsts = {name: run["first_round"] for name, row in rows.items()
+            for run in row["runs"] if run["seed"] == seed}
   for name, title in (("selective_learned", "filter-bank statistics"),
                       ("selective_deep", "cosine of pretrained pooled features")):
     if firsts.get(name):
@@ -150,34 +159,37 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
   measured = {name: [] for name in config.rows}
   total = len(config.seeds) * len(config.rows)
   for seed in config.seeds:
-    firsts = ablation.row_rounds(config, seed)
+    firsts = None if config.complete_runs_only else ablation.row_rounds(config, seed)
     for name in config.rows:
       done_runs, elapsed = sum(map(len, measured.values())), time.time() - started
       eta = f", about {elapsed / done_runs * (total - done_runs) / 60:.0f} min left" if (
           done_runs) else ""
       logging.info("run %d of %d: %s, seed %d (%.0f min elapsed%s)", done_runs + 1, total,
                    name, seed, elapsed / 60, eta)
-      run_dir = os.path.join(runs_dir, name, f"seed{seed}")
-      if config.complete_runs_only and not ablation.is_complete(config, run_dir):
+      record = _measured(config, name, seed, firsts,
+                         os.path.join(runs_dir, name, f"seed{seed}"), {"seed": seed})
+      if record is None:
         logging.info("%s seed %d: not complete, left out of the table", name, seed)
         continue
-      measured[name].append(_measured(config, name, seed, firsts[name], run_dir,
-                                      {"seed": seed}))
+      measured[name].append(record)
       print(f"{name} seed {seed}: " + ", ".join(
-          f"{key} {measured[name][-1][key]:.4f}" for key, *_ in keys), flush=True)
+          f"{key} {record[key]:.4f}" for key, *_ in keys), flush=True)
   rows = {name: {**{key: ablation.summarise([r[key] for r in runs]) for key, *_ in keys},
                  "selected_images": runs[0]["selected_images"],
                  "final_selected_images": runs[0]["final_selected_images"], "runs": runs}
           for name, runs in measured.items() if runs}
   sweep = []
   for k0 in config.k0_sweep:
-    first = ablation.row_rounds(config, config.seeds[0], k0)["selective_learned"]
-    run_dir = os.path.join(runs_dir, f"selective_learned_k{k0}", f"seed{config.seeds[0]}")
-    if config.complete_runs_only and not ablation.is_complete(config, run_dir):
-      continue
-    sweep.append(_measured(config, "selective_learned", config.seeds[0], first, run_dir,
-                           {"k0": k0}, with_final_round=False))
-    print(f"K0 {k0}: {sweep[-1]}", flush=True)
+    firsts = None if config.complete_runs_only else {
+        "selective_learned": ablation.row_rounds(config, config.seeds[0], k0)[
+            "selective_learned"]}
+    record = _measured(config, "selective_learned", config.seeds[0], firsts,
+                       os.path.join(runs_dir, f"selective_learned_k{k0}",
+                                    f"seed{config.seeds[0]}"),
+                       {"k0": k0}, with_final_round=False)
+    if record is not None:
+      sweep.append(record)
+      print(f"K0 {k0}: {record}", flush=True)
   seconds = time.time() - started
   _write_figures(config, rows, sweep)
   results = {"rows": rows, "k0_sweep": sweep, "seconds": round(seconds, 1),
