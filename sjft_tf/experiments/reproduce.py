@@ -164,8 +164,9 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
       done_runs, elapsed = sum(map(len, measured.values())), time.time() - started
       eta = f", about {elapsed / done_runs * (total - done_runs) / 60:.0f} min left" if (
           done_runs) else ""
-      logging.info("run %d of %d: %s, seed %d (%.0f min elapsed%s)", done_runs + 1, total,
-                   name, seed, elapsed / 60, eta)
+      if not config.complete_runs_only:  # (reading a run takes seconds)
+        logging.info("run %d of %d: %s, seed %d (%.0f min elapsed%s)", done_runs + 1,
+                     total, name, seed, elapsed / 60, eta)
       record = _measured(config, name, seed, firsts,
                          os.path.join(runs_dir, name, f"seed{seed}"), {"seed": seed})
       if record is None:
