@@ -298,9 +298,10 @@ def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict
     reports = [outputs.TrainedRun.read(c.output_dir).report for c in chain[:-1]]
   except (FileNotFoundError, ValueError, KeyError):
     return None
-  fingerprint, recorded = run.model_fingerprint(), run.report.get("model_fingerprint")
-  if not (fingerprint == recorded if recorded else run.model_is_whole()):
+  if not run.model_is_whole():
     return None
+  # The fingerprint model_is_whole matched (a report of an earlier version records none).
+  fingerprint = run.report.get("model_fingerprint") or run.model_fingerprint()
   evaluation = {}
   for split in config.eval_splits:
     try:
