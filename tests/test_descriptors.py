@@ -87,6 +87,55 @@ def test_histograms_of_identical_responses_match_exactly(real_images):
     np.testing.assert_array_equal(ours[i], expected.astype(np.float32))
 
 
+def _edge_cases(maps, edges):
+  """Real maps with the hard values written in: responses exactly on edges (ties),
+  below the zero floor, -0.0, and a constant map."""
+  maps = [m.copy() for m in maps]
+  channels = maps[0].shape[-1]
+  maps[0][0, :2, :, :] = edges[:channels, 10]  # every pixel of two rows on an edge
+  maps[0][1, :4, :4, :] = -0.0
+  maps[0][1, 4:8, :4, :] = 1e-12  # under any floor of real responses
+  maps[1][2] = maps[1][2, 0, 0]  # one value everywhere
+  return maps
+
+
+@pytest.mark.parametrize("method", histogram.COUNTING_METHODS)
+def test_every_counting_method_equals_the_reference_exactly(real_images, method):
+  maps = [np.asarray(m) for m in gabor.GaborBank()(real_images)]
+  edges, floor = _fitted_edges(maps, 32)
+  edges[:, 5] = np.float32(1e-41)  # a subnormal edge (a CPU may flush it to zero)
+  edges = np.maximum.accumulate(np.maximum(edges, edges[:, :1]), axis=1)
+  maps = _edge_cases(maps, edges)
+  layer = histogram.HistogramLayer(edges, floor, method=method)
+  assert layer.counting == method
+  ours = np.asarray(layer(maps))
+  pixels = np.repeat([m.shape[1] * m.shape[2] for m in maps], [m.shape[-1] for m in maps])
+  pixels = np.repeat(pixels, 32)
+  for i in range(len(real_images)):
+    expected = reference.histograms([m[i] for m in maps], edges, floor)
+    np.testing.assert_array_equal(ours[i], expected.astype(np.float32))
+  if keras.backend.backend() == "tensorflow":  # XLA, as the descriptor stage runs it
+    import tensorflow as tf
+    compiled = np.asarray(tf.function(layer, jit_compile=True)(maps))
+    # The same counts; XLA divides by the pixel count as a product with its reciprocal,
+    # so a fraction can differ from the correctly rounded one by one float32 ulp.
+    np.testing.assert_array_equal(np.round(compiled * pixels), np.round(ours * pixels))
+    np.testing.assert_array_max_ulp(compiled, ours, maxulp=1)
+
+
+def test_the_counting_method_is_decided_by_the_device():
+  assert histogram.counting_method("cpu") == "lookup"
+  assert histogram.counting_method("gpu") == histogram.counting_method("tpu") == "compare"
+  edges = np.array([[0.0, 1.0, 2.0]], np.float32)
+  assert histogram.HistogramLayer(edges).counting == histogram.counting_method(
+      histogram.default_device_kind())
+  layer = histogram.HistogramLayer.from_config(histogram.HistogramLayer(
+      edges, method="onehot").get_config())
+  assert layer.counting == "onehot"
+  with pytest.raises(ValueError, match="unknown counting method 'sort'"):
+    histogram.HistogramLayer(edges, method="sort")
+
+
 def test_lookup_grid_size_does_not_change_the_result(real_images):
   maps = [np.asarray(m) for m in gabor.GaborBank()(real_images)]
   edges, floor = _fitted_edges(maps, 32)

@@ -11,9 +11,10 @@ Sections (random weights and data: speed does not depend on them):
   training     joint (two heads, paired batch) and plain (target head) training steps
                of ResNet50V2 at 224 px, batch 128, float32 and mixed_bfloat16, compiled
                (jit) or eager; EfficientNetLite0 joint bf16 as well
-  descriptors  the learned filter bank + 100-bin histograms at 224 px: the AlexNet-shaped
-               bank of the paper (352 channels, 35,200 values) in float32 and bf16, and
-               EfficientNetLite0's first layers
+  descriptors  the learned filter bank + 100-bin histograms at 224 px, each counting
+               formulation of the histogram layer (lookup, compare, onehot) alone and
+               after the bank: the AlexNet-shaped bank of the paper (352 channels,
+               35,200 values) in float32 and bf16, and EfficientNetLite0's first layers
   divergence   the exact weighted symmetric KL (`divergence.divergence_matrix`, two
                matrix products) at 35,200 dimensions, in float32, bfloat16 and float16
 A section past --time_budget_s is skipped and says so; results are written as they come.
@@ -144,65 +145,45 @@ def training(report: Report):
                                        True, True, 20), "images/s")
 
 
-def _alexnet_bank(policy: str):
-  import keras
-  from sjft_tf import precision
-  from sjft_tf.descriptors import learned
-  with precision.dtype_policy(policy):
-    images = keras.Input((None, None, 3))
-    x = keras.layers.Conv2D(96, 11, strides=4, activation="relu", name="conv1")(images)
-    x = keras.layers.MaxPooling2D(3, 2)(x)
-    x = keras.layers.Conv2D(256, 5, padding="same", activation="relu", name="conv2")(x)
-    network = keras.Model(images, x)
-    return learned.LearnedKernelBank(learned.preactivation_extractor(
-        network, ["conv1", "conv2"]), "caffe", ["conv1", "conv2"])
+def _method_rates(bank_name: str, size: int, batch: int, steps: int, policy: str):
+  """{method: (histogram images/s, bank + histograms images/s)} and the details."""
+  from sjft_tf.descriptors import speed
+  bank = speed.alexnet_bank(policy) if bank_name == "alexnet" else speed.bank_by_name(bank_name)
+  rates, info = speed.method_rates(bank, size, batch, steps)
+  print("\n".join(speed.format_rates(f"{bank_name} {policy}", rates, info)), flush=True)
+  return rates, info
 
 
-def _descriptor_rate(bank, size: int, batch: int, steps: int) -> tuple[float, dict]:
-  """(images/s, {"values": descriptor length}) of bank + histograms, edges fitted on
-  one batch."""
-  import keras
+def descriptors(report: Report):
+  """Every counting formulation of the histogram layer (histogram.COUNTING_METHODS),
+  alone and after the bank; the anchor is read against the bank + histograms figure
+  of the method 'auto' picks on this device."""
   from sjft_tf.descriptors import histogram
-  rng = np.random.default_rng(0)
-  images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
-  maps = [keras.ops.convert_to_numpy(keras.ops.cast(m, "float32")) for m in bank(images)]
-  lower, upper = (keras.ops.convert_to_numpy(v) for v in histogram.batch_ranges(maps))
-  floor = histogram.zero_floors(lower, upper)
-  counts = keras.ops.convert_to_numpy(histogram.batch_fine_counts(maps, lower, upper,
-                                                                  zero_floor=floor))
-  edges = histogram.equal_mass_edges(counts, lower, upper, 100)
-  inputs = keras.Input((size, size, 3))
-  model = keras.Model(inputs, histogram.HistogramLayer(edges, floor, dtype="float32")(
-      bank(inputs)))
-  device_images = keras.ops.convert_to_tensor(images)
-  for _ in range(2):
-    _sync(model.predict_on_batch(device_images))
-  started = time.perf_counter()
-  for _ in range(steps):
-    out = model.predict_on_batch(device_images)
-  _sync(out)
-  return batch * steps / (time.perf_counter() - started), {"values": int(out.shape[-1])}
+  smoke = _SMOKE.value
+  size, batch, steps = (64, 4, 2) if smoke else (224, 256, 20)
+  picked = histogram.counting_method(histogram.default_device_kind())
+  runs = [("alexnet", "mixed_bfloat16")] if smoke else [
+      ("alexnet", "float32"), ("alexnet", "mixed_bfloat16"), ("lite0", "float32")]
+  for bank_name, policy in runs:
+    if report.elapsed() > _TIME_BUDGET.value:
+      report.skip(f"descriptors {bank_name} {policy}")
+      continue
+    rates, info = _method_rates(bank_name, size, batch, steps, policy)
+    for rate in rates:
+      anchor = ("alexnet_bank_descriptors_images_per_s"
+                if bank_name == "alexnet" and rate.method == picked else None)
+      report.add(f"descriptors {bank_name} bank + histograms ({rate.method}) {size}px "
+                 f"batch {batch} {policy}", rate.descriptor_images_per_s, "images/s",
+                 anchor, policy=policy, method=rate.method, values=info["values"],
+                 counts_agree=info["agree"])
+      report.add(f"histograms alone {bank_name} ({rate.method}) {size}px batch {batch}",
+                 rate.histogram_images_per_s, "images/s", method=rate.method)
 
 
 def _block(value):
   """Waits for a device array (JAX dispatches asynchronously)."""
   return np.asarray(value.block_until_ready() if hasattr(value, "block_until_ready")
                     else value)
-
-
-def descriptors(report: Report):
-  from sjft_tf.descriptors import learned
-  smoke = _SMOKE.value
-  size, batch, steps = (64, 4, 2) if smoke else (224, 256, 20)
-  for policy in ("mixed_bfloat16",) if smoke else ("float32", "mixed_bfloat16"):
-    report.measure(f"descriptors AlexNet-shaped bank {size}px batch {batch} {policy}",
-                   lambda: _descriptor_rate(_alexnet_bank(policy), size, batch, steps),
-                   "images/s", "alexnet_bank_descriptors_images_per_s", policy=policy)
-  if not smoke:
-    layers = ["stem_conv", "block1a_project_conv"]
-    report.measure(f"descriptors EfficientNetLite0 {' + '.join(layers)} {size}px float32",
-                   lambda: _descriptor_rate(learned.application_bank(
-                       "EfficientNetLite0", layers), size, batch, steps), "images/s")
 
 
 def divergence(report: Report):

@@ -8,7 +8,7 @@ read images as float RGB in [0, 255] and scale them the way the network was trai
 import keras
 from keras import ops
 
-from sjft_tf.applications import efficientnet_lite
+from sjft_tf.applications import cifar_resnet, efficientnet_lite
 
 # keras.applications input scaling per family (the modes of imagenet_utils).
 APPLICATION_PREPROCESSING = {
@@ -16,10 +16,11 @@ APPLICATION_PREPROCESSING = {
     "ResNet152V2": "tf", "Xception": "tf", "InceptionV3": "tf",
     "VGG16": "caffe", "VGG19": "caffe", "ResNet50": "caffe", "ResNet101": "caffe",
     "ResNet152": "caffe", "DenseNet121": "torch", "EfficientNetB0": "none",
-    "EfficientNetLite0": "lite",
+    "EfficientNetLite0": "lite", **{name: "tf" for name in cifar_resnet.NETWORKS},
 }
 # Networks of this package (not in keras.applications), built by the same arguments.
-OWN_APPLICATIONS = {"EfficientNetLite0": efficientnet_lite.EfficientNetLite0}
+OWN_APPLICATIONS = {"EfficientNetLite0": efficientnet_lite.EfficientNetLite0,
+                    **cifar_resnet.NETWORKS}
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -66,6 +67,12 @@ class ApplicationPreprocessing(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "mode": self.mode}
+
+
+def takes_alpha(application: str) -> bool:
+  """Whether `application` has a width multiplier `alpha` (MobileNet, MobileNetV2 and
+  the CIFAR ResNets); a width flag is dropped for the others."""
+  return application.startswith("MobileNet") or application in cifar_resnet.NETWORKS
 
 
 def build_application(application: str, weights=None, input_shape=(None, None, 3),

@@ -10,6 +10,12 @@ Prints images per second (wall and CPU) and the ratios. Images: Flowers 102 trai
 ../shared when present, else the embedded demo textures. With --dtype_policies, our
 extraction also runs with the bank in each mixed policy and prints its speed as a ratio
 of float32's, in the same run (the histograms are counted in float32 either way).
+
+With --histogram_methods, it also times each counting formulation of the histogram
+layer (histogram.COUNTING_METHODS), alone and after the bank, on --histogram_banks at
+--histogram_size (random images and weights; `descriptors.speed`), printing each as a
+ratio of the lookup layer's rate and of the GPU anchor (41,500 images/s). Under
+KERAS_BACKEND=jax the same section runs on JAX (--banks= skips the TFRecord part).
 """
 
 import dataclasses
@@ -37,6 +43,11 @@ class DescriptorBenchmarkConfig:
     dtype_policies: bank precisions compared with float32 (precision.POLICIES);
       empty: none.
     work_dir: scratch folder ("": a temp dir).
+    histogram_methods: counting formulations to time (lookup, compare, onehot);
+      empty: none.
+    histogram_banks: banks of that section (alexnet, lite0, mobilenet, gabor).
+    histogram_size, histogram_batch, histogram_steps: its image side (px), batch and
+      timed batches.
   """
   sizes: tuple[int, ...] = (64, 224)
   banks: tuple[str, ...] = ("gabor", "learned")
@@ -45,6 +56,11 @@ class DescriptorBenchmarkConfig:
   batch_size: int = bounds.field(64, lower=1)
   dtype_policies: tuple[str, ...] = ("mixed_bfloat16",)
   work_dir: str = ""
+  histogram_methods: tuple[str, ...] = ()
+  histogram_banks: tuple[str, ...] = ("alexnet", "lite0")
+  histogram_size: int = bounds.field(224, lower=8)
+  histogram_batch: int = bounds.field(32, lower=1)
+  histogram_steps: int = bounds.field(3, lower=1)
 
   def __post_init__(self):
     bounds.check(self)
@@ -76,9 +92,30 @@ def _timed(function) -> tuple[float, float]:
   return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _histogram_methods(settings: DescriptorBenchmarkConfig) -> None:
+  import keras
+  from sjft_tf.descriptors import histogram, speed
+  unknown = sorted(set(settings.histogram_methods) - set(histogram.COUNTING_METHODS))
+  if unknown:
+    raise ValueError(f"--histogram_methods: unknown {unknown}; known: "
+                     f"{list(histogram.COUNTING_METHODS)}")
+  print(f"histogram counting formulations, backend {keras.backend.backend()} on "
+        f"{histogram.default_device_kind()} ({os.cpu_count()} CPU cores); 'auto' picks "
+        f"{histogram.counting_method(histogram.default_device_kind())} here")
+  for name in settings.histogram_banks:
+    rates, info = speed.method_rates(speed.bank_by_name(name), settings.histogram_size,
+                                     settings.histogram_batch, settings.histogram_steps,
+                                     settings.histogram_methods)
+    print("\n".join(speed.format_rates(name, rates, info)), flush=True)
+
+
 def main(argv):
   del argv
   settings = _CONFIG()
+  if settings.histogram_methods:
+    _histogram_methods(settings)
+  if not settings.banks:
+    return
   import cv2
   from sjft_tf.data import archives, ingest, sources
   from sjft_tf.data.images import decode_rgb

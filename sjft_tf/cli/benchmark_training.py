@@ -22,7 +22,7 @@ import time
 import numpy as np
 from absl import flags
 
-from sjft_tf import bounds
+from sjft_tf import applications, bounds
 from sjft_tf.cli import config_flags, runner
 
 @dataclasses.dataclass
@@ -81,7 +81,7 @@ def main(argv):
                                         resize_size=size + size // 8, crop_size=size)
   pairs = sampler_lib.PairSampler(settings.first_round, pairs_config)
   config = model_lib.ModelConfig(base=settings.base, weights="", input_size=size,
-                                 alpha=settings.alpha if "MobileNet" in settings.base else None)
+                                 alpha=settings.alpha if applications.takes_alpha(settings.base) else None)
   keras.utils.set_random_seed(0)
   joint = model_lib.build_joint_model(config, len(pairs.target_class_names),
                                       len(pairs.source_class_names))

@@ -16,6 +16,7 @@ from absl import app, flags
 
 import sjft_tf
 
+from sjft_tf import applications
 from sjft_tf.data import archives
 from sjft_tf.experiments import ablation, reproduce
 from sjft_tf.cli import config_flags, descriptors, ingest, runner, select
@@ -49,7 +50,7 @@ _STAGES = {"sjft-ingest": ingest, "sjft-descriptors": descriptors, "sjft-select"
 def main(argv):
   del argv
   config = _CONFIG()
-  if "MobileNet" not in config.train.model.base:  # --alpha is MobileNet's alone
+  if not applications.takes_alpha(config.train.model.base):  # --alpha: widths
     config = dataclasses.replace(config, train=dataclasses.replace(
         config.train, model=dataclasses.replace(config.train.model, alpha=None)))
   shared = archives.shared_dir()

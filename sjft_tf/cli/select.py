@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 from absl import app, flags
 
+from sjft_tf import applications
 from sjft_tf.selection import levels, manifest, report, search, select, semantic
 from sjft_tf.cli import beam_flags, config_flags, runner
 
@@ -63,7 +64,7 @@ def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfi
       _DESCRIPTORS_DIR.value, f"{_OUTPUT_DIR.value}/filter_bank", params, config,
       _TARGET_SPLIT.value, write_subset=False, reuse=_REUSE.value)
   features = _FEATURES()
-  if "MobileNet" not in features.base:
+  if not applications.takes_alpha(features.base):
     features = dataclasses.replace(features, alpha=None)
   cache = f"{_OUTPUT_DIR.value}/features"
   if _METHOD.value == "classes":

@@ -40,6 +40,8 @@ class ReaderConfig:
     drop_remainder: drop the last partial batch (training default).
     min_crop_area: training crops: 0 a fixed-size window, > 0 a random-size window
       (`random_crop_and_flip`).
+    crop_padding: training crops: pixels of reflection added to each side of the
+      resized square before the crop (`random_crop_and_flip`; CIFAR's 4).
   """
   batch_size: int = bounds.field(32, lower=1)
   resize_size: int = bounds.field(256, lower=1)
@@ -51,6 +53,7 @@ class ReaderConfig:
   repeat: bool = True
   drop_remainder: bool = True
   min_crop_area: float = bounds.field(0.0, lower=0.0, upper=1.0)
+  crop_padding: int = bounds.field(0, lower=0)
 
   def __post_init__(self):
     bounds.check(self)
@@ -184,7 +187,7 @@ def ten_crops(image: tf.Tensor, crop_size: int) -> tf.Tensor:
 
 
 def random_crop_and_flip(image: tf.Tensor, crop_size: int, seed: tf.Tensor,
-                         min_crop_area: float = 0.0) -> tf.Tensor:
+                         min_crop_area: float = 0.0, padding: int = 0) -> tf.Tensor:
   """Random crop_size x crop_size window of [h, w, 3], flipped left-right half the time.
 
   Args:
@@ -192,8 +195,13 @@ def random_crop_and_flip(image: tf.Tensor, crop_size: int, seed: tf.Tensor,
     min_crop_area: 0: a fixed-size window (the paper's). > 0: a window of
       min_crop_area to all of the image's area and aspect 3/4 to 4/3, resized to
       crop_size (bilinear): Inception's scale augmentation.
+    padding: the image is first padded by this many pixels on each side, reflected
+      at its border: with crop_size the image's side, CIFAR's pad-and-crop, a
+      translation of up to `padding` pixels (0 <= padding < the image's side).
   """
   crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  if padding:
+    image = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
   if min_crop_area > 0:
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), tf.zeros([1, 0, 4]), crop_seed, min_object_covered=0.0,
@@ -208,7 +216,10 @@ def random_crop_and_flip(image: tf.Tensor, crop_size: int, seed: tf.Tensor,
 
 
 def _check_sizes(config: ReaderConfig) -> None:
-  if config.crop_size > config.resize_size:
+  if config.crop_padding >= config.resize_size:
+    raise ValueError(f"crop_padding {config.crop_padding} must be below resize_size "
+                     f"{config.resize_size} (a reflection is at most the image's side)")
+  if config.crop_size > config.resize_size + 2 * config.crop_padding:
     raise ValueError(f"crop_size {config.crop_size} exceeds resize_size "
                      f"{config.resize_size}")
 
@@ -253,7 +264,8 @@ def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderCon
         lambda index, ex: {
             **ex, "image": random_crop_and_flip(
                 ex["image"], config.crop_size,
-                tf.stack([tf.constant(seed, tf.int64), index]), config.min_crop_area)},
+                tf.stack([tf.constant(seed, tf.int64), index]), config.min_crop_area,
+                config.crop_padding)},
         num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   elif not crop_now:
     dataset = dataset.map(

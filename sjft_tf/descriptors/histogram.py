@@ -17,12 +17,23 @@ channel's largest magnitude on the fitting images) count as exactly 0, in fittin
 in binning. Below that, float32 convolutions differ from exact ones by rounding, and
 bins drawn there would sort noise; flat image regions become one point mass at 0.
 
-Binning is exact and fast: bin k of channel c holds edges[c, k-1] <= x < edges[c, k]
-(values below the first edge go to bin 0, at or above the last to bin B-1), the same
-as np.histogram with those edges. A value's key selects a cell of a lookup grid; a
-table gives the number of edges in earlier cells, and the value is compared only with
-the few edges inside its own cell. Integer keys make the cells exactly monotone, so
-this equals comparing with every edge.
+Binning is exact: bin k of channel c holds edges[c, k-1] <= x < edges[c, k] (values
+below the first edge go to bin 0, at or above the last to bin B-1), the same as
+np.histogram with those edges. Three counting formulations give the same counts
+(`COUNTING_METHODS`; `counting_method` picks one per device):
+  lookup:  a value's key selects a cell of a lookup grid; a table gives the number of
+           edges in earlier cells, and the value is compared only with the few edges
+           inside its own cell (integer keys make the cells exactly monotone, so this
+           equals comparing with every edge); the bins are then counted by one
+           scatter-add of ones. Fastest on a CPU; on a GPU thousands of values of one
+           map add into the same few counters (contended atomics).
+  compare: for each edge, the number of values >= it, a compare fused with a sum over
+           pixels (no table, no scatter); bin counts are differences of neighbouring
+           edges' numbers. B - 1 compares a value, a reduction XLA fuses on a GPU.
+  onehot:  the lookup's bin index, then for each bin the number of values equal to it,
+           summed over pixels (a one-hot of the bin index reduced, no scatter).
+The compare and one-hot reductions run over chunks of edges or bins, so the compared
+tensor stays under `MAX_COMPARE_ELEMENTS` values an image.
 """
 
 import keras
@@ -33,7 +44,38 @@ DEFAULT_FINE_BINS = 65536
 MAX_LOOKUP_CELLS = 65536
 LOOKUP_TABLE_BUDGET_BYTES = 64 * 2**20
 DEFAULT_RELATIVE_ZERO_FLOOR = 1e-4
+COUNTING_METHODS = ("lookup", "compare", "onehot")
+MAX_COMPARE_ELEMENTS = 2**24
 _LOW_BITS = 0x7FFFFFFF
+
+
+def counting_method(device_kind: str) -> str:
+  """The counting formulation for a device kind ("cpu", "gpu", "tpu"): the table lookup
+  and scatter on a CPU (fastest there: BUILD_NOTES.md), the fused compare-and-sum on
+  an accelerator, whose scatter-add contends on a few counters per map."""
+  return "lookup" if device_kind == "cpu" else "compare"
+
+
+def default_device_kind() -> str:
+  """"gpu", "tpu" or "cpu": where the current Keras backend places computations."""
+  backend = keras.backend.backend()
+  if backend == "jax":
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.default_backend()
+  if backend == "tensorflow":
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+  if backend == "torch":
+    import torch  # pylint: disable=g-import-not-at-top
+    return "gpu" if torch.cuda.is_available() else "cpu"
+  return "cpu"
+
+
+def _chunks(total: int, values_per_step: int | None) -> list[tuple[int, int]]:
+  """[start, stop) ranges of at most MAX_COMPARE_ELEMENTS // values_per_step of total."""
+  step = total if values_per_step is None else max(
+      1, min(total, MAX_COMPARE_ELEMENTS // max(values_per_step, 1)))
+  return [(first, min(first + step, total)) for first in range(0, total, step)]
 
 
 def zero_floors(lower: np.ndarray, upper: np.ndarray,
@@ -99,8 +141,11 @@ def _flatten_maps(response_maps):
   flat = []
   for response in response_maps:
     shape = ops.shape(response)
-    flat.append((ops.reshape(ops.cast(response, "float32"), (shape[0], -1, shape[-1])),
-                 int(shape[-1])))
+    height, width = response.shape[1:3]
+    # Static pixel counts where the maps' sizes are known (the chunks of `_chunks`).
+    flat_shape = ((-1, height * width, shape[-1]) if height is not None and width is not None
+                  else (shape[0], -1, shape[-1]))
+    flat.append((ops.reshape(ops.cast(response, "float32"), flat_shape), int(shape[-1])))
   return flat
 
 
@@ -221,10 +266,20 @@ class HistogramLayer(keras.layers.Layer):
     zero_floor: [C], responses with smaller magnitude count as 0 (None: no floor).
     lookup_cells: cells of the lookup grid per channel, 0 for `auto_lookup_cells`
       (speed and table memory only; the result does not depend on it).
+    method: the counting formulation (module docstring: "lookup", "compare",
+      "onehot"), or "auto": `counting_method` of the device the layer is built on
+      (a saved "auto" layer decides again where it is loaded). Speed only: every
+      formulation gives the same counts.
   """
 
-  def __init__(self, edges, zero_floor=None, lookup_cells: int = 0, **kwargs):
+  def __init__(self, edges, zero_floor=None, lookup_cells: int = 0, method: str = "auto",
+               **kwargs):
     super().__init__(**kwargs)
+    if method != "auto" and method not in COUNTING_METHODS:
+      raise ValueError(f"unknown counting method {method!r}; known: auto, "
+                       f"{', '.join(COUNTING_METHODS)}")
+    self.method = method
+    self.counting = counting_method(default_device_kind()) if method == "auto" else method
     self.edges = np.asarray(edges, np.float32)
     if self.edges.ndim != 2 or np.any(np.diff(self.edges, axis=1) < 0):
       raise ValueError("edges must be [channels, bins - 1], non-decreasing per channel")
@@ -234,6 +289,7 @@ class HistogramLayer(keras.layers.Layer):
     self.num_channels, self.num_bins = self.edges.shape[0], self.edges.shape[1] + 1
     (self._base, self._shift, count_before, keys,
      multiplicity) = _lookup_tables(self.edges, self.lookup_cells)
+    self._edge_keys = _numpy_keys(self.edges).astype(np.int32)  # [C, B-1]
     self._count_before = count_before.reshape(-1)
     self._cell_keys = keys.reshape(-1, keys.shape[-1])
     self._cell_multiplicity = multiplicity.reshape(-1, multiplicity.shape[-1])
@@ -250,19 +306,51 @@ class HistogramLayer(keras.layers.Layer):
       bins = bins + above * ops.take(self._cell_multiplicity[:, m], table_index)
     return bins
 
+  def _scatter_counts(self, flat, start: int, channels: int):
+    """float32 [batch, channels * B] counts: lookup bins, one scatter-add of ones."""
+    bins = self._bins(flat, start, channels)
+    batch, pixels = ops.shape(flat)[0], ops.shape(flat)[1]
+    row = ops.arange(batch, dtype="int32")[:, None, None] * (channels * self.num_bins)
+    keys = bins + ops.arange(channels, dtype="int32") * self.num_bins + row
+    # Scatter-add of ones counts the keys (bincount has no XLA kernel in TF).
+    counts = ops.scatter(ops.reshape(keys, (-1, 1)),
+                         ops.ones((batch * pixels * channels,), "float32"),
+                         (batch * channels * self.num_bins,))
+    return ops.reshape(counts, (batch, channels * self.num_bins))
+
+  def _compare_counts(self, flat, start: int, channels: int):
+    """float32 [batch, channels * B] counts: values >= each edge, then differences."""
+    # Compared as order keys, integers: exact where a float compare is not (a CPU that
+    # flushes subnormals to zero calls 0 >= 1e-40 true; edges can be subnormal).
+    value_keys = order_keys(snap_to_zero(flat, self.zero_floor[start:start + channels]))
+    edge_keys = self._edge_keys[start:start + channels]
+    per_image = None if flat.shape[1] is None else flat.shape[1] * channels
+    at_or_above = ops.concatenate([  # [batch, channels, B - 1]
+        ops.sum(ops.cast(value_keys[..., None] >= edge_keys[:, first:stop], "float32"),
+                axis=1)
+        for first, stop in _chunks(self.num_bins - 1, per_image)], axis=-1)
+    pixels = ops.cast(ops.shape(flat)[1], "float32")
+    counts = ops.concatenate([pixels - at_or_above[..., :1],
+                              at_or_above[..., :-1] - at_or_above[..., 1:],
+                              at_or_above[..., -1:]], axis=-1)
+    return ops.reshape(counts, (ops.shape(flat)[0], channels * self.num_bins))
+
+  def _onehot_counts(self, flat, start: int, channels: int):
+    """float32 [batch, channels * B] counts: lookup bins, each bin's equals summed."""
+    bins = self._bins(flat, start, channels)[..., None]
+    per_image = None if flat.shape[1] is None else flat.shape[1] * channels
+    counts = ops.concatenate([  # [batch, channels, B]
+        ops.sum(ops.cast(bins == ops.arange(first, stop, dtype="int32"), "float32"), axis=1)
+        for first, stop in _chunks(self.num_bins, per_image)], axis=-1)
+    return ops.reshape(counts, (ops.shape(flat)[0], channels * self.num_bins))
+
   def call(self, response_maps):
+    count = {"lookup": self._scatter_counts, "compare": self._compare_counts,
+             "onehot": self._onehot_counts}[self.counting]
     histograms, start = [], 0
     for flat, channels in _flatten_maps(response_maps):
-      bins = self._bins(flat, start, channels)
-      batch, pixels = ops.shape(flat)[0], ops.shape(flat)[1]
-      row = ops.arange(batch, dtype="int32")[:, None, None] * (channels * self.num_bins)
-      keys = bins + ops.arange(channels, dtype="int32") * self.num_bins + row
-      # Scatter-add of ones counts the keys (bincount has no XLA kernel in TF).
-      counts = ops.scatter(ops.reshape(keys, (-1, 1)),
-                           ops.ones((batch * pixels * channels,), "float32"),
-                           (batch * channels * self.num_bins,))
-      histograms.append(ops.reshape(counts, (batch, channels * self.num_bins))
-                        / ops.cast(pixels, "float32"))
+      histograms.append(count(flat, start, channels) / ops.cast(ops.shape(flat)[1],
+                                                                "float32"))
       start += channels
     if start != self.num_channels:
       raise ValueError(f"maps have {start} channels, edges {self.num_channels}")
@@ -273,4 +361,5 @@ class HistogramLayer(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "edges": self.edges.tolist(),
-            "zero_floor": self.zero_floor.tolist(), "lookup_cells": self.lookup_cells}
+            "zero_floor": self.zero_floor.tolist(), "lookup_cells": self.lookup_cells,
+            "method": self.method}

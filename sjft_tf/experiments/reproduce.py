@@ -37,14 +37,13 @@ def markdown_table(rows: dict, sweep: list, config: ablation.AblationConfig,
   keys = metric_keys(config)
   lines = ["| row | " + " | ".join(f"{split} {_SHORT_METRICS[metric]} % ({view})"
                                     for _, split, view, metric in keys)
-           + " | target train % (last epoch) | seeds | selected source images (first / "
-             "last round) |",
-           "|---|" + "---|" * len(keys) + "---|---|---|"]
+           + " | target train % (last epoch) | source head train % | source head "
+             "held-out % | seeds | selected source images (first / last round) |",
+           "|---|" + "---|" * len(keys) + "---|---|---|---|---|"]
   for name, row in rows.items():
     cells = [f"{row[k]['mean'] * 100:.1f} ± {row[k]['std'] * 100:.1f}" for k, *_ in keys]
-    train = [r["target_train_accuracy"] for r in row["runs"]
-             if r.get("target_train_accuracy") is not None]
-    cells.append(f"{np.mean(train) * 100:.1f}" if train else "")
+    cells += [_mean_percent(row["runs"], key) for key in (
+        "target_train_accuracy", "source_train_accuracy", "source_validation_accuracy")]
     lines.append(f"| {ablation.ROW_TITLES[name]} | " + " | ".join(cells)
                  + f" | {len(row[keys[0][0]]['values'])} | {row['selected_images']} / "
                    f"{row['final_selected_images']} |")
@@ -97,6 +96,7 @@ def _measured(config, row: str, seed: int, firsts: dict | None, run_dir: str, he
             # Training seconds of the calls that trained its runs (a rerun reuses them).
             "train_seconds": done["seconds"],
             "target_train_accuracy": target_train_accuracy(done["report"]),
+            **source_head_accuracies(done["report"]),
             "selected_images": 0 if first_round is None else ablation.selected_images(
                 first_round)}
   if with_final_round:  # of the last round the run trained on
@@ -112,6 +112,20 @@ def target_train_accuracy(report: dict) -> float | None:
   logs = report.get("final_epoch_logs", {})
   value = logs.get("target_accuracy", logs.get("accuracy"))
   return None if value is None else float(value)
+
+
+def source_head_accuracies(report: dict) -> dict:
+  """The source head's last-epoch training accuracy and, where the run measured it,
+  its accuracy on the held-out source split ({} for a run without a source)."""
+  logs = report.get("final_epoch_logs", {})
+  return {key: float(logs[name]) for key, name in (
+      ("source_train_accuracy", "source_accuracy"),
+      ("source_validation_accuracy", "source_validation_accuracy")) if name in logs}
+
+
+def _mean_percent(runs: list[dict], key: str) -> str:
+  values = [r[key] for r in runs if r.get(key) is not None]
+  return f"{np.mean(values) * 100:.1f}" if values else ""
 
 
 def _write_figures(config, rows: dict, sweep: list) -> None:

@@ -20,7 +20,9 @@ from sjft_tf import files
 from sjft_tf.data import pipeline
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest, select
+from sjft_tf.data import spec as spec_lib
 from sjft_tf.training import predict
+from sjft_tf.training.model import SOURCE_HEAD
 from sjft_tf.training.sampler import PairSampler
 
 PREDICTIONS_TEMPLATE = "predictions_after_round_{:03d}.npz"
@@ -145,3 +147,55 @@ class TargetValidation(keras.callbacks.Callback):
     if logs is not None:
       logs["target_validation_accuracy"] = float(np.mean(
           np.argmax(probabilities, axis=1) == labels))
+
+
+def head_accuracy(probabilities: np.ndarray, dataset_labels: np.ndarray,
+                  dataset_class_names, head_class_names) -> tuple[float, int]:
+  """Top-1 of a source head on a source split, over the images of the head's classes.
+
+  Args:
+    probabilities: float [n, head classes], the head's softmax.
+    dataset_labels: int [n], labels of the source dataset (its class_names order).
+    dataset_class_names, head_class_names: the dataset's classes and the head's.
+  Returns:
+    (accuracy, images counted): images of classes outside the head are left out.
+  """
+  head_index = {name: i for i, name in enumerate(head_class_names)}
+  head_labels = np.array([head_index.get(dataset_class_names[label], -1)
+                          for label in dataset_labels], np.int64)
+  counted = head_labels >= 0
+  if not counted.any():
+    return float("nan"), 0
+  return float(np.mean(np.argmax(probabilities[counted], axis=1) == head_labels[counted])
+               ), int(counted.sum())
+
+
+class SourceValidation(keras.callbacks.Callback):
+  """Source-head top-1 on a held-out source split after every epoch: how well the
+  network has learned the source (from scratch the source can only help once it is
+  learned). Images of source classes outside the head are left out.
+
+  Adds `source_validation_accuracy` to the epoch logs.
+
+  Args:
+    spec_dir, split: the source's held-out images (a split the run never samples).
+    head_class_names: the source head's classes (PairSampler.source_class_names).
+    reader: evaluation reading (sizes, batch).
+    max_images: evaluate the split's first this many images; 0: all of them.
+  """
+
+  def __init__(self, spec_dir: str, split: str, head_class_names,
+               reader: pipeline.ReaderConfig, max_images: int = 0):
+    super().__init__()
+    self.spec_dir, self.split, self.reader = spec_dir, split, reader
+    self.head_class_names = list(head_class_names)
+    self.dataset_class_names = spec_lib.load_spec(spec_dir).class_names
+    self.max_images = max_images
+
+  def on_epoch_end(self, epoch, logs=None):
+    _, labels, probabilities = predict.target_probabilities(
+        self.model, self.spec_dir, self.split, self.reader, max_images=self.max_images,
+        head=SOURCE_HEAD)
+    if logs is not None:
+      logs["source_validation_accuracy"] = head_accuracy(
+          probabilities, labels, self.dataset_class_names, self.head_class_names)[0]

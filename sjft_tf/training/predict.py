@@ -13,9 +13,10 @@ VIEWS = ("centre", "ten_crops")
 
 
 def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
-                         views: str = "centre", max_images: int = 0
+                         views: str = "centre", max_images: int = 0,
+                         head: str = TARGET_HEAD
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Softmax of the target head on every image of `split`.
+  """Softmax of the target head (or `head`) on every image of `split`.
 
   Args:
     model: a model from `build_joint_model` (or any model with a `target` output).
@@ -24,6 +25,8 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
     views: "centre" (one centre crop) or "ten_crops" (centre + 4 corners and their
       flips, probabilities averaged: the multi-crop test of the paper).
     max_images: only the split's first this many images (0: all).
+    head: the model output read: the target head, or the source head (SOURCE_HEAD)
+      on a source split (labels are then the source dataset's, not the head's).
   Returns:
     (ids str [n], labels int64 [n], probabilities float32 [n, classes]) in spec order.
   """
@@ -33,10 +36,10 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
   @tf.function(reduce_retracing=True)
   def probabilities(images):
     if views == "centre":
-      return tf.nn.softmax(model(images, training=False)[TARGET_HEAD])
+      return tf.nn.softmax(model(images, training=False)[head])
     shape = tf.shape(images)
     flat = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
-    per_view = tf.nn.softmax(model(flat, training=False)[TARGET_HEAD])
+    per_view = tf.nn.softmax(model(flat, training=False)[head])
     return tf.reduce_mean(tf.reshape(per_view, [shape[0], shape[1], -1]), axis=1)
 
   dataset = (pipeline.make_dataset(spec, split, reader, training=False) if views == "centre"

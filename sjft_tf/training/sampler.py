@@ -46,6 +46,8 @@ class PairConfig:
     min_crop_area: 0: that crop is a fixed crop_size window (the paper's); > 0: a
       random window of this to all of the square's area (aspect 3/4-4/3) resized to
       crop_size, the scale augmentation of training from scratch (Inception: 0.08).
+    crop_padding: pixels of reflection around the resized square before the random
+      crop (CIFAR's pad-and-crop: 4, with crop_size = resize_size); 0: none.
     sources_per_target: source images drawn from each target's pool per target image
       (paper: 1); more shows the source more often than the target.
     seed: the pairs and augmentations of a run are a function of (seed, pair index).
@@ -56,6 +58,7 @@ class PairConfig:
   crop_size: int | None = bounds.field(None, lower=1)
   min_crop_area: float = dataclasses.field(default=0.0, metadata={
       "flag": {"lower_bound": 0.0, "upper_bound": 1.0}})
+  crop_padding: int = bounds.field(0, lower=0)
   sources_per_target: int = dataclasses.field(default=1, metadata={"flag": {"lower_bound": 1}})
   seed: int = bounds.field(0, lower=0)
   max_encoded_gib: float = bounds.field(8.0, lower=0.0)
@@ -197,7 +200,8 @@ class PairSampler:
         tf.gather(table["height"], row), tf.gather(table["width"], row),
         self.config.resize_size)
     return pipeline.random_crop_and_flip(image, self.config.crop_size, seed,
-                                         self.config.min_crop_area)
+                                         self.config.min_crop_area,
+                                         self.config.crop_padding)
 
   def _draw(self, pair_index: tf.Tensor):
     """(target row, held source rows [k], seeds [1 + k, 2]) of group `pair_index`.

@@ -77,6 +77,11 @@ class TrainConfig:
       every epoch, logged as target_validation_accuracy: the learning curve. "": none.
     validation_images: evaluate only the validation split's first this many images
       (its shards mix classes); 0: all.
+    source_validation_split: a split of the source dataset that the selection never
+      samples (e.g. Tiny ImageNet's val when the source is its train split): the
+      source head's top-1 on it, over the head's classes, after every epoch, logged as
+      source_validation_accuracy. Joint runs only; "": none.
+    source_validation_images: evaluate only that split's first this many images; 0: all.
     jit_compile: compile the train step with XLA (model.fit's step, and the custom
       loop's per-replica step); Keras leaves it off under tf.distribute by default.
     strategy: "mirrored" (all local GPUs, else the CPU), "multi_worker" (TF_CONFIG
@@ -103,6 +108,9 @@ class TrainConfig:
   target_batch_norm_for_levels: bool = False
   validation_split: str = ""
   validation_images: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
+  source_validation_split: str = ""
+  source_validation_images: int = dataclasses.field(default=0,
+                                                    metadata={"flag": {"lower_bound": 0}})
   jit_compile: bool = False
   strategy: str = dataclasses.field(default="mirrored",
                                     metadata={"flag": {"enum_values": list(STRATEGIES)}})
@@ -154,7 +162,8 @@ def target_only_dataset(spec, split: str, pairs: PairConfig) -> tf.data.Dataset:
   """Plain fine-tuning input: (images [batch, crop, crop, 3], {"target": labels})."""
   reader = pipeline.ReaderConfig(batch_size=pairs.batch_size, resize_size=pairs.resize_size,
                                  crop_size=pairs.crop_size, seed=pairs.seed, repeat=True,
-                                 min_crop_area=pairs.min_crop_area)
+                                 min_crop_area=pairs.min_crop_area,
+                                 crop_padding=pairs.crop_padding)
   return pipeline.make_dataset(spec, split, reader, training=True).map(
       lambda batch: (batch["image"], {TARGET_HEAD: batch["label"]}))
 
@@ -374,11 +383,23 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
                                                             config.total_steps),
                          config.target_loss_weight, config.source_loss_weight,
                          jit_compile=config.jit_compile)
-  if config.validation_split:  # first, so the loggers below record its number
+  evaluation_reader = pipeline.ReaderConfig(
+      batch_size=config.pairs.batch_size, resize_size=config.pairs.resize_size,
+      crop_size=config.pairs.crop_size)
+  # First, so the loggers below record their numbers.
+  if config.source_validation_split and config.first_round:
+    source = manifest.load(config.first_round).provenance.source
+    if config.source_validation_split in source.splits:
+      raise ValueError(f"source_validation_split {config.source_validation_split!r} is "
+                       f"one the selection draws from ({source.spec_dir}: "
+                       f"{list(source.splits)}): hold out another split")
+    run_callbacks.insert(0, callbacks_lib.SourceValidation(
+        source.spec_dir, config.source_validation_split, source_classes, evaluation_reader,
+        config.source_validation_images))
+  if config.validation_split:
     run_callbacks.insert(0, callbacks_lib.TargetValidation(
-        target_spec_dir, config.validation_split, pipeline.ReaderConfig(
-            batch_size=config.pairs.batch_size, resize_size=config.pairs.resize_size,
-            crop_size=config.pairs.crop_size), config.validation_images))
+        target_spec_dir, config.validation_split, evaluation_reader,
+        config.validation_images))
   backup_dir = os.path.join(config.output_dir, "backup")
   history_path = os.path.join(config.output_dir, "history.csv")
   # The history row of an epoch is written before its backup (resumable.py).
