@@ -37,9 +37,9 @@ def write_json_atomic(path: str, payload: Any) -> None:
   write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
-def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path`."""
-  with atomic_path(path) as temporary, open(temporary, "w") as f:
+def write_text_atomic(path: str, text: str, newline: str | None = None) -> None:
+  """Writes `text` to `path` (`newline` as open()'s: "" writes line ends as they are)."""
+  with atomic_path(path) as temporary, open(temporary, "w", newline=newline) as f:
     f.write(text)
 
 
@@ -105,11 +105,10 @@ def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"no {os.path.basename(path)} at {path}: run {made_by} first")
-  with open(path) as f:
-    try:
-      payload = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not valid JSON ({e})") from e
+  payload = read_json(path, f"run {made_by} again with the same flags")
+  if not isinstance(payload, dict):
+    raise ValueError(f"{path} is damaged (not a JSON object): run {made_by} again with "
+                     f"the same flags")
   if payload.get("format_version") != format_version:
     raise ValueError(f"{path}: format_version {payload.get('format_version')!r}, this "
                      f"sjft_tf reads {format_version}")

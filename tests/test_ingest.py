@@ -107,7 +107,11 @@ def test_structural_errors_are_clear(tmp_path):
 
 def test_corrupt_or_foreign_spec_is_a_clear_error(tmp_path):
   (tmp_path / spec_lib.SPEC_FILENAME).write_text('{"name": "x", "class_na')
-  with pytest.raises(ValueError, match="dataset_spec.json: not valid JSON"):
+  with pytest.raises(ValueError, match="dataset_spec.json is damaged .not valid JSON"):
+    spec_lib.load_spec(str(tmp_path))
+  # Garbage that is not even text names the file too (was: a bare codec error).
+  (tmp_path / spec_lib.SPEC_FILENAME).write_bytes(np.random.default_rng(0).bytes(300))
+  with pytest.raises(ValueError, match=f"{tmp_path}/dataset_spec.json is damaged.*sjft-ingest"):
     spec_lib.load_spec(str(tmp_path))
   (tmp_path / spec_lib.SPEC_FILENAME).write_text('{"format_version": 99}')
   with pytest.raises(ValueError, match="format_version 99, this sjft_tf reads 1"):
@@ -320,3 +324,13 @@ def test_two_processes_write_identical_bytes_and_stale_temporaries_go(tmp_path):
   stale.write_bytes(b"partial")
   ingest.ingest(sources.list_folder(str(tmp_path / "in")), _config(tmp_path / "a"))
   assert not stale.exists()
+
+
+def test_split_arguments_that_would_not_act_are_refused(tmp_path):
+  _tree(tmp_path / "in", np.random.default_rng(0))
+  with pytest.raises(ValueError, match="already divided into split folders"):
+    sources.list_folder(str(tmp_path / "in"), split_fractions="train=0.5,val=0.5")
+  with pytest.raises(ValueError, match="split count 'train=x': 'x' is neither a whole"):
+    sources.parse_split_counts("train=x,test=rest")
+  with pytest.raises(ValueError, match="split fraction 'val=half': 'half' is not a number"):
+    sources.parse_split_fractions("train=0.5,val=half")

@@ -333,3 +333,37 @@ def test_unpack_and_presets_meet_outside_the_checkout(tmp_path, shared_data_dir)
   spec = spec_lib.load_spec(str(work / "data" / "oxford_pets"))
   assert spec.splits["train"].num_examples == 370
   assert str(site) in done.stdout  # the installed copy ran, not the checkout
+
+
+def test_a_shard_overwritten_with_garbage_of_its_size_is_remade_and_named(tmp_path):
+  """Same size, other bytes: ingest's reuse check (SHA-1 of its record) remakes it;
+  a reader that meets it (the record CRCs fail) names it in one line."""
+  synthetic.generate(str(tmp_path / "images"), synthetic.SyntheticConfig(
+      image_size=32, source_images_per_class=2, num_target_classes=2,
+      target_split_sizes={"train": 3}))
+  config = ingest.IngestConfig(output_dir=str(tmp_path / "t"), dataset_name="t",
+                               shard_size=4, show_progress=False)
+  listed = sources.list_folder(str(tmp_path / "images" / "target"))
+  ingest.ingest(listed, config)
+  spec = spec_lib.load_spec(config.output_dir)
+  shard = spec.shard_paths("train")[1]
+  with open(shard, "rb") as f:
+    original = f.read()
+  with open(shard, "wb") as f:
+    f.write(np.random.default_rng(0).bytes(len(original)))
+  assert spec.damaged_shards("train") == [shard]
+  from sjft_tf.data import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError) as raised:
+    pipeline_lib.load_encoded(config.output_dir, ["train"])
+  message = str(raised.value)
+  assert message.startswith(f"{shard} is damaged") and "rerun sjft-ingest" in message
+  assert "\n" not in message
+  descriptors = extract.ExtractionConfig(
+      output_dir=str(tmp_path / "d"), bank=extract.BankConfig(kind="gabor"),
+      resize_size=48, crop_size=48, show_progress=False)
+  with pytest.raises(ValueError, match="train-00001-of-00002.tfrecord is damaged"):
+    extract.extract(descriptors, config.output_dir)
+  ingest.ingest(listed, config)
+  with open(shard, "rb") as f:
+    assert f.read() == original
+  assert spec.damaged_shards("train") == []

@@ -433,3 +433,54 @@ def test_cli_trains_the_target_alone_and_refuses_ambiguous_input(problem, tmp_pa
   both = subprocess.run(args + [f"--target_spec_dir={target_dir}", f"--first_round={problem}"],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert both.returncode != 0 and "give --first_round" in both.stderr
+
+
+def _damage(path, how: str) -> None:
+  """Cuts a file to half, empties it, or overwrites it with garbage of its size."""
+  data = open(path, "rb").read()
+  with open(path, "wb") as f:
+    f.write({"half": data[:len(data) // 2], "empty": b"",
+             "garbage": np.random.default_rng(1).bytes(len(data))}[how])
+
+
+def test_a_damaged_backup_or_history_is_never_resumed_from(problem, tmp_path, whole_run,
+                                                           capsys):
+  """A killed run whose backup state or history.csv was then damaged: a cut history is
+  rebuilt from the state's copy; a damaged state restarts the run with one line; both
+  end with the uninterrupted run's model and a whole history. A finished run whose
+  history or later round is damaged is refused by name, with advice that works."""
+  import shutil
+  killed_dir = tmp_path / "killed"
+  killed = _run_python(_KILLED_SCRIPT, problem, str(killed_dir))
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+  whole, whole_dir = whole_run
+  state = os.path.join("backup", "state")
+  cases = [("history.csv", "half", 1), (os.path.join(state, "latest.weights.h5"), "half", 4),
+           (os.path.join(state, "latest.weights.h5"), "garbage", 4),
+           (os.path.join(state, "training_metadata.json"), "garbage", 4),
+           (os.path.join(state, "training_metadata.json"), "empty", 4)]
+  for index, (name, how, epochs) in enumerate(cases):
+    run = tmp_path / f"case{index}"
+    shutil.copytree(killed_dir, run)
+    _damage(run / name, how)
+    capsys.readouterr()
+    resumed = train_lib.train(_config(problem, run))
+    assert resumed["epochs_trained_this_call"] == epochs, (name, how)
+    if epochs == 4:
+      assert os.path.basename(name) in capsys.readouterr().out
+    text = (run / "history.csv").read_bytes()
+    assert text.count(b"\r\n") == 5 and text.count(b"\n") == 5, text
+    assert [line.split(b",")[0] for line in text.splitlines()[1:]] == [b"0", b"1", b"2", b"3"]
+    a = keras.saving.load_model(run / "model.keras")
+    b = keras.saving.load_model(whole_dir / "model.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+      np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+  finished = tmp_path / "case0"
+  for name in ("history.csv", os.path.join("rounds", "round_001", "selection.npz")):
+    original = (finished / name).read_bytes()
+    _damage(finished / name, "half")
+    with pytest.raises(ValueError, match=f"{os.path.basename(name)}.*damaged: delete"):
+      train_lib.train(_config(problem, finished))
+    (finished / name).write_bytes(original)
+  stored = json.loads((finished / "train_report.json").read_text())
+  assert train_lib.train(_config(problem, finished)) == stored  # reused, nothing trained

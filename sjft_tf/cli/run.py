@@ -107,11 +107,13 @@ def main(argv):
   export_path = None
   if _EXPORT.value:
     runner.parse_stage(export, _EXPORT.value)
-    export_dir = export.config_from_flags().export_dir
-    latest = serving.latest_provenance(export_dir) or {}
-    if latest.get("model") != run.model_fingerprint():  # else the latest is this model
-      seconds["export"] = runner.run_stage(export, _EXPORT.value)
-    export_path = os.path.join(export_dir, str(serving.next_version(export_dir) - 1))
+    started = time.time()
+    export_path, happened = serving.current_export(export.config_from_flags())
+    if happened != "reused":
+      seconds["export"] = time.time() - started
+    if happened.startswith("replaced"):
+      print(f"{export_path}: the version on disk was damaged and is exported again "
+            f"{happened[len('replaced '):]}")
   first = manifest.load(run.first_round)
   last = manifest.load(run.last_round)
   target_spec_dir = first.provenance.target.spec_dir

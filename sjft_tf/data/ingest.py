@@ -25,7 +25,7 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
-from sjft_tf import bounds, files
+from sjft_tf import bounds, files, integrity
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 from sjft_tf.data.images import ImageError, normalize_image
@@ -78,6 +78,7 @@ class _ShardResult:
   skipped: list[dict[str, str]]
   converted: dict[str, int]
   bytes: int | None = None  # the shard file's size (records of earlier versions: None)
+  sha1: str | None = None  # its SHA-1 (integrity.py; records of earlier versions: None)
 
 
 def _process(record: ImageRecord, config: IngestConfig):
@@ -121,6 +122,8 @@ def _load_complete_shard(path: str) -> _ShardResult | None:
     return None
   if stats.bytes is not None and os.path.getsize(path) != stats.bytes:
     return None
+  if stats.sha1 is not None and integrity.sha1_file(path) != stats.sha1:
+    return None  # same size, other bytes (overwritten): written again
   return stats
 
 
@@ -147,7 +150,8 @@ def _write_shard(path: str, record_range: list[int], split: str, plan: SplitPlan
           width=result.width, label=label, class_name=record.class_name,
           example_id=record.example_id, dataset=config.dataset_name))
   shard = _ShardResult(plan.fingerprint, record_range, sum(class_counts), class_counts, skipped,
-                       dict(sorted(converted.items())), os.path.getsize(path))
+                       dict(sorted(converted.items())), os.path.getsize(path),
+                       integrity.sha1_file(path))
   files.write_json_atomic(path + ".json", dataclasses.asdict(shard))
   return shard
 

@@ -8,6 +8,7 @@ Two layers:
 Images come out as float32 in [0, 255]: each model applies its own preprocessing.
 """
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -215,6 +216,28 @@ def random_crop_and_flip(image: tf.Tensor, crop_size: int, seed: tf.Tensor,
   return tf.image.stateless_random_flip_left_right(cropped, flip_seed)
 
 
+@contextlib.contextmanager
+def naming_damaged_shards(spec: spec_lib.DatasetSpec | str, splits, shard_indices=None):
+  """Within the block, a TFRecord read failure (DataLossError: a record whose length or
+  CRC does not check, as in a shard overwritten with garbage of its size) becomes a
+  ValueError naming the shard: the ones read (`shard_indices` of the one split), or
+  those of `splits` whose bytes differ from their ingest record."""
+  try:
+    yield
+  except tf.errors.DataLossError as error:
+    if isinstance(spec, str):
+      spec = spec_lib.load_spec(spec)
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    if shard_indices is not None:
+      paths = [spec.shard_paths(splits[0])[i] for i in shard_indices]
+    else:
+      paths = [p for split in splits for p in spec.damaged_shards(split)]
+    named = ", ".join(paths) if paths else f"a shard of {spec.directory} ({splits})"
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise ValueError(f"{named} is damaged ({reason}): rerun sjft-ingest with the same "
+                     f"flags (it remakes the shard)") from error
+
+
 def _check_sizes(config: ReaderConfig) -> None:
   if config.crop_padding >= config.resize_size:
     raise ValueError(f"crop_padding {config.crop_padding} must be below resize_size "
@@ -325,13 +348,14 @@ def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None,
     dataset = dataset.filter(lambda ex: table.lookup(ex["id"]) >= 0)
   parts = {name: [] for name in keys}
   total_bytes = 0
-  for batch in dataset.batch(4096).as_numpy_iterator():
-    total_bytes += sum(len(b) for b in batch["encoded"])
-    if max_bytes is not None and total_bytes > max_bytes:
-      raise MemoryError(f"the images read from {spec.directory} ({list(splits)}) exceed "
-                        f"{max_bytes / 2**30:.2f} GiB encoded")
-    for name in keys:
-      parts[name].append(batch[name])
+  with naming_damaged_shards(spec, splits):
+    for batch in dataset.batch(4096).as_numpy_iterator():
+      total_bytes += sum(len(b) for b in batch["encoded"])
+      if max_bytes is not None and total_bytes > max_bytes:
+        raise MemoryError(f"the images read from {spec.directory} ({list(splits)}) exceed "
+                          f"{max_bytes / 2**30:.2f} GiB encoded")
+      for name in keys:
+        parts[name].append(batch[name])
   loaded = {name: np.concatenate(values) if values else np.zeros(0, object)
             for name, values in parts.items()}
   loaded["id"] = loaded["id"].astype(str)

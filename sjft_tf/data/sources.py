@@ -93,7 +93,10 @@ def parse_split_fractions(text: str) -> dict[str, float]:
     name, sep, value = item.partition("=")
     if not sep:
       raise ValueError(f"split fraction {item!r} is not of the form name=fraction")
-    fractions[name.strip()] = float(value)
+    try:
+      fractions[name.strip()] = float(value)
+    except ValueError:
+      raise ValueError(f"split fraction {item!r}: {value.strip()!r} is not a number") from None
     if not 0.0 <= fractions[name.strip()] <= 1.0:
       raise ValueError(f"split fraction {item!r}: a fraction must lie in [0, 1]")
   if not fractions or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
@@ -108,7 +111,11 @@ def parse_split_counts(text: str) -> dict[str, int | None]:
     name, sep, value = item.partition("=")
     if not sep:
       raise ValueError(f"split count {item!r} is not of the form name=count or name=rest")
-    counts[name.strip()] = None if value.strip() == "rest" else int(value)
+    try:
+      counts[name.strip()] = None if value.strip() == "rest" else int(value)
+    except ValueError:
+      raise ValueError(f"split count {item!r}: {value.strip()!r} is neither a whole number "
+                       f"nor 'rest'") from None
     if counts[name.strip()] is not None and counts[name.strip()] < 0:
       raise ValueError(f"split count {item!r}: a count must be 0 or more")
   if not counts or None in list(counts.values())[:-1]:
@@ -245,6 +252,10 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
   if layout == "auto":
     layout = "split_class" if all(d in KNOWN_SPLIT_NAMES for d in top) else "class"
   if layout == "split_class":
+    if split_fractions or split_counts:
+      raise ValueError(f"{root} is already divided into split folders {top}: split "
+                       f"fractions or counts would be ignored; drop them, or list a "
+                       f"folder of class folders")
     split_dirs = {split: os.path.join(root, split) for split in top}
   elif layout == "class":
     split_dirs = {"": root}

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from sjft_tf import files
+from sjft_tf import files, integrity
 
 SPEC_FILENAME = "dataset_spec.json"
 SPEC_FORMAT_VERSION = 1
@@ -88,6 +88,25 @@ class DatasetSpec:
                          f"record says {recorded}): rerun sjft-ingest with the same flags "
                          f"(it remakes the shard)")
     return paths
+
+  def damaged_shards(self, split: str) -> list[str]:
+    """Shards of `split` whose bytes are not those their ingest record describes (size,
+    then SHA-1 where recorded), or that are missing: hashes every shard, so it is
+    what a reader calls once a read has failed, to name the file."""
+    damaged = []
+    for path in self.shard_paths(split):
+      try:
+        record = files.read_json(f"{path}.json")
+      except FileNotFoundError:
+        record = {}
+      except ValueError:
+        damaged.append(f"{path}.json")
+        continue
+      if not os.path.exists(path) or (
+          record.get("bytes") is not None and os.path.getsize(path) != record["bytes"]) or (
+          record.get("sha1") and integrity.sha1_file(path) != record["sha1"]):
+        damaged.append(path)
+    return damaged
 
   def split(self, split: str) -> SplitSpec:
     if split not in self.splits:

@@ -123,8 +123,12 @@ def _reader(config: ExtractionConfig) -> pipeline.ReaderConfig:
 
 
 def _images(spec, split, config, shard_indices=None):
-  return pipeline.make_dataset(spec, split, _reader(config), training=False,
-                               shard_indices=shard_indices)
+  """The batches of a split's shards (evaluation reading); a damaged shard fails with
+  a ValueError naming it."""
+  dataset = pipeline.make_dataset(spec, split, _reader(config), training=False,
+                                  shard_indices=shard_indices)
+  with pipeline.naming_damaged_shards(spec, split, shard_indices):
+    yield from dataset
 
 
 def channel_weights(bank) -> np.ndarray:

@@ -26,7 +26,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from sjft_tf import bounds, files, outputs
+from sjft_tf import bounds, files, integrity, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.training.model import TARGET_HEAD
 
@@ -87,16 +87,47 @@ def _classifier(model: keras.Model) -> keras.Model:
 
 
 PROVENANCE_PATH = os.path.join("assets.extra", "sjft_export.json")
+# The version's file record (integrity.py), written last, beside the provenance.
+RECORD_PATH = os.path.join("assets.extra", integrity.RECORD_FILENAME)
 
 
 def latest_provenance(export_dir: str) -> dict | None:
   """The provenance of the highest version in export_dir (None: none, or none
-  recorded)."""
+  recorded, or a damaged record: that version is no current export)."""
   path = os.path.join(export_dir, str(next_version(export_dir) - 1), PROVENANCE_PATH)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  try:
+    provenance = files.read_json(path)
+  except ValueError:
+    return None
+  return provenance if isinstance(provenance, dict) else None
+
+
+def verify_version(version_dir: str) -> None:
+  """Checks an exported version as TF Serving would use it: its files against the
+  record written with them (versions of earlier releases have none), then the
+  SavedModel loaded and predict_images run on one black image.
+
+  Raises:
+    ValueError: one line naming the damaged file or what failed.
+  """
+  record = os.path.join(version_dir, RECORD_PATH)
+  remedy = f"delete {version_dir} and export again"
+  if os.path.exists(record):
+    integrity.verify(version_dir, remedy, record)
+  try:
+    loaded = tf.saved_model.load(version_dir)
+    signature = loaded.signatures[PIXELS_SIGNATURE]
+    size = signature.structured_input_signature[1][INPUT_NAME].shape[1]
+    result = signature(**{INPUT_NAME: tf.zeros([1, size, size, 3])})
+    probabilities = result["probabilities"].numpy()
+  except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    raise ValueError(f"{version_dir} does not load as a SavedModel "
+                     f"({type(error).__name__}: {first_line}): {remedy}") from error
+  if not (probabilities.shape[0] == 1 and abs(float(probabilities.sum()) - 1) < 1e-3):
+    raise ValueError(f"{version_dir}: predict_images returned no distribution: {remedy}")
 
 
 def next_version(export_dir: str) -> int:
@@ -160,6 +191,8 @@ def export(model: keras.Model, class_names, export_dir: str, resize_size: int,
   archive.write_out(temporary, verbose=False)
   if provenance is not None:
     files.write_json_atomic(os.path.join(temporary, PROVENANCE_PATH), provenance)
+  integrity.write_record(temporary, os.path.join(temporary, RECORD_PATH))
+  verify_version(temporary)  # what was written loads and answers, before it is served
   os.rename(temporary, final)  # TF Serving watches export_dir: a version appears whole
   return final
 
@@ -172,3 +205,32 @@ def export_run(config: ExportConfig) -> str:
                 trained.resize_size, trained.crop_size, config.top_k, config.version,
                 provenance={"run_dir": os.path.abspath(trained.run_dir),
                             "model": trained.model_fingerprint()})
+
+
+def current_export(config: ExportConfig) -> tuple[str, str]:
+  """The highest version of config.export_dir when it is this run's model and whole;
+  else a new export. A damaged highest version of this model is replaced (moved aside,
+  written again under its number, then deleted): TF Serving serves the highest.
+
+  Returns:
+    (the version folder, what happened: "reused", "exported" or "replaced <why>").
+  """
+  trained = outputs.TrainedRun.read(config.run_dir)
+  latest = latest_provenance(config.export_dir) or {}
+  version_dir = os.path.join(config.export_dir, str(next_version(config.export_dir) - 1))
+  if latest.get("model") != trained.model_fingerprint():
+    return export_run(config), "exported"
+  try:
+    verify_version(version_dir)
+    return version_dir, "reused"
+  except ValueError as error:
+    damaged = f"{version_dir}.damaged.{os.getpid()}"
+    os.rename(version_dir, damaged)
+    try:
+      path = export_run(dataclasses.replace(config, version=int(os.path.basename(
+          version_dir))))
+    except BaseException:
+      os.rename(damaged, version_dir)
+      raise
+    shutil.rmtree(damaged, ignore_errors=True)
+    return path, f"replaced ({error})"

@@ -47,10 +47,11 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
   if max_images:
     dataset = dataset.unbatch().take(max_images).batch(reader.batch_size)
   ids, labels, rows = [], [], []
-  for batch in dataset:
-    rows.append(probabilities(batch["image"]).numpy())
-    ids.append(batch["id"].numpy().astype(str))
-    labels.append(batch["label"].numpy())
+  with pipeline.naming_damaged_shards(spec, split):
+    for batch in dataset:
+      rows.append(probabilities(batch["image"]).numpy())
+      ids.append(batch["id"].numpy().astype(str))
+      labels.append(batch["label"].numpy())
   return np.concatenate(ids), np.concatenate(labels), np.concatenate(rows)
 
 

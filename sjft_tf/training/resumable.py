@@ -9,10 +9,16 @@ repeats a second time. These subclasses keep Keras' behaviour and fix both:
   swaps it for `backup/state` with two renames; between them the previous state is
   `backup/state.old`, which a restart takes back. A kill leaves the last complete
   state, never a partial one; stale temporary folders are removed at the next start.
+* Each state holds a copy of history.csv as of its epoch and, written last, a record
+  of its files (integrity.py). A restart verifies the state first: a damaged one (cut,
+  emptied or overwritten weights or metadata) is dropped with one line saying so and
+  the run trains from the beginning; a whole one restores the weights and rewrites
+  history.csv from its copy (a cut history is never appended to).
 * EpochCSVLogger drops the rows of the epoch about to run and of every later one
-  before it appends (a resumed or restarted run repeats them), writes only the keys
-  logged (no empty `val_*` columns), and is placed before the backup so any epoch in
-  a backup has its row.
+  before it appends (a resumed or restarted run repeats them), and any row that is
+  not whole (a cut last line); writes only the keys logged (no empty `val_*`
+  columns), with Keras' line ends throughout, and is placed before the backup so any
+  epoch in a backup has its row.
 """
 
 import csv
@@ -21,22 +27,61 @@ import os
 import shutil
 
 import keras
+from absl import logging
 
-from sjft_tf import files
+from sjft_tf import files, integrity
 
 STATE_DIRNAME = "state"
 WEIGHTS_FILENAME = "latest.weights.h5"
 METADATA_FILENAME = "training_metadata.json"
+HISTORY_FILENAME = "history.csv"
+
+
+def state_problem(state_dir: str) -> str | None:
+  """Why a backup state cannot be restored (one line naming the file), or None.
+
+  A state with a file record (integrity.py) is checked against it; one of an earlier
+  version without a record by parsing its metadata and reading every weight array.
+  """
+  try:
+    integrity.verify(state_dir, "")
+    return None
+  except FileNotFoundError:
+    pass  # a state of an earlier version: read it
+  except ValueError as error:
+    return str(error).rstrip(": ")
+  metadata = os.path.join(state_dir, METADATA_FILENAME)
+  try:
+    epoch = files.read_json(metadata).get("epoch")
+    if not isinstance(epoch, int):
+      return f"{metadata} is damaged (no epoch)"
+  except (FileNotFoundError, ValueError, AttributeError) as error:
+    return str(error)
+  weights = os.path.join(state_dir, WEIGHTS_FILENAME)
+  try:
+    import h5py  # pylint: disable=g-import-not-at-top
+    with h5py.File(weights, "r") as f:
+      f.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
+  except (OSError, ValueError, KeyError) as error:
+    return f"{weights} is damaged ({' '.join(str(error).split())[:120]})"
+  return None
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-  """BackupAndRestore (save at every epoch) whose state is replaced atomically."""
+  """BackupAndRestore (save at every epoch) whose state is replaced atomically, and
+  verified before it is restored (module docstring).
 
-  def __init__(self, backup_dir: str):
+  Args:
+    backup_dir: the run's backup folder.
+    history_path: the run's history.csv, copied into each state and restored from it.
+  """
+
+  def __init__(self, backup_dir: str, history_path: str | None = None):
     super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
     self._state_dir = os.path.join(backup_dir, STATE_DIRNAME)
     self._weights_path = os.path.join(self._state_dir, WEIGHTS_FILENAME)
     self._training_metadata_path = os.path.join(self._state_dir, METADATA_FILENAME)
+    self._history_path = history_path
 
   def on_train_begin(self, logs=None):
     previous = self._state_dir + ".old"
@@ -46,6 +91,20 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
       for name in os.listdir(self.backup_dir):
         if name.startswith(".tmp-"):
           shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
+    if os.path.isdir(self._state_dir):
+      problem = state_problem(self._state_dir)
+      if problem is not None:
+        message = f"{problem}: the backup is dropped and the run trains from the beginning"
+        logging.warning(message)
+        print(message, flush=True)
+        shutil.rmtree(self._state_dir)
+        if self._history_path and os.path.exists(self._history_path):
+          os.remove(self._history_path)  # its epochs are trained again
+      elif self._history_path:
+        copy = os.path.join(self._state_dir, HISTORY_FILENAME)
+        if os.path.exists(copy):  # the history as of the state's epoch, whole
+          with open(copy, newline="") as f:
+            files.write_text_atomic(self._history_path, f.read(), newline="")
     super().on_train_begin(logs)
 
   def _save_model(self):
@@ -55,6 +114,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     self.model.save_weights(os.path.join(temporary, WEIGHTS_FILENAME), overwrite=True)
     with open(os.path.join(temporary, METADATA_FILENAME), "w") as f:
       json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+    if self._history_path and os.path.exists(self._history_path):
+      shutil.copyfile(self._history_path, os.path.join(temporary, HISTORY_FILENAME))
+    integrity.write_record(temporary)  # last: a state with a record is whole
     previous = self._state_dir + ".old"
     shutil.rmtree(previous, ignore_errors=True)
     if os.path.isdir(self._state_dir):
@@ -64,11 +126,29 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 def history_rows(path: str) -> list[dict]:
-  """The rows of a history.csv (empty when absent)."""
+  """The whole rows of a history.csv (empty when absent; a cut row is left out)."""
   if not os.path.exists(path):
     return []
+  header, rows = _whole_rows(path)
+  return [dict(zip(header, row)) for row in rows]
+
+
+def _whole_rows(path: str) -> tuple[list[str], list[list[str]]]:
+  """(header, rows) of a history.csv: rows of the header's length that end in a line
+  break, with consecutive epochs from 0 (what follows a gap or a cut row is dropped)."""
   with open(path, newline="") as f:
-    return list(csv.DictReader(f))
+    text = f.read()
+  lines = text.splitlines(keepends=True)
+  if not lines or not lines[0].endswith("\n"):
+    return [], []
+  header = next(csv.reader([lines[0]]))
+  rows = []
+  for line in lines[1:]:
+    row = next(csv.reader([line]), [])
+    if not line.endswith("\n") or len(row) != len(header) or row[0] != str(len(rows)):
+      break
+    rows.append(row)
+  return header, rows
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):
@@ -86,13 +166,13 @@ class EpochCSVLogger(keras.callbacks.CSVLogger):
       return
     header = []
     if os.path.exists(self.filename):
+      header, rows = _whole_rows(self.filename)
+      kept = rows[:epoch]
       with open(self.filename, newline="") as f:
-        lines = list(csv.reader(f))
-      header, rows = (lines[0], lines[1:]) if lines else ([], [])
-      kept = [row for row in rows if int(row[0]) < epoch]
-      if len(kept) < len(rows):
-        files.write_text_atomic(self.filename, "".join(
-            ",".join(row) + "\n" for row in [header] + kept))
+        whole = f.read() == _csv_text([header] + kept if header else [])
+      if not whole:  # later epochs, a cut row or another line end: rewritten
+        files.write_text_atomic(self.filename, _csv_text([header] + kept if header else []),
+                                newline="")
     super().on_train_begin()
     if header:
       self.keys = header[1:]  # the file's own columns, in its order
@@ -102,3 +182,11 @@ class EpochCSVLogger(keras.callbacks.CSVLogger):
     if self.keys is None:
       self.keys = sorted((logs or {}).keys())  # no invented val_* columns
     super().on_epoch_end(epoch, logs)
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+  """Rows as CSVLogger writes them (csv's default dialect: "\\r\\n" line ends)."""
+  import io  # pylint: disable=g-import-not-at-top
+  buffer = io.StringIO(newline="")
+  csv.writer(buffer).writerows(rows)
+  return buffer.getvalue()

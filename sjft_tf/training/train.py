@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from sjft_tf import bounds, files, outputs
+from sjft_tf import bounds, files, integrity, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import levels as levels_lib
@@ -308,14 +308,41 @@ def _check_inputs(config: TrainConfig) -> None:
                        f"for {config.initial_run} first")
 
 
+def _run_files(run_dir: str) -> list[str]:
+  """The files a finished run keeps, relative to run_dir: its model, report, history
+  and every round's files (recorded last, verified on reuse)."""
+  names = [MODEL_FILENAME, REPORT_FILENAME, "history.csv"]
+  rounds = os.path.join(run_dir, "rounds")
+  for folder, _, filenames in os.walk(rounds):
+    names += [os.path.relpath(os.path.join(folder, n), run_dir) for n in filenames
+              if ".tmp" not in n]
+  return [n for n in names if os.path.isfile(os.path.join(run_dir, n))]
+
+
 def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
   """The finished run in run_dir when its model is the file training wrote (else None:
-  a damaged model, which the caller trains again)."""
+  a damaged model, which the caller trains again).
+
+  Raises:
+    ValueError: another file of the finished run (history, a round) differs from the
+      run's record: named, with the way out (the run is trained again from nothing).
+  """
   try:
     run = outputs.TrainedRun.read(run_dir)
   except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError):
     return None
-  return run if run.model_is_whole() else None
+  if not run.model_is_whole():
+    return None
+  try:
+    damaged = integrity.damaged_files(run_dir)
+  except FileNotFoundError:
+    return run  # a run of an earlier version: no record
+  except ValueError as error:
+    damaged = [str(error)]
+  if damaged:
+    raise ValueError(f"{damaged[0]} of the finished run is damaged: delete {run_dir} to "
+                     f"train the run again")
+  return run
 
 
 def train(config: TrainConfig, extra_callbacks=()) -> dict:
@@ -405,7 +432,7 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   # The history row of an epoch is written before its backup (resumable.py).
   run_callbacks += [
       resumable.EpochCSVLogger(history_path),
-      resumable.AtomicBackupAndRestore(backup_dir),
+      resumable.AtomicBackupAndRestore(backup_dir, history_path),
       keras.callbacks.TensorBoard(os.path.join(config.output_dir, "logs"),
                                   write_graph=False)] + list(extra_callbacks)
   epochs = config.total_steps // config.steps_per_epoch
@@ -448,5 +475,6 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
       "final_epoch_logs": last_logs,
   }
   files.write_json_atomic(report_path, report)
+  integrity.write_record(config.output_dir, names=_run_files(config.output_dir))
   shutil.rmtree(backup_dir, ignore_errors=True)  # the model is saved: nothing to resume
   return report
