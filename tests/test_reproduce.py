@@ -1,4 +1,4 @@
-"""README's "Your own target vs your own source", followed verbatim at small sizes.
+"""README's quick start ("your own images"), followed verbatim at small sizes.
 
 The section's commands run as written, in a folder holding `photos/` (a target of
 class folders, not a preset) and `catalogue/` (a source), with the template
@@ -22,7 +22,7 @@ from sjft_tf.selection import manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-SECTION = "## Your own target vs your own source"
+SECTION = "## Quick start: your own images"
 TEMPLATE = os.path.join("flags", "reproduce", "own_target.flags")
 # What a user edits in their copy of the template to try it on a toy problem.
 SMALL_SIZES = """
@@ -82,13 +82,20 @@ def test_readme_own_target_section_verbatim(tmp_path, shared_data_dir):
 
   commands = readme_commands()
   assert [c.split()[0] for c in commands] == [
-      "sjft-ingest", "sjft-ingest", "sjft-descriptors", "sjft-reproduce", "sjft-reproduce"]
+      "sjft-ingest", "sjft-ingest", "sjft-descriptors", "sjft-reproduce", "sjft-reproduce",
+      "sjft-export"]
   for command in commands[:3]:
     _shell(command, work, env)
   _shell(commands[3], work, env)
   out = work / "runs" / "my_comparison"
   first = json.loads((out / "results.json").read_text())
   final_stdout = _shell(commands[4], work, env)
+  # 3. The winner exported: a SavedModel version that loads and answers.
+  exported = _shell(commands[5], work, env)
+  version = work / "exports" / "mine" / "1"
+  assert exported.strip().endswith(str(os.path.join("exports", "mine", "1")))
+  from sjft_tf.export import serving  # pylint: disable=g-import-not-at-top
+  serving.verify_version(str(version))
 
   rows_asked = ["target_only", "joint_random", "selective_classes"]
   # Only the requested rows' selections: no Gabor, no deep pools, no "all" (692 MB on
