@@ -222,7 +222,8 @@ def test_each_file_a_stage_reads_truncated_in_turn(pipeline):
       ("export", "model.keras"): "refused"}, outcomes
 
 
-def test_a_truncated_shard_is_remade_by_ingest_and_named_by_readers(tmp_path):
+def _two_shard_target(tmp_path):
+  """(listing, ingest config, spec) of a small target ingested into 2 train shards."""
   synthetic.generate(str(tmp_path / "images"), synthetic.SyntheticConfig(
       image_size=32, source_images_per_class=2, num_target_classes=2,
       target_split_sizes={"train": 3}))
@@ -230,7 +231,11 @@ def test_a_truncated_shard_is_remade_by_ingest_and_named_by_readers(tmp_path):
                                shard_size=4, show_progress=False)
   listed = sources.list_folder(str(tmp_path / "images" / "target"))
   ingest.ingest(listed, config)
-  spec = spec_lib.load_spec(config.output_dir)
+  return listed, config, spec_lib.load_spec(config.output_dir)
+
+
+def test_a_truncated_shard_is_remade_by_ingest_and_named_by_readers(tmp_path):
+  listed, config, spec = _two_shard_target(tmp_path)
   shard = spec.shard_paths("train")[0]
   with open(shard, "rb") as f:
     original = f.read()
@@ -338,14 +343,7 @@ def test_unpack_and_presets_meet_outside_the_checkout(tmp_path, shared_data_dir)
 def test_a_shard_overwritten_with_garbage_of_its_size_is_remade_and_named(tmp_path):
   """Same size, other bytes: ingest's reuse check (SHA-1 of its record) remakes it;
   a reader that meets it (the record CRCs fail) names it in one line."""
-  synthetic.generate(str(tmp_path / "images"), synthetic.SyntheticConfig(
-      image_size=32, source_images_per_class=2, num_target_classes=2,
-      target_split_sizes={"train": 3}))
-  config = ingest.IngestConfig(output_dir=str(tmp_path / "t"), dataset_name="t",
-                               shard_size=4, show_progress=False)
-  listed = sources.list_folder(str(tmp_path / "images" / "target"))
-  ingest.ingest(listed, config)
-  spec = spec_lib.load_spec(config.output_dir)
+  listed, config, spec = _two_shard_target(tmp_path)
   shard = spec.shard_paths("train")[1]
   with open(shard, "rb") as f:
     original = f.read()

@@ -484,3 +484,27 @@ def test_a_damaged_backup_or_history_is_never_resumed_from(problem, tmp_path, wh
     (finished / name).write_bytes(original)
   stored = json.loads((finished / "train_report.json").read_text())
   assert train_lib.train(_config(problem, finished)) == stored  # reused, nothing trained
+
+
+_BASELINE_SCRIPT = """
+import sys
+from sjft_tf.training import train as train_lib
+from test_training import _config
+
+joint = _config(sys.argv[1], sys.argv[2] + "_joint", epochs_per_round=0)
+if sys.argv[3] == "after_joint":  # as sjft-run trains it: the joint run first, one process
+  train_lib.train(joint)
+train_lib.train(train_lib.target_only(joint, sys.argv[2]))
+"""
+
+
+def test_a_baseline_is_a_function_of_its_seed_in_any_process(problem, tmp_path):
+  """The target-only baseline trained alone in a process, and after a joint run in
+  another (as sjft-run's first invocation does), has the same weights."""
+  runs = {}
+  for order in ("alone", "after_joint"):
+    done = _run_python(_BASELINE_SCRIPT, problem, str(tmp_path / order), order)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs[order] = keras.saving.load_model(tmp_path / order / "model.keras").get_weights()
+  for a, b in zip(runs["alone"], runs["after_joint"]):
+    np.testing.assert_array_equal(a, b)

@@ -100,13 +100,18 @@ def _options(deterministic: bool) -> tf.data.Options:
 
 def _shards(spec: spec_lib.DatasetSpec | str, split: str, shuffle_files_seed: int | None,
             deterministic: bool, shard_indices=None) -> tf.data.Dataset:
-  """Serialised examples of `split` (or of its shards `shard_indices`), interleaved."""
+  """Serialised examples of `split` (or of its shards `shard_indices`), interleaved.
+
+  Args:
+    shuffle_files_seed: shuffle the shard order with this seed (the same order on
+      every pass: a function of the seed alone); None keeps spec order.
+  """
   if isinstance(spec, str):
     spec = spec_lib.load_spec(spec)
   paths = spec.checked_shard_paths(split, shard_indices)
   files = tf.data.Dataset.from_tensor_slices(paths)
   if shuffle_files_seed is not None:
-    files = files.shuffle(len(paths), seed=shuffle_files_seed, reshuffle_each_iteration=True)
+    files = files.shuffle(len(paths), seed=shuffle_files_seed, reshuffle_each_iteration=False)
   return files.interleave(tf.data.TFRecordDataset, cycle_length=AUTOTUNE,
                           num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
@@ -275,12 +280,18 @@ def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderCon
       decode, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   if config.cache:
     dataset = dataset.cache("" if config.cache == "memory" else config.cache)
-
+  if not training and not crop_now:
+    dataset = dataset.map(
+        lambda ex: {**ex, "image": centre_crop(ex["image"], config.crop_size)},
+        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   if training:
-    dataset = dataset.shuffle(config.shuffle_buffer, seed=seed,
-                              reshuffle_each_iteration=True)
+    # Repeated, then one shuffle over the stream seeded once. Not
+    # reshuffle_each_iteration: that draws each pass's order from a seed generator
+    # that other datasets of the same seed in the process advance, so a run's batches
+    # would depend on what ran before it in the process.
     if config.repeat:
       dataset = dataset.repeat()
+    dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     # Each element's augmentation seed is (seed, its position in the stream), so a
     # seeded run augments identically whatever the parallelism.
     dataset = dataset.enumerate().map(
@@ -289,10 +300,6 @@ def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderCon
                 ex["image"], config.crop_size,
                 tf.stack([tf.constant(seed, tf.int64), index]), config.min_crop_area,
                 config.crop_padding)},
-        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-  elif not crop_now:
-    dataset = dataset.map(
-        lambda ex: {**ex, "image": centre_crop(ex["image"], config.crop_size)},
         num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   dataset = dataset.batch(config.batch_size,
                           drop_remainder=training and config.drop_remainder,

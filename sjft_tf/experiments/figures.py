@@ -113,13 +113,19 @@ def learning_curves(histories: dict, path: str) -> None:
 VALIDATION_KEY = "target_validation_accuracy"
 
 
-def validation_curves(histories: dict, path: str, title: str = "") -> bool:
-  """Target validation accuracy against batches trained, one line per run: the
-  learning curves by which training lengths are chosen (TrainConfig.validation_split).
+SOURCE_VALIDATION_KEY = "source_validation_accuracy"
+
+
+def validation_curves(histories: dict, path: str, title: str = "",
+                      key: str | None = None) -> bool:
+  """Target validation accuracy (or the history column `key`, e.g. the source head's
+  held-out accuracy, SOURCE_VALIDATION_KEY) against batches trained, one line per run:
+  the learning curves by which training lengths are chosen.
 
   Args:
     histories: name -> (path of a history.csv, batches per epoch); runs without the
       column are left out.
+    key: the column drawn (default the target head's, TrainConfig.validation_split).
   Returns:
     Whether any run had a curve (no figure is written otherwise).
   """
@@ -127,19 +133,21 @@ def validation_curves(histories: dict, path: str, title: str = "") -> bool:
   figure, axes = plt.subplots(figsize=(9, 4.5))
   drawn = 0
   colours = plt.get_cmap("tab20").colors
+  key = key or VALIDATION_KEY
   for index, (name, (history_path, steps_per_epoch)) in enumerate(histories.items()):
     with open(history_path) as f:
-      rows = [r for r in csv.DictReader(f) if r.get(VALIDATION_KEY) not in (None, "", "NA")]
+      rows = [r for r in csv.DictReader(f) if r.get(key) not in (None, "", "NA")]
     if not rows:
       continue
     axes.plot([(int(r["epoch"]) + 1) * steps_per_epoch for r in rows],
-              [float(r[VALIDATION_KEY]) * 100 for r in rows], marker="o", markersize=3,
+              [float(r[key]) * 100 for r in rows], marker="o", markersize=3,
               color=colours[index % len(colours)],
               linestyle=("-", "--", ":")[index // len(colours) % 3], label=name)
     drawn += 1
   if drawn:
     axes.set_xlabel("batches trained")
-    axes.set_ylabel("target validation top-1 %")
+    axes.set_ylabel("source head held-out top-1 %" if key == SOURCE_VALIDATION_KEY
+                    else "target validation top-1 %")
     axes.set_title(title, fontsize=9)
     axes.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()

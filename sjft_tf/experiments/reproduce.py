@@ -147,12 +147,14 @@ def _write_figures(config, rows: dict, sweep: list) -> None:
   figures.learning_curves(
       {name: os.path.join(runs_dir, name, f"seed{seed}", "history.csv") for name in rows},
       os.path.join(figures_dir, "learning_curves.png"))
-  figures.validation_curves(
-      {f"{name} seed {run['seed']}": (os.path.join(run["run_dir"], "history.csv"),
-                                      config.train.steps_per_epoch)
-       for name, row in rows.items() for run in row["runs"]},
-      os.path.join(figures_dir, "validation_curves.png"),
-      f"{config.train.validation_split} split, every run")
+  histories = {f"{name} seed {run['seed']}": (os.path.join(run["run_dir"], "history.csv"),
+                                              config.train.steps_per_epoch)
+               for name, row in rows.items() for run in row["runs"]}
+  figures.validation_curves(histories, os.path.join(figures_dir, "validation_curves.png"),
+                            f"{config.train.validation_split} split, every run")
+  figures.validation_curves(histories, os.path.join(figures_dir, "source_head_curves.png"),
+                            f"source head on {config.train.source_validation_split}, every "
+                            f"joint run", key=figures.SOURCE_VALIDATION_KEY)
   if sweep:
     figures.k0_sweep(sweep, os.path.join(figures_dir, "k0_sweep.png"), first_key)
 
