@@ -126,10 +126,9 @@ def _evaluate(paths):
 
 
 def _export(paths):
-  shutil.rmtree(paths["export"], ignore_errors=True)
-  trained = outputs.TrainedRun.read(paths["run"])
-  return serving.export(trained.load_model(), trained.target_class_names, paths["export"],
-                        trained.resize_size, trained.crop_size)
+  """As sjft-run exports: the current version reused when whole, else (re)written."""
+  return serving.current_export(serving.ExportConfig(run_dir=paths["run"],
+                                                     export_dir=paths["export"]))[0]
 
 
 STAGES = {"descriptors": _descriptors, "selection": _selection, "training": _train,
@@ -150,9 +149,10 @@ def _outputs(paths, stage: str):
       with open(path, "rb") as f:
         found[os.path.relpath(path, paths[stage])] = f.read()
     return found
-  if stage == "export":
-    return sorted(os.path.relpath(p, paths["export"]) for p in glob.glob(
-        os.path.join(paths["export"], "**"), recursive=True))
+  if stage == "export":  # the files of the version served (the highest)
+    version = os.path.join(paths["export"], str(serving.next_version(paths["export"]) - 1))
+    return sorted(os.path.relpath(p, version) for p in glob.glob(
+        os.path.join(version, "**"), recursive=True))
   return round(_evaluate(paths)["views"]["centre"]["top1"], 4)
 
 
@@ -165,6 +165,11 @@ def _reads(paths) -> dict:
   round_files = [os.path.join(paths["selection"], "round_000", n)
                  for n in (manifest.JSON_FILENAME, manifest.ARRAYS_FILENAME)]
   return {
+      # First: the served version's files are named now, before a remade model of a
+      # later case exports a newer one.
+      "export": run[:1] + [os.path.join(paths["export"], str(serving.next_version(
+          paths["export"]) - 1), n) for n in (
+              "saved_model.pb", os.path.join("variables", "variables.index"))],
       "descriptors": one("target", "dataset_spec.json") + one("target", "train-*.json")
                      + one("source", "train-*.tfrecord") + one("descriptors", "edges.npz")
                      + one("descriptors", "source/*.npz")
@@ -173,7 +178,6 @@ def _reads(paths) -> dict:
       "training": round_files + run,
       "evaluation": one("target", "test-*.tfrecord") + run[:2]
                     + one("run", "evaluation_test.json"),
-      "export": run[:1],
   }
 
 
@@ -219,7 +223,8 @@ def test_each_file_a_stage_reads_truncated_in_turn(pipeline):
       ("evaluation", os.path.basename(_reads(pipeline)["evaluation"][0])): "not needed",
       ("evaluation", "model.keras"): "refused", ("evaluation", "train_report.json"): "refused",
       ("evaluation", "evaluation_test.json"): "remade",
-      ("export", "model.keras"): "refused"}, outcomes
+      ("export", "model.keras"): "refused", ("export", "saved_model.pb"): "remade",
+      ("export", "variables.index"): "remade"}, outcomes
 
 
 def _two_shard_target(tmp_path):
@@ -365,3 +370,44 @@ def test_a_shard_overwritten_with_garbage_of_its_size_is_remade_and_named(tmp_pa
   with open(shard, "rb") as f:
     assert f.read() == original
   assert spec.damaged_shards("train") == []
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage"])
+def test_each_file_a_stage_reads_emptied_or_overwritten(pipeline, damage, capsys):
+  """Emptied, or overwritten with garbage of its size: the stage and the next one
+  remake it, do not need it, or stop with one line naming it; restored, the stage
+  gives what an undamaged run gives. The tally is printed."""
+  order = list(STAGES)
+  undamaged = {stage: _outputs(pipeline, stage) for stage in STAGES}
+  outcomes = {}
+  for stage, paths in _reads(pipeline).items():
+    for path in paths:
+      with open(path, "rb") as f:
+        original = f.read()
+      damaged = b"" if damage == "empty" else np.random.default_rng(0).bytes(len(original))
+      with open(path, "wb") as f:
+        f.write(damaged)
+      key = (stage, os.path.relpath(path, os.path.dirname(pipeline["run"])))
+      try:
+        STAGES[stage](pipeline)
+        for later in order[order.index(stage) + 1:order.index(stage) + 2]:
+          STAGES[later](pipeline)  # the next stage reads what this one kept
+        with open(path, "rb") as f:
+          outcomes[key] = "not needed" if f.read() == damaged else "remade"
+      except runner.USER_ERRORS as error:
+        message = str(error).strip()
+        assert os.path.basename(path) in message and "\n" not in message, (key, message)
+        outcomes[key] = "refused"
+      if outcomes[key] != "remade":
+        with open(path, "wb") as f:
+          f.write(original)
+      for later in order[order.index(stage):]:
+        STAGES[later](pipeline)
+      assert _outputs(pipeline, stage) == undamaged[stage], key
+  tally = {kind: sum(v == kind for v in outcomes.values())
+           for kind in ("remade", "refused", "not needed")}
+  with capsys.disabled():
+    print(f"\n{damage}: {len(outcomes)} files: {tally}")
+    for key, outcome in sorted(outcomes.items()):
+      print(f"  {outcome:10s} {key[0]}: {key[1]}")
+  assert tally["remade"] + tally["refused"] >= len(outcomes) // 2, outcomes
