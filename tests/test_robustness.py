@@ -411,3 +411,12 @@ def test_each_file_a_stage_reads_emptied_or_overwritten(pipeline, damage, capsys
     for key, outcome in sorted(outcomes.items()):
       print(f"  {outcome:10s} {key[0]}: {key[1]}")
   assert tally["remade"] + tally["refused"] >= len(outcomes) // 2, outcomes
+
+
+def test_a_stage_flag_file_that_cannot_be_opened_is_one_line(tmp_path):
+  """sjft-reproduce in a folder without flags/: exit 2, one line naming the file."""
+  os.makedirs(tmp_path / "shared" / "data")
+  done = _cli([os.path.join(BIN, "sjft-reproduce"), "--unpack=", "--prepare_only",
+               "--prepare_flagfiles=sjft-ingest=flags/ingest/flowers102.flags"],
+              cwd=tmp_path, env={"SJFT_SHARED_DIR": str(tmp_path / "shared")})
+  _one_line_error(done, "flags/ingest/flowers102.flags")

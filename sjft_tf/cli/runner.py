@@ -17,7 +17,9 @@ import time
 
 from absl import app, flags, logging
 
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError)
+# A bad input, a refused resume, a bad flag or flag file (absl's flags.Error, e.g. a
+# stage's flag file that cannot be opened), a usage error: one line, exit status 2.
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, flags.Error, app.UsageError)
 
 
 def _error(message: str) -> None:
