@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sjft_tf.applications import cifar_resnet
-from sjft_tf.descriptors import gabor, histogram
+from sjft_tf.descriptors import gabor
 
 from test_descriptors import _edge_cases, _fitted_edges, real_images  # noqa: F401
 

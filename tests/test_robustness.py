@@ -420,3 +420,14 @@ def test_a_stage_flag_file_that_cannot_be_opened_is_one_line(tmp_path):
                "--prepare_flagfiles=sjft-ingest=flags/ingest/flowers102.flags"],
               cwd=tmp_path, env={"SJFT_SHARED_DIR": str(tmp_path / "shared")})
   _one_line_error(done, "flags/ingest/flowers102.flags")
+
+
+def test_a_damaged_per_class_figure_is_made_again_not_reused(pipeline):
+  json_path, png_path = evaluate.result_paths(pipeline["run"], "test")
+  config = evaluate.EvalConfig(split="test", views=("centre",))
+  assert evaluate.stored_evaluation(pipeline["run"], pipeline["target"], config) is not None
+  with open(png_path, "r+b") as f:
+    f.truncate(os.path.getsize(png_path) // 2)
+  assert evaluate.stored_evaluation(pipeline["run"], pipeline["target"], config) is None
+  _evaluate(pipeline)
+  assert evaluate.stored_evaluation(pipeline["run"], pipeline["target"], config) is not None

@@ -10,7 +10,6 @@ was not read yet reports validation and says so), mean ± std over its seeds.
 """
 
 import dataclasses
-import json
 import os
 import re
 

@@ -97,6 +97,52 @@ def _earlier_results(json_path: str, results: dict, identity) -> dict | None:
   return earlier if same else None
 
 
+def _request(run: outputs.TrainedRun, spec_dir: str, config: EvalConfig):
+  """(spec, reader, the results' head, identity keys) of evaluating `run` as config
+  asks: what a stored evaluation must match to be reused."""
+  spec = spec_lib.load_spec(spec_dir)
+  if spec.class_names != run.target_class_names:
+    raise ValueError(f"{spec_dir}: its {len(spec.class_names)} classes are not the "
+                     f"{len(run.target_class_names)} target classes of {run.run_dir}")
+  spec.split(config.split)  # names the split in the error when it is missing
+  reader = pipeline.ReaderConfig(batch_size=config.batch_size,
+                                 resize_size=config.resize_size or run.resize_size,
+                                 crop_size=config.crop_size or run.crop_size)
+  identity = {"split": config.split, "resize_size": reader.resize_size,
+              "crop_size": reader.crop_size, "model": run.model_fingerprint(),
+              files.INPUTS_KEY: spec.split_fingerprint(config.split)}
+  results = {"run_dir": os.path.abspath(run.run_dir), "spec_dir": spec.directory,
+             **identity, "views": {}}
+  return spec, reader, results, identity
+
+
+def _image_is_whole(path: str) -> bool:
+  try:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    with Image.open(path) as image:
+      image.load()
+    return True
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+def _reusable(earlier: dict | None, config: EvalConfig, png_path: str) -> bool:
+  """The reuse rule: a stored evaluation of the same identity holding every view asked
+  for, whose per-class figure is whole (a damaged figure is made again with it)."""
+  return (earlier is not None and set(config.views) <= set(earlier["views"])
+          and _image_is_whole(png_path))
+
+
+def stored_evaluation(run_dir: str, spec_dir: str, config: EvalConfig) -> dict | None:
+  """The evaluation `evaluate(run_dir, spec_dir, config)` would reuse, read from its
+  files (nothing is computed); None when it would evaluate."""
+  run = outputs.TrainedRun.read(run_dir)
+  _, _, results, identity = _request(run, spec_dir, config)
+  json_path, png_path = result_paths(run_dir, config.split)
+  earlier = _earlier_results(json_path, results, identity)
+  return earlier if _reusable(earlier, config, png_path) else None
+
+
 def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> dict:
   """Evaluates the run's target head on `config.split` of the dataset in `spec_dir`.
 
@@ -107,22 +153,10 @@ def evaluate(run_dir: str, spec_dir: str, config: EvalConfig = EvalConfig()) -> 
     ValueError: the dataset's classes are not the model's target classes.
   """
   run = outputs.TrainedRun.read(run_dir)
-  spec = spec_lib.load_spec(spec_dir)
-  if spec.class_names != run.target_class_names:
-    raise ValueError(f"{spec_dir}: its {len(spec.class_names)} classes are not the "
-                     f"{len(run.target_class_names)} target classes of {run_dir}")
-  spec.split(config.split)  # names the split in the error when it is missing
-  reader = pipeline.ReaderConfig(batch_size=config.batch_size,
-                                 resize_size=config.resize_size or run.resize_size,
-                                 crop_size=config.crop_size or run.crop_size)
-  identity = {"split": config.split, "resize_size": reader.resize_size,
-              "crop_size": reader.crop_size, "model": run.model_fingerprint(),
-              files.INPUTS_KEY: spec.split_fingerprint(config.split)}
-  results = {"run_dir": os.path.abspath(run_dir), "spec_dir": spec.directory, **identity,
-             "views": {}}
+  spec, reader, results, identity = _request(run, spec_dir, config)
   json_path, png_path = result_paths(run_dir, config.split)
   earlier = _earlier_results(json_path, results, identity)
-  if config.reuse and earlier is not None and set(config.views) <= set(earlier["views"]):
+  if config.reuse and _reusable(earlier, config, png_path):
     return earlier
   # Views of the same model and images computed before are kept beside the new ones.
   results["views"] = dict(earlier["views"]) if earlier is not None else {}

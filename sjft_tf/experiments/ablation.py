@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import bounds, files, outputs
+from sjft_tf import bounds, outputs
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
@@ -286,11 +286,12 @@ def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
 
 def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict | None:
   """train_and_evaluate's result for a run already complete, read from its files:
-  nothing is trained, searched, selected or evaluated, and the model is read once.
+  nothing is trained, searched, selected or evaluated.
 
   Complete: the last run's model is the file training wrote, every run before it in the
-  chain has a report, and each of config.eval_splits has an evaluation of this model
-  holding config.views. Returns None for anything less.
+  chain has a report, and each of config.eval_splits has the evaluation that
+  `evaluate` would reuse (`evaluate.stored_evaluation`: one rule decides both).
+  Returns None for anything less.
   """
   try:
     run = outputs.TrainedRun.read(run_dir)
@@ -300,16 +301,15 @@ def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict
     return None
   if not run.model_is_whole():
     return None
-  # The fingerprint model_is_whole matched (a report of an earlier version records none).
-  fingerprint = run.report.get("model_fingerprint") or run.model_fingerprint()
   evaluation = {}
-  for split in config.eval_splits:
+  for split in config.eval_splits:  # by evaluate's own reuse rule
     try:
-      stored = files.read_json(evaluate_lib.result_paths(run_dir, split)[0], "")
-    except (FileNotFoundError, ValueError):
+      stored = evaluate_lib.stored_evaluation(run_dir, config.train.target_spec_dir,
+                                              evaluate_lib.EvalConfig(
+                                                  split=split, views=tuple(config.views)))
+    except (FileNotFoundError, ValueError, KeyError):
       return None
-    if not isinstance(stored, dict) or stored.get("model") != fingerprint or not set(
-        config.views) <= set(stored.get("views") or {}):
+    if stored is None:
       return None
     evaluation[split] = stored
   reports.append(run.report)

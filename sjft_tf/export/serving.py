@@ -18,7 +18,6 @@ Only the target head is exported: the source head and the retrieval are training
 """
 
 import dataclasses
-import json
 import os
 import re
 import shutil
