@@ -426,7 +426,12 @@ def test_cli_trains_the_target_alone_and_refuses_ambiguous_input(problem, tmp_pa
   done = subprocess.run(args + [f"--target_spec_dir={target_dir}"], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
+  assert "trained 2 epochs of" in done.stdout and "images/s" in done.stdout
   assert "3 target classes, 0 source-head classes" in done.stdout
+  again = subprocess.run(args + [f"--target_spec_dir={target_dir}"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0 and again.stdout.startswith("reused the finished run")
+  assert "images/s" not in again.stdout  # nothing trained, no speed claimed
   trained = keras.saving.load_model(tmp_path / "model.keras")
   assert list(trained.output_names) == ["target"]
   assert trained.get_layer("target").kernel.shape == (256, 3)

@@ -28,11 +28,14 @@ def main(argv):
   config = config_from_flags()
   if bool(config.first_round) == bool(config.target_spec_dir):
     raise app.UsageError("give --first_round (joint) or --target_spec_dir (target only)")
+  reused = train.is_finished(config.output_dir)
   report = train.train(config)
   logs = report["final_epoch_logs"]
-  print(f"trained {config.output_dir}: {len(report['target_class_names'])} target classes, "
-        f"{len(report['source_class_names'])} source-head classes, "
-        f"{report['images_per_s']:.0f} images/s; last epoch: "
+  done = ("reused the finished run" if reused else
+          f"trained {report['epochs_trained_this_call']} epochs of")
+  speed = "" if reused else f", {report['images_per_s']:.0f} images/s"
+  print(f"{done} {config.output_dir}: {len(report['target_class_names'])} target classes, "
+        f"{len(report['source_class_names'])} source-head classes{speed}; last epoch: "
         + ", ".join(f"{k} {v:.4g}" for k, v in sorted(logs.items())))
 
 

@@ -345,6 +345,14 @@ def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
   return run
 
 
+def is_finished(run_dir: str) -> bool:
+  """Whether run_dir holds a finished run that `train` would reuse as it is."""
+  try:
+    return _finished_run(run_dir) is not None
+  except ValueError:
+    return False
+
+
 def train(config: TrainConfig, extra_callbacks=()) -> dict:
   """Trains (or resumes) the run and returns its report (also in train_report.json).
 
