@@ -110,6 +110,17 @@ def head_class_ids(selection: Selection) -> np.ndarray:
   return np.nonzero(counts >= selection.params.min_images_per_class)[0]
 
 
+def head_label_map(selection: Selection, missing: int = -1) -> np.ndarray:
+  """int64 [source classes]: each source class's source-head label (the order of
+  selection.head_classes, the one place the head's classes are decided), `missing`
+  for classes outside the head."""
+  head_of = np.full(len(selection.source_class_names), missing, np.int64)
+  index = {name: c for c, name in enumerate(selection.source_class_names)}
+  head_of[[index[name] for name in selection.head_classes]] = np.arange(
+      len(selection.head_classes))
+  return head_of
+
+
 def derive(selection: Selection) -> Selection:
   """A copy of `selection` with pools, the selected subset, weights, retained and head
   classes derived from its levels (the argument is left as it is)."""
@@ -125,11 +136,10 @@ def derive(selection: Selection) -> Selection:
   keep = np.isin(selection.source_labels[candidates], retained)
   selection.selected = candidates[keep]
   selection.retained_classes = [selection.source_class_names[c] for c in retained]
-  heads = head_class_ids(selection)
-  selection.head_classes = [selection.source_class_names[c] for c in heads]
-  head_of = np.full(len(selection.source_class_names), -1, np.int64)
-  head_of[heads] = np.arange(len(heads))
-  selection.head_labels = head_of[selection.source_labels[selection.selected]].astype(np.int32)
+  selection.head_classes = [selection.source_class_names[c]
+                            for c in head_class_ids(selection)]
+  selection.head_labels = head_label_map(selection)[
+      selection.source_labels[selection.selected]].astype(np.int32)
 
   pools = selection.pools()
   selection.pool_sizes = np.array([len(p) for p in pools], np.int32)

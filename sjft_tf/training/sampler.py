@@ -114,16 +114,14 @@ class PairSampler:
 
     self.max_level = selection.params.max_level
     candidates = manifest.reachable_sources(selection)
-    head_classes = [selection.source_class_names.index(n) for n in selection.head_classes]
-    if not head_classes:
+    if not selection.head_classes:
       raise ValueError(f"{first_round}: no source class has min_images_per_class images "
                        f"in reach: nothing to train the source head on")
     self.source_class_names = list(selection.head_classes)
-    candidates = candidates[np.isin(selection.source_labels[candidates], head_classes)]
+    head_of = manifest.head_label_map(selection, IGNORE_LABEL)
+    candidates = candidates[head_of[selection.source_labels[candidates]] != IGNORE_LABEL]
     self._position = np.full(len(selection.source_ids), -1, np.int64)
     self._position[candidates] = np.arange(len(candidates))
-    head_of = np.full(len(selection.source_class_names), IGNORE_LABEL, np.int64)
-    head_of[head_classes] = np.arange(len(head_classes))
 
     budget = config.max_encoded_gib * 2**30
     try:
