@@ -53,6 +53,24 @@ def test_scratch_presets_train_from_random_weights_at_64_px(name):
     assert "--source_splits=train,val" in text and "--crop_size=64" in text
 
 
+@pytest.mark.parametrize("name", ["flowers102_scratch_resnet", "oxford_pets_scratch_resnet"])
+def test_resnet_scratch_presets_hold_the_source_val_split_out(name):
+  """The CIFAR ResNet-8 from scratch at 32 px with CIFAR's pad-and-crop; the source is
+  Tiny ImageNet's train split, its val split scores the source head and is never
+  described (so never selected)."""
+  config = _config(os.path.join(REPO, "flags", "reproduce", f"{name}.flags"))
+  train = config.train
+  assert (train.model.base, train.model.weights, train.model.input_size) == (
+      "CifarResNet8", "", 32)
+  assert train.pairs.crop_padding == 4 and train.pairs.resize_size == 32
+  assert train.pairs.sources_per_target == 3 and train.source_validation_split == "val"
+  target = "oxford_pets" if "pets" in name else "flowers102"
+  with open(os.path.join(REPO, "flags", "descriptors",
+                         f"{target}_scratch_resnet_learned.flags")) as f:
+    text = f.read()
+  assert "--source_splits=train\n" in text and "--source_dir=data/tiny_imagenet200_all" in text
+
+
 def test_random_initialisation_is_random_and_not_the_pretrained_weights(shared_data_dir):
   weights = os.path.join(os.path.dirname(shared_data_dir), "weights",
                          "mobilenet_v1_0.25_imagenet", "mobilenet_2_5_224_tf_no_top.h5")
