@@ -200,14 +200,19 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
       firsts[row] = learned
   size = config.budget_images or selected_images(learned)
   everything = np.arange(len(base.source_ids))
+  # The uniform rounds are made over the ranked round at --k0 whichever rows the study
+  # holds, so that adding a selective row leaves the joint_all and joint_random runs'
+  # inputs (and so the runs) as they are.
+  ranked_folder = ranked(config.learned_descriptors, "learned", at_budget=False)[0]
   if "joint_all" in rows:
-    firsts["joint_all"] = manifest.uniform_round(learned, everything,
+    firsts["joint_all"] = manifest.uniform_round(ranked_folder, everything,
                                                  os.path.join(root, "all"), "all")
   if "joint_random" in rows:
     random_rows = np.sort(np.random.default_rng(seed).choice(
         everything, size=min(size, len(everything)), replace=False))
     firsts["joint_random"] = manifest.uniform_round(
-        learned, random_rows, os.path.join(root, f"random_{size}_seed{seed}"), "random")
+        ranked_folder, random_rows, os.path.join(root, f"random_{size}_seed{seed}"),
+        "random")
   cache = os.path.join(config.output_dir, "features")
   if "selective_deep" in rows:
     firsts["selective_deep"] = semantic.deep_round(

@@ -65,17 +65,19 @@ def markdown_table(rows: dict, sweep: list, config: ablation.AblationConfig,
 def budget_line(config: ablation.AblationConfig, rows: dict) -> str:
   """The training budget in target and source epochs."""
   template = config.train
-  pairs = template.total_steps * template.pairs.batch_size // 2
+  targets = template.total_steps * template.pairs.target_images_per_batch()
+  sources = template.total_steps * template.pairs.batch_size - targets
   train_images = spec_lib.load_spec(template.target_spec_dir).splits["train"].num_examples
-  text = (f"Budget: {template.total_steps} batches; every joint row sees {pairs:,} target "
-          f"images ({pairs / train_images:.1f} epochs of the {train_images:,} training "
+  text = (f"Budget: {template.total_steps} batches; every joint row sees {targets:,} target "
+          f"images ({targets / train_images:.1f} epochs of the {train_images:,} training "
           f"images), the target-only row "
-          + ("the same" if config.equal_target_images else "twice as many"))
+          + ("the same" if config.equal_target_images else
+             f"{template.pairs.group_size} times as many"))
   partial = [row["selected_images"] for name, row in rows.items()
              if name != "target_only" and row["selected_images"]]
   if partial:
-    text += (f"; the joint rows also see {pairs:,} source images ({pairs / max(partial):.1f}"
-             f"-{pairs / min(partial):.1f} passes over their {min(partial):,}-"
+    text += (f"; the joint rows also see {sources:,} source images ({sources / max(partial):.1f}"
+             f"-{sources / min(partial):.1f} passes over their {min(partial):,}-"
              f"{max(partial):,} selected images)")
   return text + "."
 
