@@ -127,3 +127,19 @@ def test_a_saved_configuration_of_an_earlier_version_matches_the_current_one():
   moved = {**older, "first_round": "runs/r/selections/other/round_000"}
   assert not files.matches(train_lib._portable(moved, run_dir, from_file=True),
                            current, defaults, train_lib._RETIRED_SETTINGS)
+
+
+def test_the_budget_line_counts_images_by_the_batch_mix(first_round):
+  """32 target + 96 source images a batch: the line says so (not half and half)."""
+  from sjft_tf.experiments import reproduce  # pylint: disable=g-import-not-at-top
+  target = manifest.load(first_round).provenance.target
+  template = train_lib.TrainConfig(
+      output_dir="", target_spec_dir=target.spec_dir, model=fx.TINY_MODEL,
+      pairs=dataclasses.replace(fx.PAIRS, batch_size=128, sources_per_target=3),
+      total_steps=3000, steps_per_epoch=500)
+  config = ablation.AblationConfig(output_dir="", learned_descriptors="",
+                                   gabor_descriptors="", train=template)
+  rows = {"joint_all": {"selected_images": 90_000}}
+  line = reproduce.budget_line(config, rows)
+  assert "sees 96,000 target images" in line and "288,000 source images" in line
+  assert "3.2-3.2 passes over their 90,000-90,000 selected images" in line

@@ -431,3 +431,22 @@ def test_a_damaged_per_class_figure_is_made_again_not_reused(pipeline):
   assert evaluate.stored_evaluation(pipeline["run"], pipeline["target"], config) is None
   _evaluate(pipeline)
   assert evaluate.stored_evaluation(pipeline["run"], pipeline["target"], config) is not None
+
+
+def test_adding_a_selective_row_leaves_the_joint_rows_inputs_as_they_are(pipeline, tmp_path):
+  """joint_all and joint_random are made over the ranked round at --k0 whichever rows a
+  study holds: adding selective_learned (at a budget, another K0) changes neither."""
+  from sjft_tf.experiments import ablation  # pylint: disable=g-import-not-at-top
+  def firsts(rows):
+    config = ablation.AblationConfig(
+        output_dir=str(tmp_path), learned_descriptors=pipeline["descriptors"],
+        gabor_descriptors="", rows=rows, k0=10, max_neighbours=20, min_images_per_class=1,
+        budget_images=6, train=train_lib.TrainConfig(output_dir="", model=fx.TINY_MODEL,
+                                                     pairs=fx.PAIRS))
+    return ablation.row_rounds(config, seed=0)
+  before = firsts(("target_only", "joint_all", "joint_random"))
+  after = firsts(("target_only", "joint_all", "joint_random", "selective_learned"))
+  assert os.path.basename(os.path.dirname(after["selective_learned"])) != "learned_ranked"
+  for row in ("joint_all", "joint_random"):
+    assert before[row] == after[row]
+    assert manifest.fingerprint(before[row]) == manifest.fingerprint(after[row])
