@@ -181,6 +181,32 @@ def _reads(paths) -> dict:
   }
 
 
+def _damaged_outcome(pipeline, stage: str, path: str, damaged: bytes, following=()) -> str:
+  """Writes `damaged` over `path`, runs the stage (and `following` stages, which read
+  what it kept): "remade", "not needed" (the damaged bytes are still there, unread) or
+  "refused" (one line naming the file). Restores the file and reruns the stage and the
+  following ones."""
+  with open(path, "rb") as f:
+    original = f.read()
+  with open(path, "wb") as f:
+    f.write(damaged)
+  try:
+    for name in (stage, *following):
+      STAGES[name](pipeline)
+    with open(path, "rb") as f:
+      outcome = "not needed" if f.read() == damaged else "remade"
+  except runner.USER_ERRORS as error:
+    message = str(error).strip()
+    assert os.path.basename(path) in message and "\n" not in message, (stage, path, message)
+    outcome = "refused"
+  if outcome != "remade":
+    with open(path, "wb") as f:
+      f.write(original)
+  for name in (stage, *following):
+    STAGES[name](pipeline)
+  return outcome
+
+
 def test_each_file_a_stage_reads_truncated_in_turn(pipeline):
   """Truncated: the stage remakes it (giving what an undamaged run gives), does not
   need it (its outputs are whole), or stops with one line naming it; restored, the
@@ -191,21 +217,8 @@ def test_each_file_a_stage_reads_truncated_in_turn(pipeline):
     for path in paths:
       with open(path, "rb") as f:
         original = f.read()
-      with open(path, "wb") as f:
-        f.write(original[:len(original) // 2])
       key = (stage, os.path.basename(path))
-      try:
-        STAGES[stage](pipeline)
-        with open(path, "rb") as f:
-          outcomes[key] = "remade" if len(f.read()) != len(original) // 2 else "not needed"
-      except runner.USER_ERRORS as error:
-        message = str(error).strip()
-        assert os.path.basename(path) in message and "\n" not in message, (key, message)
-        outcomes[key] = "refused"
-      if outcomes[key] != "remade":
-        with open(path, "wb") as f:
-          f.write(original)
-        STAGES[stage](pipeline)
+      outcomes[key] = _damaged_outcome(pipeline, stage, path, original[:len(original) // 2])
       assert _outputs(pipeline, stage) == undamaged[stage], key
   assert outcomes == {
       ("descriptors", "dataset_spec.json"): "refused",
@@ -385,24 +398,9 @@ def test_each_file_a_stage_reads_emptied_or_overwritten(pipeline, damage, capsys
       with open(path, "rb") as f:
         original = f.read()
       damaged = b"" if damage == "empty" else np.random.default_rng(0).bytes(len(original))
-      with open(path, "wb") as f:
-        f.write(damaged)
       key = (stage, os.path.relpath(path, os.path.dirname(pipeline["run"])))
-      try:
-        STAGES[stage](pipeline)
-        for later in order[order.index(stage) + 1:order.index(stage) + 2]:
-          STAGES[later](pipeline)  # the next stage reads what this one kept
-        with open(path, "rb") as f:
-          outcomes[key] = "not needed" if f.read() == damaged else "remade"
-      except runner.USER_ERRORS as error:
-        message = str(error).strip()
-        assert os.path.basename(path) in message and "\n" not in message, (key, message)
-        outcomes[key] = "refused"
-      if outcomes[key] != "remade":
-        with open(path, "wb") as f:
-          f.write(original)
-      for later in order[order.index(stage):]:
-        STAGES[later](pipeline)
+      outcomes[key] = _damaged_outcome(pipeline, stage, path, damaged,
+                                       order[order.index(stage) + 1:order.index(stage) + 2])
       assert _outputs(pipeline, stage) == undamaged[stage], key
   tally = {kind: sum(v == kind for v in outcomes.values())
            for kind in ("remade", "refused", "not needed")}
