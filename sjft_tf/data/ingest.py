@@ -120,11 +120,8 @@ def _load_complete_shard(path: str) -> _ShardResult | None:
   except (ValueError, TypeError):
     os.remove(path + ".json")  # remade with its shard
     return None
-  if stats.bytes is not None and os.path.getsize(path) != stats.bytes:
-    return None
-  if stats.sha1 is not None and integrity.sha1_file(path) != stats.sha1:
-    return None  # same size, other bytes (overwritten): written again
-  return stats
+  # Another size, or the same size and other bytes (overwritten): written again.
+  return stats if spec_lib.shard_matches_record(path, stats.bytes, stats.sha1) else None
 
 
 def _write_shard(path: str, record_range: list[int], split: str, plan: SplitPlan,

@@ -102,9 +102,7 @@ class DatasetSpec:
       except ValueError:
         damaged.append(f"{path}.json")
         continue
-      if not os.path.exists(path) or (
-          record.get("bytes") is not None and os.path.getsize(path) != record["bytes"]) or (
-          record.get("sha1") and integrity.sha1_file(path) != record["sha1"]):
+      if not shard_matches_record(path, record.get("bytes"), record.get("sha1")):
         damaged.append(path)
     return damaged
 
@@ -159,6 +157,14 @@ def read_display_names(path: str, class_names: list[str]) -> list[str]:
                      f"(expected lines 'class name<TAB>display name', e.g. "
                      f"'{class_names[0]}<TAB>...')")
   return [readable.get(name, name) for name in class_names]
+
+
+def shard_matches_record(path: str, size: int | None, sha1: str | None) -> bool:
+  """Whether a shard file is the one its ingest record describes: present, of the
+  recorded size, then of the recorded SHA-1 (records of earlier versions lack one or
+  both, which then count as matching)."""
+  return os.path.exists(path) and (size is None or os.path.getsize(path) == size) and (
+      not sha1 or integrity.sha1_file(path) == sha1)
 
 
 def spec_path(directory: str) -> str:
