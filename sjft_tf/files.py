@@ -174,14 +174,21 @@ def remove_stale_temporaries(directory: str) -> list[str]:
   return removed
 
 
+def hash_file_into(digest, path: str):
+  """Feeds the bytes of the file `path` to `digest` (a hashlib object), 1 MiB at a
+  time; returns digest."""
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest
+
+
 def fingerprint(settings, *paths: str) -> str:
   """SHA-1 (hex) of `settings` (canonical JSON) and the bytes of the files `paths`:
   what identifies the inputs of a stage output (see `matches`)."""
   digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
   for path in paths:
-    with open(path, "rb") as f:
-      for block in iter(lambda: f.read(1 << 20), b""):
-        digest.update(block)
+    hash_file_into(digest, path)
   return digest.hexdigest()
 
 

@@ -18,16 +18,11 @@ import os
 from sjft_tf import files
 
 RECORD_FILENAME = "sjft_files.json"
-_BLOCK = 1 << 20
 
 
 def sha1_file(path: str) -> str:
   """SHA-1 (hex) of a file's bytes."""
-  digest = hashlib.sha1()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(_BLOCK), b""):
-      digest.update(block)
-  return digest.hexdigest()
+  return files.hash_file_into(hashlib.sha1(), path).hexdigest()
 
 
 def describe(path: str) -> dict:

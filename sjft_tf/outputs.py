@@ -22,6 +22,21 @@ ROUND_FILENAME = "selection.json"  # a round folder holding it is complete
 TRAIN_CONFIG_FILENAME = "train_config.json"
 TRAIN_REPORT_FILENAME = "train_report.json"
 MODEL_FILENAME = "model.keras"
+MODEL_DAMAGED = "damaged"  # model.keras is not a whole Keras archive
+MODEL_REPLACED = "replaced"  # a whole archive, not the file the run's report records
+
+
+def model_problem_message(model_path: str, problem: str) -> str:
+  """One line naming model.keras, what `TrainedRun.model_problem` found, and the way
+  out that works: a damaged model is trained again by sjft-train; a replaced one is
+  the user's file, which nothing overwrites (they move it away first)."""
+  run_dir = os.path.dirname(model_path) or "."
+  if problem == MODEL_REPLACED:
+    return (f"{model_path} is a Keras model but not the one this run's report records "
+            f"(replaced or changed after training): move it out of {run_dir}, then rerun "
+            f"sjft-train with the run's flags to train the run again")
+  return (f"{model_path} is damaged (not a whole Keras archive); rerun sjft-train with "
+          f"the run's flags: it trains the run again")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,20 +221,36 @@ class TrainedRun:
 
   def model_fingerprint(self) -> str:
     """`files.fingerprint` of the model file: what its evaluations and exported
-    versions record, so they are reused only for this model."""
-    return files.fingerprint({}, self.model_path)
+    versions record, so they are reused only for this model. Hashed once per file
+    state (size and modification time) for this object."""
+    stat = os.stat(self.model_path)
+    key = (stat.st_size, stat.st_mtime_ns)
+    cached = getattr(self, "_fingerprint_cache", None)
+    if cached is None or cached[0] != key:
+      cached = (key, files.fingerprint({}, self.model_path))
+      object.__setattr__(self, "_fingerprint_cache", cached)
+    return cached[1]
 
-  def model_is_whole(self) -> bool:
-    """Whether model.keras is the file training wrote: its fingerprint, recorded in the
-    report, or (a report of an earlier version) a zip archive whose checks pass."""
+  def model_problem(self) -> str | None:
+    """None when model.keras is the file training wrote (its fingerprint, recorded in
+    the report; a report of an earlier version recorded none: then a zip archive whose
+    checks pass); else MODEL_DAMAGED (not a whole Keras archive) or MODEL_REPLACED (a
+    whole archive, but not the file the report records: changed after training)."""
     recorded = self.report.get("model_fingerprint")
-    if recorded is not None:
-      return self.model_fingerprint() == recorded
+    if recorded is not None and self.model_fingerprint() == recorded:
+      return None
     try:
       with zipfile.ZipFile(self.model_path) as archive:
-        return archive.testzip() is None
+        whole = archive.testzip() is None
     except (OSError, zipfile.BadZipFile):
-      return False
+      whole = False
+    if not whole:
+      return MODEL_DAMAGED
+    return None if recorded is None else MODEL_REPLACED
+
+  def model_is_whole(self) -> bool:
+    """Whether model.keras is the file training wrote (`model_problem` is None)."""
+    return self.model_problem() is None
 
   def load_model(self):
     """The Keras model (target head, and source head if joint).
@@ -228,7 +259,7 @@ class TrainedRun:
       ValueError: naming model.keras when it is damaged (not the file training wrote).
     """
     import keras  # pylint: disable=g-import-not-at-top
-    if not self.model_is_whole():
-      raise ValueError(f"{self.model_path} is damaged (not the model training wrote); "
-                       f"rerun sjft-train with the run's flags: it trains the run again")
+    problem = self.model_problem()
+    if problem is not None:
+      raise ValueError(model_problem_message(self.model_path, problem))
     return keras.saving.load_model(self.model_path)

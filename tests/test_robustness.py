@@ -1,6 +1,7 @@
 """What every stage does with damaged files it reads or reuses, bad numbers, killed
 writers' leftovers, and an installed package run from anywhere (issue 23)."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -164,6 +165,7 @@ def _reads(paths) -> dict:
                                                  "train_config.json")]
   round_files = [os.path.join(paths["selection"], "round_000", n)
                  for n in (manifest.JSON_FILENAME, manifest.ARRAYS_FILENAME)]
+  timing = [os.path.join(paths["selection"], "round_000", manifest.TIMING_FILENAME)]
   return {
       # First: the served version's files are named now, before a remade model of a
       # later case exports a newer one.
@@ -174,7 +176,7 @@ def _reads(paths) -> dict:
                      + one("source", "train-*.tfrecord") + one("descriptors", "edges.npz")
                      + one("descriptors", "source/*.npz")
                      + one("descriptors", "descriptor_metadata.json"),
-      "selection": one("descriptors", "target/*.npz") + round_files,
+      "selection": one("descriptors", "target/*.npz") + round_files + timing,
       "training": round_files + run,
       "evaluation": one("target", "test-*.tfrecord") + run[:2]
                     + one("run", "evaluation_test.json"),
@@ -229,6 +231,7 @@ def test_each_file_a_stage_reads_truncated_in_turn(pipeline):
       ("descriptors", "descriptor_metadata.json"): "refused",
       ("selection", os.path.basename(_reads(pipeline)["selection"][0])): "not needed",
       ("selection", "selection.json"): "remade", ("selection", "selection.npz"): "remade",
+      ("selection", "timing.json"): "remade",
       ("training", "selection.json"): "refused", ("training", "selection.npz"): "refused",
       ("training", "model.keras"): "remade", ("training", "train_report.json"): "remade",
       ("training", "train_config.json"): "refused",
@@ -448,3 +451,54 @@ def test_adding_a_selective_row_leaves_the_joint_rows_inputs_as_they_are(pipelin
   for row in ("joint_all", "joint_random"):
     assert before[row] == after[row]
     assert manifest.fingerprint(before[row]) == manifest.fingerprint(after[row])
+
+
+def test_a_damaged_timing_is_named_where_read_and_remade_by_selection(pipeline, caplog):
+  folder = os.path.join(pipeline["selection"], "round_000")
+  timing = os.path.join(folder, manifest.TIMING_FILENAME)
+  with open(timing, "rb") as f:
+    original = f.read()
+  try:
+    with open(timing, "w") as f:
+      f.write('{"search_seconds": "x"}')
+    with pytest.raises(ValueError, match="timing.json is damaged"):
+      manifest.search_seconds(folder)
+    with caplog.at_level("WARNING"):
+      assert manifest.load(folder).provenance.search_seconds is None
+    assert timing in caplog.text
+    _selection(pipeline)  # searched again: a whole timing.json, the same round
+    assert isinstance(manifest.search_seconds(folder), float)
+  finally:
+    with open(timing, "wb") as f:
+      f.write(original)
+
+
+def test_a_replaced_model_is_named_never_overwritten_and_an_older_report_trusts_a_whole_one(
+    pipeline, tmp_path):
+  """model.keras replaced by another whole Keras archive (a user's copy, an older
+  model): training and evaluation refuse it by name, saying "replaced", and nothing
+  overwrites it; moved away, training makes the run again. A run of an earlier
+  version (no fingerprint in its report) with a whole archive is loaded."""
+  import keras  # pylint: disable=g-import-not-at-top
+  run = outputs.TrainedRun.read(pipeline["run"])
+  original = run.model_path + ".orig"
+  shutil.copyfile(run.model_path, original)
+  try:
+    keras.saving.load_model(run.model_path).save(run.model_path)  # whole, other bytes
+    replaced = open(run.model_path, "rb").read()
+    assert outputs.TrainedRun.read(pipeline["run"]).model_problem() == outputs.MODEL_REPLACED
+    for stage in (_train, lambda p: evaluate.evaluate(p["run"], p["target"], evaluate.EvalConfig(
+        split="test", views=("centre",), reuse=False))):
+      with pytest.raises(ValueError, match="replaced") as error:
+        stage(pipeline)
+      assert run.model_path in str(error.value) and "\n" not in str(error.value)
+      assert open(run.model_path, "rb").read() == replaced  # kept: the user's file
+    older = dataclasses.replace(run, report={
+        k: v for k, v in run.report.items() if k != "model_fingerprint"})
+    assert older.model_problem() is None and older.load_model() is not None
+    with open(run.model_path, "r+b") as f:
+      f.truncate(len(replaced) // 2)
+    assert older.model_problem() == outputs.MODEL_DAMAGED
+  finally:
+    os.replace(original, run.model_path)
+  assert outputs.TrainedRun.read(pipeline["run"]).model_problem() is None

@@ -133,10 +133,12 @@ def _reusable(earlier: dict | None, config: EvalConfig, png_path: str) -> bool:
           and _image_is_whole(png_path))
 
 
-def stored_evaluation(run_dir: str, spec_dir: str, config: EvalConfig) -> dict | None:
+def stored_evaluation(run_dir: str, spec_dir: str, config: EvalConfig,
+                      run: outputs.TrainedRun | None = None) -> dict | None:
   """The evaluation `evaluate(run_dir, spec_dir, config)` would reuse, read from its
-  files (nothing is computed); None when it would evaluate."""
-  run = outputs.TrainedRun.read(run_dir)
+  files (nothing is computed); None when it would evaluate. `run`: run_dir already
+  read (its model's fingerprint is then hashed once for several splits)."""
+  run = run or outputs.TrainedRun.read(run_dir)
   _, _, results, identity = _request(run, spec_dir, config)
   json_path, png_path = result_paths(run_dir, config.split)
   earlier = _earlier_results(json_path, results, identity)

@@ -311,7 +311,8 @@ def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict
     try:
       stored = evaluate_lib.stored_evaluation(run_dir, config.train.target_spec_dir,
                                               evaluate_lib.EvalConfig(
-                                                  split=split, views=tuple(config.views)))
+                                                  split=split, views=tuple(config.views)),
+                                              run=run)
     except (FileNotFoundError, ValueError, KeyError):
       return None
     if stored is None:

@@ -196,10 +196,11 @@ def export(model: keras.Model, class_names, export_dir: str, resize_size: int,
   return final
 
 
-def export_run(config: ExportConfig) -> str:
+def export_run(config: ExportConfig, trained: outputs.TrainedRun | None = None) -> str:
   """Exports a finished run's target classifier (`export`) with its provenance (the
-  run folder and the model file's fingerprint); returns the version folder."""
-  trained = outputs.TrainedRun.read(config.run_dir)
+  run folder and the model file's fingerprint); returns the version folder.
+  `trained`: config.run_dir already read (its model is then hashed once)."""
+  trained = trained or outputs.TrainedRun.read(config.run_dir)
   return export(trained.load_model(), trained.target_class_names, config.export_dir,
                 trained.resize_size, trained.crop_size, config.top_k, config.version,
                 provenance={"run_dir": os.path.abspath(trained.run_dir),
@@ -218,7 +219,7 @@ def current_export(config: ExportConfig) -> tuple[str, str]:
   latest = latest_provenance(config.export_dir) or {}
   version_dir = os.path.join(config.export_dir, str(next_version(config.export_dir) - 1))
   if latest.get("model") != trained.model_fingerprint():
-    return export_run(config), "exported"
+    return export_run(config, trained), "exported"
   try:
     verify_version(version_dir)
     return version_dir, "reused"
@@ -227,7 +228,7 @@ def current_export(config: ExportConfig) -> tuple[str, str]:
     os.rename(version_dir, damaged)
     try:
       path = export_run(dataclasses.replace(config, version=int(os.path.basename(
-          version_dir))))
+          version_dir))), trained)
     except BaseException:
       os.rename(damaged, version_dir)
       raise

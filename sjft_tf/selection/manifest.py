@@ -24,6 +24,7 @@ image's sampling weight is the probability this draws it; the weights sum to 1.
 import dataclasses
 import os
 
+from absl import logging
 import numpy as np
 
 from sjft_tf import bounds
@@ -197,13 +198,12 @@ def load(folder: str) -> Selection:
                          "remake the round: rerun the command that wrote it (sjft-select "
                          "remakes its round_000; sjft-train its later rounds)")
   provenance = outputs.Provenance.from_json(meta["info"], folder)
-  timing = os.path.join(folder, TIMING_FILENAME)
-  if provenance.search_seconds is None and os.path.exists(timing):
+  if provenance.search_seconds is None:
     try:
-      provenance = dataclasses.replace(
-          provenance, search_seconds=files.read_json(timing)["search_seconds"])
-    except (ValueError, KeyError):
-      pass  # the time is for people; a damaged timing.json changes nothing
+      provenance = dataclasses.replace(provenance, search_seconds=search_seconds(folder))
+    except ValueError as error:  # the time is for people: the round is still whole
+      logging.warning("%s; the search time is unknown (sjft-select remakes the round)",
+                      error)
   selection = Selection(round_index=meta["round"], params=SelectionParams(**meta["params"]),
                         provenance=provenance,
                         source_class_names=meta["source_class_names"],
@@ -213,6 +213,23 @@ def load(folder: str) -> Selection:
     selection.head_classes = [selection.source_class_names[c]
                               for c in head_class_ids(selection)]
   return selection
+
+
+def search_seconds(folder: str) -> float | None:
+  """The round's search time from its timing.json; None when the round has none (a
+  uniform round, or a round of an earlier version, which kept it in selection.json).
+
+  Raises:
+    ValueError: naming timing.json when it is damaged.
+  """
+  path = os.path.join(folder, TIMING_FILENAME)
+  if not os.path.exists(path):
+    return None
+  payload = files.read_json(path)
+  seconds = payload.get("search_seconds") if isinstance(payload, dict) else None
+  if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+    raise ValueError(f"{path} is damaged (no search_seconds number)")
+  return float(seconds)
 
 
 def fingerprint(folder: str) -> str:
@@ -238,6 +255,10 @@ def reusable_round(output_dir: str, inputs: str, search_method: str) -> str | No
     return None
   if not files.npz_is_whole(os.path.join(folder, ARRAYS_FILENAME)):
     return None
+  try:
+    search_seconds(folder)
+  except ValueError:
+    return None  # its timing.json is damaged: the round is made again
   same = made.get(files.INPUTS_KEY) in (None, inputs)
   return folder if same and made["search"]["method"] == search_method else None
 

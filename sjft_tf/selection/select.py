@@ -31,6 +31,7 @@ def _reusable_round(folder: str, descriptors_dir: str, params: manifest.Selectio
   if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
     return None
   try:
+    manifest.search_seconds(folder)  # a damaged timing.json: the search is run again
     existing = manifest.load(folder)
   except (ValueError, FileNotFoundError, KeyError, TypeError):
     return None

@@ -33,15 +33,7 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
   if views not in VIEWS:
     raise ValueError(f"unknown views {views!r}; known: {VIEWS}")
 
-  @tf.function(reduce_retracing=True)
-  def probabilities(images):
-    if views == "centre":
-      return tf.nn.softmax(model(images, training=False)[head])
-    shape = tf.shape(images)
-    flat = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
-    per_view = tf.nn.softmax(model(flat, training=False)[head])
-    return tf.reduce_mean(tf.reshape(per_view, [shape[0], shape[1], -1]), axis=1)
-
+  probabilities = _probabilities_function(model, views, head)
   dataset = (pipeline.make_dataset(spec, split, reader, training=False) if views == "centre"
              else pipeline.make_multicrop_dataset(spec, split, reader))
   if max_images:
@@ -53,6 +45,27 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
       ids.append(batch["id"].numpy().astype(str))
       labels.append(batch["label"].numpy())
   return np.concatenate(ids), np.concatenate(labels), np.concatenate(rows)
+
+
+def _probabilities_function(model, views: str, head: str):
+  """The traced softmax of `head` for `views`, one per (model, views, head): kept on
+  the model (outside Keras' attribute tracking), so a callback that predicts every
+  epoch traces once, not once an epoch."""
+  functions = model.__dict__.get("_sjft_probabilities")
+  if functions is None:
+    functions = {}
+    object.__setattr__(model, "_sjft_probabilities", functions)
+  if (views, head) not in functions:
+    @tf.function(reduce_retracing=True)
+    def probabilities(images):
+      if views == "centre":
+        return tf.nn.softmax(model(images, training=False)[head])
+      shape = tf.shape(images)
+      flat = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
+      per_view = tf.nn.softmax(model(flat, training=False)[head])
+      return tf.reduce_mean(tf.reshape(per_view, [shape[0], shape[1], -1]), axis=1)
+    functions[(views, head)] = probabilities
+  return functions[(views, head)]
 
 
 def _batch_norm_layers(model) -> list:

@@ -303,9 +303,9 @@ def _check_inputs(config: TrainConfig) -> None:
     spec_lib.load_spec(config.target_spec_dir).split(config.target_split)
   if config.initial_run:
     initial = outputs.TrainedRun.read(config.initial_run)
-    if not initial.model_is_whole():
-      raise ValueError(f"{initial.model_path} (initial_run) is damaged: rerun sjft-train "
-                       f"for {config.initial_run} first")
+    problem = initial.model_problem()
+    if problem is not None:
+      raise ValueError(f"initial_run: {outputs.model_problem_message(initial.model_path, problem)}")
 
 
 def _run_files(run_dir: str) -> list[str]:
@@ -324,14 +324,18 @@ def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
   a damaged model, which the caller trains again).
 
   Raises:
-    ValueError: another file of the finished run (history, a round) differs from the
+    ValueError: model.keras is a whole Keras archive other than the one the report
+      records (the user's file, never overwritten), or another file of the finished run (history, a round) differs from the
       run's record: named, with the way out (the run is trained again from nothing).
   """
   try:
     run = outputs.TrainedRun.read(run_dir)
   except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError):
     return None
-  if not run.model_is_whole():
+  problem = run.model_problem()
+  if problem == outputs.MODEL_REPLACED:  # the user's file: never overwritten
+    raise ValueError(outputs.model_problem_message(run.model_path, problem))
+  if problem is not None:
     return None
   try:
     damaged = integrity.damaged_files(run_dir)
