@@ -10,8 +10,11 @@ import sys
 
 import pytest
 
-from sjft_tf.cli import (benchmark_beam, benchmark_descriptors, benchmark_reader,
-                         benchmark_selection, benchmark_training)
+from sjft_tf.benchmarks import beam as benchmark_beam
+from sjft_tf.benchmarks import descriptors as benchmark_descriptors
+from sjft_tf.benchmarks import reader as benchmark_reader
+from sjft_tf.benchmarks import selection as benchmark_selection
+from sjft_tf.benchmarks import training as benchmark_training
 
 BIN = os.path.dirname(sys.executable)
 TOOLS = {"sjft-benchmark-beam": benchmark_beam.BeamBenchmarkConfig,
