@@ -49,6 +49,8 @@ STUDIES = (
           ("results/flowers102_lite0/results.json",), "val"),
     Study("Flowers, CIFAR ResNet-8 from scratch, 32 px",
           ("results/flowers102_scratch_resnet/results.json",), "val"),
+    Study("Pets, CIFAR ResNet-8 from scratch, 32 px",
+          ("results/oxford_pets_scratch_resnet/results.json",), "pool"),
 )
 ROW_NAMES = {"target_only": "fine-tune", "l2sp": "L2-SP", "linear_probe": "linear probe",
              "lp_ft": "LP-FT", "selective_learned": "learned bank",
