@@ -256,7 +256,8 @@ class TrainedRun:
     """The Keras model (target head, and source head if joint).
 
     Raises:
-      ValueError: naming model.keras when it is damaged (not the file training wrote).
+      ValueError: naming model.keras when it is not the file training wrote
+        (`model_problem`: damaged, or replaced), with the way out.
     """
     import keras  # pylint: disable=g-import-not-at-top
     problem = self.model_problem()

@@ -477,8 +477,8 @@ def test_a_replaced_model_is_named_never_overwritten_and_an_older_report_trusts_
     pipeline, tmp_path):
   """model.keras replaced by another whole Keras archive (a user's copy, an older
   model): training and evaluation refuse it by name, saying "replaced", and nothing
-  overwrites it; moved away, training makes the run again. A run of an earlier
-  version (no fingerprint in its report) with a whole archive is loaded."""
+  overwrites it. A run of an earlier version (no fingerprint in its report) with a
+  whole archive is loaded; cut, it is damaged."""
   import keras  # pylint: disable=g-import-not-at-top
   run = outputs.TrainedRun.read(pipeline["run"])
   original = run.model_path + ".orig"

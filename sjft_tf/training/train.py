@@ -305,7 +305,8 @@ def _check_inputs(config: TrainConfig) -> None:
     initial = outputs.TrainedRun.read(config.initial_run)
     problem = initial.model_problem()
     if problem is not None:
-      raise ValueError(f"initial_run: {outputs.model_problem_message(initial.model_path, problem)}")
+      raise ValueError("initial_run: "
+                       + outputs.model_problem_message(initial.model_path, problem))
 
 
 def _run_files(run_dir: str) -> list[str]:
@@ -325,8 +326,8 @@ def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
 
   Raises:
     ValueError: model.keras is a whole Keras archive other than the one the report
-      records (the user's file, never overwritten), or another file of the finished run (history, a round) differs from the
-      run's record: named, with the way out (the run is trained again from nothing).
+      records (the user's file, never overwritten), or another file of the finished
+      run (history, a round) differs from the run's record: named, with the way out.
   """
   try:
     run = outputs.TrainedRun.read(run_dir)
