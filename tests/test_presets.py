@@ -69,6 +69,17 @@ def test_resnet_scratch_presets_hold_the_source_val_split_out(name):
                          f"{target}_scratch_resnet_learned.flags")) as f:
     text = f.read()
   assert "--source_splits=train\n" in text and "--source_dir=data/tiny_imagenet200_all" in text
+  # The deep-feature rows select with a pretrained MobileNet 0.25, not the ResNet being
+  # trained from random weights.
+  features = config.features
+  assert (features.base, features.alpha, features.input_size) == ("MobileNet", 0.25, 96)
+  assert features.weights.endswith("mobilenet_2_5_224_tf_no_top.h5")
+  if target == "flowers102":  # the Gabor row: its bank holds the source val split out too
+    assert config.gabor_descriptors.endswith("descriptors_gabor")
+    with open(os.path.join(REPO, "flags", "descriptors",
+                           f"{target}_scratch_resnet_gabor.flags")) as f:
+      text = f.read()
+    assert "--source_splits=train\n" in text and "--bank=gabor" in text
 
 
 def test_random_initialisation_is_random_and_not_the_pretrained_weights(shared_data_dir):

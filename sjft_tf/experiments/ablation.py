@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import bounds, outputs
+from sjft_tf import applications, bounds, outputs
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
@@ -96,8 +96,13 @@ class AblationConfig:
       the random row takes the learned selection's size). See the module docstring.
     equal_target_images: the target-only row's batch is the joint batch's target
       share (1 / (1 + sources_per_target)), so every row sees the same target images.
-    feature_weights: weights of the deep-feature rows' network, the training model's
-      base (pretrained even when the runs start from scratch); "": the model's weights.
+    feature_weights: weights of the deep-feature rows' network (pretrained even when
+      the runs start from scratch); "": the training model's weights.
+    feature_base: the deep-feature rows' network, a keras.applications name (e.g.
+      MobileNet: a pretrained describer for a from-scratch model of another family);
+      "": the training model's base, alpha and input size.
+    feature_alpha: feature_base's width multiplier (bases that take one).
+    feature_input_size: feature_base's input, pixels a side (images resized to it).
     head_warmup_steps: batches of training the heads with the base frozen before every
       joint row and lp_ft (module docstring); the linear_probe row is this run. 0: no
       warm-up (linear_probe and lp_ft then refuse).
@@ -126,6 +131,9 @@ class AblationConfig:
   budget_images: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   equal_target_images: bool = True
   feature_weights: str = ""
+  feature_base: str = ""
+  feature_alpha: float = dataclasses.field(default=0.25, metadata={"flag": {"lower_bound": 0.01}})
+  feature_input_size: int = dataclasses.field(default=96, metadata={"flag": {"lower_bound": 8}})
   head_warmup_steps: int = dataclasses.field(default=0, metadata={"flag": {"lower_bound": 0}})
   head_warmup_learning_rate: float = dataclasses.field(
       default=0.01, metadata={"flag": {"lower_bound": 0.0}})
@@ -143,8 +151,12 @@ class AblationConfig:
 
   @property
   def features(self) -> semantic.FeatureConfig:
-    """The network of the deep-feature rows: the training model's base."""
+    """The network of the deep-feature rows: feature_base, or the training model's."""
     model = self.train.model
+    if self.feature_base:
+      alpha = self.feature_alpha if applications.takes_alpha(self.feature_base) else None
+      return semantic.FeatureConfig(self.feature_base, self.feature_weights or model.weights,
+                                    alpha, self.feature_input_size)
     return semantic.FeatureConfig(model.base, self.feature_weights or model.weights,
                                   model.alpha, model.input_size)
 

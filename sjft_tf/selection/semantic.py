@@ -15,6 +15,7 @@ import dataclasses
 import os
 
 import numpy as np
+from tqdm import tqdm
 
 from sjft_tf import bounds, files
 from sjft_tf.data import spec as spec_lib
@@ -74,10 +75,14 @@ def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
   reader = pipeline.ReaderConfig(batch_size=config.batch_size, resize_size=config.input_size,
                                  crop_size=config.input_size)
   ids, labels, features = [], [], []
-  for batch in pipeline.make_dataset(spec_dir, split, reader, training=False):
-    features.append(np.asarray(network(batch["image"], training=False), np.float32))
-    ids.append(batch["id"].numpy().astype(str))
-    labels.append(batch["label"].numpy())
+  spec = spec_lib.load_spec(spec_dir)
+  with tqdm(total=spec.split(split).num_examples, unit="img",
+            desc=f"features {spec.name}/{split}") as progress:
+    for batch in pipeline.make_dataset(spec_dir, split, reader, training=False):
+      features.append(np.asarray(network(batch["image"], training=False), np.float32))
+      ids.append(batch["id"].numpy().astype(str))
+      labels.append(batch["label"].numpy())
+      progress.update(len(ids[-1]))
   features = np.concatenate(features)
   features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
   ids, labels = np.concatenate(ids), np.concatenate(labels).astype(np.int32)
