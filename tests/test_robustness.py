@@ -434,10 +434,21 @@ def test_a_damaged_per_class_figure_is_made_again_not_reused(pipeline):
   assert evaluate.stored_evaluation(pipeline["run"], pipeline["target"], config) is not None
 
 
-def test_adding_a_selective_row_leaves_the_joint_rows_inputs_as_they_are(pipeline, tmp_path):
-  """joint_all and joint_random are made over the ranked round at --k0 whichever rows a
-  study holds: adding selective_learned (at a budget, another K0) changes neither."""
+def test_adding_a_selective_row_leaves_the_other_rows_inputs_as_they_are(
+    pipeline, tmp_path, monkeypatch):
+  """joint_all, joint_random and the deep-feature rows are made over the ranked round at
+  --k0 whichever rows a study holds: adding selective_learned (at a budget, another K0)
+  changes none of them (a deep round made over the budget's round was remade, with
+  other pools, when a rerun named other rows)."""
   from sjft_tf.experiments import ablation  # pylint: disable=g-import-not-at-top
+  from sjft_tf.selection import semantic  # pylint: disable=g-import-not-at-top
+  base = manifest.load(os.path.join(pipeline["selection"], "round_000"))
+  rng = np.random.default_rng(4)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  features = (unit(rng.normal(size=(len(base.target_ids), 8))),
+              unit(rng.normal(size=(len(base.source_ids), 8))))
+  monkeypatch.setattr(semantic, "base_features", lambda *args: features)
+
   def firsts(rows):
     config = ablation.AblationConfig(
         output_dir=str(tmp_path), learned_descriptors=pipeline["descriptors"],
@@ -445,12 +456,16 @@ def test_adding_a_selective_row_leaves_the_joint_rows_inputs_as_they_are(pipelin
         budget_images=6, train=train_lib.TrainConfig(output_dir="", model=fx.TINY_MODEL,
                                                      pairs=fx.PAIRS))
     return ablation.row_rounds(config, seed=0)
-  before = firsts(("target_only", "joint_all", "joint_random"))
-  after = firsts(("target_only", "joint_all", "joint_random", "selective_learned"))
+  others = ("target_only", "joint_all", "joint_random", "selective_deep", "selective_classes")
+  made = lambda folder: os.stat(os.path.join(folder, manifest.ARRAYS_FILENAME)).st_mtime_ns
+  before = firsts(others)
+  stamps = {row: made(folder) for row, folder in before.items() if folder}
+  after = firsts(others + ("selective_learned",))
   assert os.path.basename(os.path.dirname(after["selective_learned"])) != "learned_ranked"
-  for row in ("joint_all", "joint_random"):
+  for row in ("joint_all", "joint_random", "selective_deep", "selective_classes"):
     assert before[row] == after[row]
     assert manifest.fingerprint(before[row]) == manifest.fingerprint(after[row])
+    assert made(after[row]) == stamps[row], f"{row}'s round was made again"
 
 
 def test_a_damaged_timing_is_named_where_read_and_remade_by_selection(pipeline, caplog):

@@ -212,9 +212,9 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
       firsts[row] = learned
   size = config.budget_images or selected_images(learned)
   everything = np.arange(len(base.source_ids))
-  # The uniform rounds are made over the ranked round at --k0 whichever rows the study
-  # holds, so that adding a selective row leaves the joint_all and joint_random runs'
-  # inputs (and so the runs) as they are.
+  # The uniform and deep-feature rounds are made over the ranked round at --k0 whichever
+  # rows the study holds, so that adding a row leaves the other rows' inputs (and so
+  # their runs) as they are.
   ranked_folder = ranked(config.learned_descriptors, "learned", at_budget=False)[0]
   if "joint_all" in rows:
     firsts["joint_all"] = manifest.uniform_round(ranked_folder, everything,
@@ -228,10 +228,10 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
   cache = os.path.join(config.output_dir, "features")
   if "selective_deep" in rows:
     firsts["selective_deep"] = semantic.deep_round(
-        learned, root, config.features, base.params, size, cache)
+        ranked_folder, root, config.features, base.params, size, cache)
   if "selective_classes" in rows:
     firsts["selective_classes"] = semantic.classes_round(
-        learned, os.path.join(root, f"classes_{size}"), config.features, size, cache)
+        ranked_folder, os.path.join(root, f"classes_{size}"), config.features, size, cache)
   return firsts
 
 
