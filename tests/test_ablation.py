@@ -143,3 +143,9 @@ def test_the_budget_line_counts_images_by_the_batch_mix(first_round):
   line = reproduce.budget_line(config, rows)
   assert "sees 96,000 target images" in line and "288,000 source images" in line
   assert "3.2-3.2 passes over their 90,000-90,000 selected images" in line
+  # An iterative row's selection grows over its rounds: the range counts its last too.
+  rows["selective_learned_iterative"] = {"selected_images": 6_972,
+                                         "final_selected_images": 14_136}
+  assert "3.2-41.3 passes over their 6,972-90,000" in reproduce.budget_line(config, rows)
+  rows = {"selective_learned_iterative": rows["selective_learned_iterative"]}
+  assert "20.4-41.3 passes over their 6,972-14,136" in reproduce.budget_line(config, rows)

@@ -73,8 +73,9 @@ def budget_line(config: ablation.AblationConfig, rows: dict) -> str:
           f"images), the target-only row "
           + ("the same" if config.equal_target_images else
              f"{template.pairs.group_size} times as many"))
-  partial = [row["selected_images"] for name, row in rows.items()
-             if name != "target_only" and row["selected_images"]]
+  partial = [size for name, row in rows.items() if name != "target_only"  # both rounds
+             for size in (row["selected_images"], row.get("final_selected_images", 0))
+             if size]
   if partial:
     text += (f"; the joint rows also see {sources:,} source images ({sources / max(partial):.1f}"
              f"-{sources / min(partial):.1f} passes over their {min(partial):,}-"
