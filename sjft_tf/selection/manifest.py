@@ -241,24 +241,28 @@ def fingerprint(folder: str) -> str:
                            os.path.join(folder, ARRAYS_FILENAME))
 
 
+def round_is_whole(folder: str) -> bool:
+  """Whether a round folder holds a readable selection.json of this format, a whole
+  selection.npz and a readable (or absent) timing.json: the rule every reuse of a
+  stored round applies before comparing its inputs."""
+  try:
+    files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
+                              "sjft-select")
+    search_seconds(folder)
+  except (ValueError, FileNotFoundError):
+    return False
+  return files.npz_is_whole(os.path.join(folder, ARRAYS_FILENAME))
+
+
 def reusable_round(output_dir: str, inputs: str, search_method: str) -> str | None:
   """output_dir's round_000 when it was made by `search_method` from `inputs` (its
   `Provenance.inputs`; a round of an earlier version, which recorded none, is
   trusted), else None."""
   folder = round_dir(output_dir, 0)
-  if not os.path.exists(os.path.join(folder, JSON_FILENAME)):
+  if not round_is_whole(folder):  # absent or damaged: made again
     return None
-  try:  # a damaged round is made again
-    made = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
-                                     "sjft-select")["info"]
-  except ValueError:
-    return None
-  if not files.npz_is_whole(os.path.join(folder, ARRAYS_FILENAME)):
-    return None
-  try:
-    search_seconds(folder)
-  except ValueError:
-    return None  # its timing.json is damaged: the round is made again
+  made = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
+                                   "sjft-select")["info"]
   same = made.get(files.INPUTS_KEY) in (None, inputs)
   return folder if same and made["search"]["method"] == search_method else None
 

@@ -28,10 +28,9 @@ def _reusable_round(folder: str, descriptors_dir: str, params: manifest.Selectio
   """The round 0 already in `folder` when it was made the same way (parameters, and
   `descriptors`, the fingerprint of the descriptors to search: `files.matches`' rule
   for older rounds), else None; a damaged round is searched again."""
-  if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
+  if not manifest.round_is_whole(folder):  # absent or damaged: searched again
     return None
   try:
-    manifest.search_seconds(folder)  # a damaged timing.json: the search is run again
     existing = manifest.load(folder)
   except (ValueError, FileNotFoundError, KeyError, TypeError):
     return None
