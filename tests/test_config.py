@@ -109,7 +109,8 @@ def test_the_experiment_is_one_config_tree_on_the_command_line(tmp_path):
                       "--rows=target_only,selective_classes\n--seeds=3,4\n--k0_sweep=10,20\n"
                       "--eval_splits=val,test\n--views=centre\n--views=ten_crops\n"
                       "--learning_rate=0.02\n--l2sp_alpha=0.1\n--base=ResNet50V2\n"
-                      "--feature_weights=w.h5\n--budget_images=300\n")
+                      "--feature_weights=w.h5\n--budget_images=300\n"
+                      "--budget_sweep=300,900\n--budget_sweep_rows=joint_random,selective_deep\n")
   runner.parse_stage(reproduce, str(flagfile))
   config = reproduce._CONFIG()
   template = train.TrainConfig(output_dir="")
@@ -117,6 +118,7 @@ def test_the_experiment_is_one_config_tree_on_the_command_line(tmp_path):
       output_dir="runs/t", learned_descriptors="d", gabor_descriptors="",
       rows=("target_only", "selective_classes"), seeds=(3, 4), k0_sweep=(10, 20),
       eval_splits=("val", "test"), views=("centre", "ten_crops"), budget_images=300,
+      budget_sweep=(300, 900), budget_sweep_rows=("joint_random", "selective_deep"),
       feature_weights="w.h5",
       train=dataclasses.replace(
           template, target_spec_dir="data/t", strategy="one_device", total_steps=480,

@@ -468,6 +468,57 @@ def test_adding_a_selective_row_leaves_the_other_rows_inputs_as_they_are(
     assert made(after[row]) == stamps[row], f"{row}'s round was made again"
 
 
+def test_a_budget_sweep_trains_each_row_at_each_budget_and_reuses_the_tables_runs(
+    pipeline, tmp_path, monkeypatch):
+  """--budget_sweep: every row of budget_sweep_rows at every budget and seed, its own
+  selection of that size; at the table's budget the table's runs are the sweep's; a
+  rerun with complete_runs_only reads the same numbers and trains nothing."""
+  from sjft_tf.experiments import ablation, reproduce  # pylint: disable=g-import-not-at-top
+  from sjft_tf.selection import semantic  # pylint: disable=g-import-not-at-top
+  base = manifest.load(os.path.join(pipeline["selection"], "round_000"))
+  rng = np.random.default_rng(5)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  features = (unit(rng.normal(size=(len(base.target_ids), 8))),
+              unit(rng.normal(size=(len(base.source_ids), 8))))
+  monkeypatch.setattr(semantic, "base_features", lambda *args: features)
+  config = ablation.AblationConfig(
+      output_dir=str(tmp_path), learned_descriptors=pipeline["descriptors"],
+      gabor_descriptors="", rows=("joint_random",), seeds=(0, 1), eval_splits=("test",),
+      k0=10, max_neighbours=20, min_images_per_class=1, budget_images=6,
+      budget_sweep=(6, 12), budget_sweep_rows=("joint_random", "selective_classes"),
+      train=train_lib.TrainConfig(output_dir="", target_spec_dir=pipeline["target"],
+                                  model=fx.TINY_MODEL, pairs=fx.PAIRS, total_steps=2,
+                                  steps_per_epoch=1, strategy="one_device", verbose=0))
+  results = reproduce.run(config)
+  points = {(p["budget"], p["row"]): p for p in results["budget_sweep"]}
+  assert sorted(points) == [(6, "joint_random"), (6, "selective_classes"),
+                            (12, "joint_random"), (12, "selective_classes")]
+  assert all(len(p["runs"]) == 2 and len(p["test/centre/top1"]["values"]) == 2
+             for p in points.values())
+  assert points[6, "joint_random"]["selected_images"] == 6
+  assert points[12, "joint_random"]["selected_images"] == 12
+  # Whole classes until the budget is reached.
+  assert 12 <= points[12, "selective_classes"]["selected_images"] < 12 + 5
+  table_runs = [r["run_dir"] for r in results["rows"]["joint_random"]["runs"]]
+  assert [r["run_dir"] for r in points[6, "joint_random"]["runs"]] == table_runs
+  assert points[12, "joint_random"]["runs"][1]["run_dir"] == str(
+      tmp_path / "runs" / "joint_random_b12" / "seed1")
+  assert points[6, "joint_random"]["test/centre/top1"] == (
+      results["rows"]["joint_random"]["test/centre/top1"])
+  with open(tmp_path / "results.md") as f:
+    table = f.read()
+  assert "| budget (source images) | row |" in table and "| 12 | selective, deep class" in table
+  assert os.path.getsize(tmp_path / "figures" / "budget_sweep.png") > 0
+  model = lambda point: os.path.join(point["runs"][0]["run_dir"], outputs.MODEL_FILENAME)
+  stamps = {key: os.stat(model(p)).st_mtime_ns for key, p in points.items()}
+  again = reproduce.run(dataclasses.replace(config, complete_runs_only=True))
+  assert [(p["budget"], p["row"], p["test/centre/top1"]) for p in again["budget_sweep"]] == [
+      (p["budget"], p["row"], p["test/centre/top1"]) for p in results["budget_sweep"]]
+  assert all(os.stat(model(p)).st_mtime_ns == stamps[key] for key, p in points.items())
+  with pytest.raises(ValueError, match=r"budget_sweep_rows \['joint_all'\]"):
+    dataclasses.replace(config, budget_sweep_rows=("joint_all",))
+
+
 def test_a_damaged_timing_is_named_where_read_and_remade_by_selection(pipeline, caplog):
   folder = os.path.join(pipeline["selection"], "round_000")
   timing = os.path.join(folder, manifest.TIMING_FILENAME)

@@ -17,7 +17,8 @@ Rows (ROWS):
   linear_probe                 the target head alone trained, the base frozen
   lp_ft                        linear probe, then everything fine-tuned from it (Kumar
                                et al., ICLR 2022)
-plus a sweep of K0 (pool size per level) for selective_learned, one seed.
+plus a sweep of K0 (pool size per level) for selective_learned, one seed, and a sweep of
+the budget (source images) for chosen partial-source rows, every seed.
 
 Budget: with budget_images > 0 every row that uses part of the source uses that many
 source images (random: exactly; per-image selections: the smallest K0 whose pools
@@ -32,7 +33,8 @@ from there, so no row pays for random heads' gradients in its base. The linear_p
 row is that warm-up on the target alone (and lp_ft's first stage).
 
 Layout under `output_dir`: selections/<name>/round_000, runs/<row>/seed<N>/ (a training
-run with its evaluation), results.json, results.md and figures/.
+run with its evaluation; a budget-sweep run at a budget other than budget_images:
+runs/<row>_b<budget>/seed<N>), results.json, results.md and figures/.
 """
 
 import dataclasses
@@ -68,6 +70,9 @@ ROW_TITLES = {
 }
 LEARNED_ROWS = ("joint_all", "joint_random", "selective_learned",
                 "selective_learned_iterative", "selective_deep", "selective_classes")
+# Rows that use part of the source, sized by the budget (a budget sweep's rows).
+BUDGET_ROWS = ("joint_random", "selective_learned", "selective_gabor",
+               "selective_learned_iterative", "selective_deep", "selective_classes")
 
 
 @dataclasses.dataclass
@@ -87,6 +92,10 @@ class AblationConfig:
       settings are chosen, the test split once for the final table.
     k0: pool size per level of the selective rows (when budget_images is 0).
     k0_sweep: K0 values of a sweep of selective_learned (first seed); empty: none.
+    budget_sweep: budgets (source images) of a sweep of budget_sweep_rows, every seed;
+      a budget equal to budget_images reuses the table's runs. Empty: none.
+    budget_sweep_rows: the rows of the budget sweep (BUDGET_ROWS), e.g. joint_random
+      and the best selective row on validation.
     max_neighbours: neighbours ranked per target (caps pools).
     min_images_per_class: selected images a source class needs for a source-head output.
     seeds: one run per seed and row.
@@ -121,6 +130,8 @@ class AblationConfig:
   eval_splits: tuple[str, ...] = ("val",)
   k0: int = dataclasses.field(default=50, metadata={"flag": {"lower_bound": 1}})
   k0_sweep: tuple[int, ...] = ()
+  budget_sweep: tuple[int, ...] = ()
+  budget_sweep_rows: tuple[str, ...] = ("joint_random", "selective_learned")
   max_neighbours: int = dataclasses.field(default=1000, metadata={"flag": {"lower_bound": 1}})
   min_images_per_class: int = dataclasses.field(default=5,
                                                 metadata={"flag": {"lower_bound": 1}})
@@ -145,6 +156,13 @@ class AblationConfig:
     unknown = sorted(set(self.rows) - set(ROWS))
     if unknown:
       raise ValueError(f"unknown rows {unknown}; known: {list(ROWS)}")
+    if self.budget_sweep:
+      if min(self.budget_sweep) < 1:
+        raise ValueError(f"budget_sweep {list(self.budget_sweep)}: budgets must be >= 1")
+      outside = sorted(set(self.budget_sweep_rows) - set(BUDGET_ROWS))
+      if outside:
+        raise ValueError(f"budget_sweep_rows {outside} are not sized by a budget; "
+                         f"those that are: {list(BUDGET_ROWS)}")
     needing = sorted({"linear_probe", "lp_ft"} & set(self.rows))
     if needing and not self.head_warmup_steps:
       raise ValueError(f"rows {needing} need head_warmup_steps > 0")
@@ -159,6 +177,13 @@ class AblationConfig:
                                     alpha, self.feature_input_size)
     return semantic.FeatureConfig(model.base, self.feature_weights or model.weights,
                                   model.alpha, model.input_size)
+
+
+def budget_run_dir(config: AblationConfig, row: str, budget: int, seed: int) -> str:
+  """The run of `row` and `seed` at `budget` source images: the table's own run when
+  budget is config.budget_images, else runs/<row>_b<budget>/seed<N>."""
+  name = row if budget == config.budget_images else f"{row}_b{budget}"
+  return os.path.join(config.output_dir, "runs", name, f"seed{seed}")
 
 
 def selected_round(descriptors_dir: str, output_dir: str, params: manifest.SelectionParams) -> str:

@@ -172,3 +172,27 @@ def k0_sweep(points: list[dict], path: str, view: str = "centre") -> None:
   axes.set_title("Selective, no iteration: K0 sweep (seed 0)", fontsize=9)
   figure.tight_layout()
   files.save_figure_atomic(figure, path)
+
+
+def budget_sweep(points: list[dict], titles: dict, path: str, key: str,
+                 whole_source: dict | None = None) -> None:
+  """Accuracy (mean ± std over seeds, %) against the budget in source images, a line
+  per row; `whole_source` ({"mean", "std"} of the joint_all row) as a band."""
+  plt = files.pyplot()
+  figure, axes = plt.subplots(figsize=(5.5, 3.4))
+  for row in dict.fromkeys(p["row"] for p in points):
+    mine = sorted((p for p in points if p["row"] == row), key=lambda p: p["budget"])
+    axes.errorbar([p["budget"] for p in mine], [p[key]["mean"] * 100 for p in mine],
+                  yerr=[p[key]["std"] * 100 for p in mine], marker="o", capsize=3,
+                  label=titles.get(row, row))
+  if whole_source:
+    mean, std = whole_source["mean"] * 100, whole_source["std"] * 100
+    axes.axhline(mean, color="grey", linestyle="--", label="joint, all source")
+    axes.axhspan(mean - std, mean + std, color="grey", alpha=0.15)
+  axes.set_xscale("log")
+  axes.set_xlabel("budget (source images)")
+  axes.set_ylabel(f"{key} top-1 %".replace("/top1 top-1", " top-1"))
+  axes.set_title("Budget sweep (mean ± std over seeds)", fontsize=9)
+  axes.legend(fontsize=7)
+  figure.tight_layout()
+  files.save_figure_atomic(figure, path)

@@ -1,5 +1,6 @@
 """The ablation table as one call: every row and seed of an `AblationConfig` trained
-(or reused) and evaluated, the K0 sweep, the figures, results.json and results.md.
+(or reused) and evaluated, the K0 and budget sweeps, the figures, results.json and
+results.md.
 
   from sjft_tf.experiments import ablation, reproduce
   results = reproduce.run(ablation.AblationConfig(output_dir=..., ..., train=template))
@@ -32,8 +33,8 @@ def metric_keys(config: ablation.AblationConfig) -> list[tuple[str, str, str, st
 
 
 def markdown_table(rows: dict, sweep: list, config: ablation.AblationConfig,
-                   seconds: float) -> str:
-  """results.md: a row per table row (mean ± std in %), the sweep, the budget, times."""
+                   seconds: float, budget_sweep: list = ()) -> str:
+  """results.md: a row per table row (mean ± std in %), the sweeps, the budget, times."""
   keys = metric_keys(config)
   lines = ["| row | " + " | ".join(f"{split} {_SHORT_METRICS[metric]} % ({view})"
                                     for _, split, view, metric in keys)
@@ -54,8 +55,21 @@ def markdown_table(rows: dict, sweep: list, config: ablation.AblationConfig,
     for point in sweep:
       lines.append(f"| {point['k0']} | {point['selected_images']} | " + " | ".join(
           f"{point[k] * 100:.1f}" for k, *_, metric in keys if metric == "top1") + " |")
+  if budget_sweep:
+    lines += ["", "| budget (source images) | row | selected source images | " + " | ".join(
+        f"{split} {_SHORT_METRICS[metric]} % ({view})" for _, split, view, metric in keys)
+              + " | source head train % | seeds |",
+              "|---|---|---|" + "---|" * len(keys) + "---|---|"]
+    for point in budget_sweep:
+      lines.append(f"| {point['budget']:,} | {ablation.ROW_TITLES[point['row']]} | "
+                   f"{point['selected_images']:,} | " + " | ".join(
+                       f"{point[k]['mean'] * 100:.1f} ± {point[k]['std'] * 100:.1f}"
+                       for k, *_ in keys)
+                   + f" | {_mean_percent(point['runs'], 'source_train_accuracy')} | "
+                     f"{len(point['runs'])} |")
   runs = {r["run_dir"]: r["train_seconds"] for row in rows.values() for r in row["runs"]}
   runs.update({p["run_dir"]: p["train_seconds"] for p in sweep})
+  runs.update({r["run_dir"]: r["train_seconds"] for p in budget_sweep for r in p["runs"]})
   lines += ["", budget_line(config, rows),
             "", f"Training, all {len(runs)} runs: {sum(runs.values()) / 60:.0f} min; this "
                 f"invocation (reusing what was complete): {seconds / 60:.0f} min."]
@@ -131,7 +145,42 @@ def _mean_percent(runs: list[dict], key: str) -> str:
   return f"{np.mean(values) * 100:.1f}" if values else ""
 
 
-def _write_figures(config, rows: dict, sweep: list) -> None:
+def budget_sweep(config: ablation.AblationConfig) -> list[dict]:
+  """Every budget of config.budget_sweep, every row of config.budget_sweep_rows, every
+  seed: trained (or reused; with complete_runs_only only read) and evaluated.
+
+  Returns:
+    [{"budget", "row", "selected_images" (first seed's), key: {"values", "mean",
+    "std"} for every metric key, "runs": [per-seed records]}], in sweep order; a
+    point without any complete run is left out.
+  """
+  points = []
+  for budget in config.budget_sweep:
+    at_budget = dataclasses.replace(config, budget_images=budget)
+    measured = {row: [] for row in config.budget_sweep_rows}
+    for seed in config.seeds:
+      firsts = None if config.complete_runs_only else ablation.row_rounds(
+          at_budget, seed, rows=config.budget_sweep_rows)
+      for row in config.budget_sweep_rows:
+        logging.info("budget sweep: %s at %d source images, seed %d", row, budget, seed)
+        record = _measured(at_budget, row, seed, firsts,
+                           ablation.budget_run_dir(config, row, budget, seed),
+                           {"seed": seed}, with_final_round=False)
+        if record is not None:
+          measured[row].append(record)
+    for row, runs in measured.items():
+      if runs:
+        points.append({"budget": budget, "row": row,
+                       "selected_images": runs[0]["selected_images"], "runs": runs,
+                       **{key: ablation.summarise([r[key] for r in runs])
+                          for key, *_ in metric_keys(config)}})
+        print(f"budget {budget}, {row}: " + ", ".join(
+            f"{key} {points[-1][key]['mean']:.4f}" for key, *_ in metric_keys(config)),
+              flush=True)
+  return points
+
+
+def _write_figures(config, rows: dict, sweep: list, budget_points: list = ()) -> None:
   runs_dir, figures_dir = (os.path.join(config.output_dir, name)
                            for name in ("runs", "figures"))
   first_key, seed = metric_keys(config)[0][0], config.seeds[0]
@@ -160,17 +209,22 @@ def _write_figures(config, rows: dict, sweep: list) -> None:
                             f"joint run", key=figures.SOURCE_VALIDATION_KEY)
   if sweep:
     figures.k0_sweep(sweep, os.path.join(figures_dir, "k0_sweep.png"), first_key)
+  if budget_points:
+    figures.budget_sweep(budget_points, ablation.ROW_TITLES,
+                         os.path.join(figures_dir, "budget_sweep.png"), first_key,
+                         whole_source=rows.get("joint_all", {}).get(first_key))
 
 
 def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) -> dict:
   """Trains and evaluates every row and seed (reusing what is complete), then the K0
-  sweep; writes figures/, results.json and results.md under config.output_dir.
+  and budget sweeps; writes figures/, results.json and results.md under config.output_dir.
 
   Args:
     prepare_seconds: times of the data preparation before it (recorded as they are).
   Returns:
     results.json: {"rows": {row: {key: {"values", "mean", "std"}, "selected_images",
-    "final_selected_images", "runs": [...]}}, "k0_sweep": [...], "seconds", "config"}.
+    "final_selected_images", "runs": [...]}}, "k0_sweep": [...], "budget_sweep":
+    [...] (`budget_sweep`), "seconds", "config"}.
   """
   started = time.time()
   keys = metric_keys(config)
@@ -210,14 +264,16 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
     if record is not None:
       sweep.append(record)
       print(f"K0 {k0}: {record}", flush=True)
+  budget_points = budget_sweep(config)
   seconds = time.time() - started
-  _write_figures(config, rows, sweep)
-  results = {"rows": rows, "k0_sweep": sweep, "seconds": round(seconds, 1),
+  _write_figures(config, rows, sweep, budget_points)
+  results = {"rows": rows, "k0_sweep": sweep, "budget_sweep": budget_points,
+             "seconds": round(seconds, 1),
              # This call's unpack / ingest / descriptor times (a reused stage takes seconds).
              "prepare_seconds_this_call": prepare_seconds or {},
              "config": dataclasses.asdict(config)}
   files.write_json_atomic(os.path.join(config.output_dir, "results.json"), results)
-  table = markdown_table(rows, sweep, config, seconds)
+  table = markdown_table(rows, sweep, config, seconds, budget_points)
   files.write_text_atomic(os.path.join(config.output_dir, "results.md"), table + "\n")
   print(table)
   return results
