@@ -164,3 +164,33 @@ def test_class_report_counts_each_target_class_pools_and_lifts(first_round, tmp_
   readable = [f"readable {n}" for n in selection.source_class_names]
   top = report.class_report(selection, names, readable)["overall"]["top"][0]
   assert top["name"] == f"readable {top['source_class']}"
+
+
+def test_pooled_features_are_cached_reused_and_a_damaged_cache_computed_again(
+    first_round, tmp_path, monkeypatch, caplog, shared_data_dir):
+  """The cache is keyed by the images and the network; a truncated cache file is named
+  in a warning and replaced by the same features, never read as if whole (MobileNet
+  0.25 with the real ImageNet weights of ../shared)."""
+  from sjft_tf import files  # pylint: disable=g-import-not-at-top
+  from sjft_tf.training import model as model_lib  # pylint: disable=g-import-not-at-top
+  target = manifest.load(first_round).provenance.target.spec_dir
+  weights = os.path.join(os.path.dirname(shared_data_dir), "weights",
+                         "mobilenet_v1_0.25_imagenet", "mobilenet_2_5_224_tf_no_top.h5")
+  config = semantic.FeatureConfig(base="MobileNet", weights=weights, alpha=0.25,
+                                  input_size=fx.IMAGE_SIZE, batch_size=4)
+  ids, labels, features = semantic.pooled_features(target, "train", config, str(tmp_path))
+  assert len(ids) == len(labels) == spec_lib.load_spec(target).split("train").num_examples
+  np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
+  (cache,) = [tmp_path / name for name in os.listdir(tmp_path)]
+  build = model_lib.build_base
+  monkeypatch.setattr(model_lib, "build_base", lambda *a: pytest.fail("not reused"))
+  reused = semantic.pooled_features(target, "train", config, str(tmp_path))
+  np.testing.assert_array_equal(reused[2], features)
+  with open(cache, "r+b") as f:
+    f.truncate(os.path.getsize(cache) // 2)
+  monkeypatch.setattr(model_lib, "build_base", build)
+  again = semantic.pooled_features(target, "train", config, str(tmp_path))
+  assert str(cache) in caplog.text and "computed again" in caplog.text
+  np.testing.assert_array_equal(again[0], ids)
+  np.testing.assert_allclose(again[2], features, atol=1e-6)
+  assert files.npz_is_whole(str(cache))

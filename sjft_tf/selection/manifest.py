@@ -241,17 +241,23 @@ def fingerprint(folder: str) -> str:
                            os.path.join(folder, ARRAYS_FILENAME))
 
 
-def round_is_whole(folder: str) -> bool:
-  """Whether a round folder holds a readable selection.json of this format, a whole
-  selection.npz and a readable (or absent) timing.json: the rule every reuse of a
-  stored round applies before comparing its inputs."""
+def whole_round_info(folder: str) -> dict | None:
+  """The `info` of a round folder's selection.json when the folder holds a readable
+  selection.json of this format, a whole selection.npz and a readable (or absent)
+  timing.json, else None: the rule every reuse of a stored round applies before
+  comparing its inputs."""
   try:
-    files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
-                              "sjft-select")
+    payload = files.read_versioned_json(os.path.join(folder, JSON_FILENAME),
+                                        FORMAT_VERSION, "sjft-select")
     search_seconds(folder)
   except (ValueError, FileNotFoundError):
-    return False
-  return files.npz_is_whole(os.path.join(folder, ARRAYS_FILENAME))
+    return None
+  return payload["info"] if files.npz_is_whole(os.path.join(folder, ARRAYS_FILENAME)) else None
+
+
+def round_is_whole(folder: str) -> bool:
+  """Whether `whole_round_info` accepts the folder."""
+  return whole_round_info(folder) is not None
 
 
 def reusable_round(output_dir: str, inputs: str, search_method: str) -> str | None:
@@ -259,10 +265,9 @@ def reusable_round(output_dir: str, inputs: str, search_method: str) -> str | No
   `Provenance.inputs`; a round of an earlier version, which recorded none, is
   trusted), else None."""
   folder = round_dir(output_dir, 0)
-  if not round_is_whole(folder):  # absent or damaged: made again
+  made = whole_round_info(folder)
+  if made is None:  # absent or damaged: made again
     return None
-  made = files.read_versioned_json(os.path.join(folder, JSON_FILENAME), FORMAT_VERSION,
-                                   "sjft-select")["info"]
   same = made.get(files.INPUTS_KEY) in (None, inputs)
   return folder if same and made["search"]["method"] == search_method else None
 

@@ -15,6 +15,7 @@ import dataclasses
 import os
 
 import numpy as np
+from absl import logging
 from tqdm import tqdm
 
 from sjft_tf import bounds, files
@@ -52,15 +53,19 @@ def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
   With cache_dir, reads the cached npz of the same images (their fingerprint, not
   their folder) and settings, or writes it.
   """
-  path = None
+  path, spec = None, spec_lib.load_spec(spec_dir)
   if cache_dir:
-    images = spec_lib.load_spec(spec_dir).split_fingerprint(split)
-    key = files.fingerprint({"images": images, **dataclasses.asdict(config)})[:16]
+    key = files.fingerprint({"images": spec.split_fingerprint(split),
+                             **dataclasses.asdict(config)})[:16]
     path = os.path.join(cache_dir, f"features-{key}.npz")
-    if os.path.exists(path):
-      with np.load(path) as cached:
-        if int(cached["version"]) == FEATURES_VERSION:
-          return cached["ids"], cached["labels"], cached["features"]
+    try:  # a damaged or older cache is computed again (and replaced)
+      cached = files.load_npz(path, "computed again")
+      if int(cached["version"]) == FEATURES_VERSION:
+        return cached["ids"], cached["labels"], cached["features"]
+    except FileNotFoundError:
+      pass
+    except (ValueError, KeyError) as error:
+      logging.warning("features cache %s unreadable (%s): computed again", path, error)
   import keras  # pylint: disable=g-import-not-at-top (TF and Keras only when computing)
   from sjft_tf import applications
   from sjft_tf.data import pipeline
@@ -75,7 +80,6 @@ def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
   reader = pipeline.ReaderConfig(batch_size=config.batch_size, resize_size=config.input_size,
                                  crop_size=config.input_size)
   ids, labels, features = [], [], []
-  spec = spec_lib.load_spec(spec_dir)
   with tqdm(total=spec.split(split).num_examples, unit="img",
             desc=f"features {spec.name}/{split}") as progress:
     for batch in pipeline.make_dataset(spec_dir, split, reader, training=False):
