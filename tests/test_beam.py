@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from sjft_tf import files
 from sjft_tf.data import ingest, sources, synthetic
 from sjft_tf.descriptors import extract, store
 from sjft_tf.selection import manifest, search, select
@@ -94,6 +95,15 @@ def test_beam_exact_search_equals_the_local_one_and_resumes(both, tmp_path):
   assert partitions == [f"{i:05d}.npz" for i in range(4)]
   os.remove(os.path.join(work, "partitions", partitions[1]))
   os.remove(os.path.join(work, "neighbours.npz"))
+  # A truncated partition, and one whole but searched in other source bytes (stale):
+  # both searched again, neither read as it is.
+  damaged = os.path.join(work, "partitions", partitions[2])
+  with open(damaged, "r+b") as f:
+    f.truncate(os.path.getsize(damaged) // 2)
+  stale = os.path.join(work, "partitions", partitions[3])
+  stored = dict(np.load(stale))
+  files.save_npz_atomic(stale, **{**stored, "indices": stored["indices"][:, ::-1],
+                                  "source": np.array("another shard")})
   open(os.path.join(work, "partitions", f"00001.npz.tmp-{2**22 + 1}.npz"), "w").close()
   again, _ = select.initial_selection(local, str(tmp_path / "there"), params, config,
                                       write_subset=False, reuse=False)

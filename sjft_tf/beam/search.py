@@ -7,7 +7,10 @@ target (`search.partition_neighbours`: exact, or ScaNN candidates re-ranked by t
 exact divergence), writing each partition's top K to <work_dir>/partitions/ (atomic).
 A combine keeps every target's global top K (`exact.merge_top_k`, ties by source
 index). With exact search the neighbours equal the local exact search's. A rerun
-after a killed pipeline reuses the partitions already written.
+after a killed pipeline reuses the partitions already written when whole and made
+from the same shard bytes at the same offset (each records `files.fingerprint` of
+them); a damaged or stale partition is searched again, a damaged targets.npz written
+again.
 """
 
 import functools
@@ -16,6 +19,7 @@ import time
 
 import apache_beam as beam
 import numpy as np
+from absl import logging
 
 from sjft_tf import beam as beam_lib
 from sjft_tf import files
@@ -35,21 +39,40 @@ class _SearchPartition(beam.DoFn):
     self._work_dir, self._k, self._method, self._config = work_dir, k, method, config
 
   def setup(self):
-    with np.load(os.path.join(self._work_dir, TARGETS_FILENAME)) as data:
-      self._targets, self._weights = data["targets"], data["weights"]
+    data = files.load_npz(os.path.join(self._work_dir, TARGETS_FILENAME),
+                          "delete the search's work folder")
+    self._targets, self._weights = data["targets"], data["weights"]
 
   def process(self, element):
     index, shard_path, offset = element
     path = os.path.join(self._work_dir, "partitions", f"{index:05d}.npz")
-    if os.path.exists(path):  # written before a kill
-      with np.load(path) as data:
-        yield data["distances"], data["indices"]
+    source = files.fingerprint({"offset": offset}, shard_path)
+    stored = _partition_written_before(path, source)
+    if stored is not None:
+      yield stored
       return
     block = store.load_shard(shard_path).descriptors
     distances, indices = search_lib.partition_neighbours(
         self._targets, block, offset, self._weights, self._k, self._method, self._config)
-    files.save_npz_atomic(path, distances=distances, indices=indices)
+    files.save_npz_atomic(path, distances=distances, indices=indices, source=np.array(source))
     yield distances, indices
+
+
+def _partition_written_before(path: str, source: str):
+  """(distances, indices) of a partition file written before a kill from the same
+  shard bytes and offset (`source`), else None (absent, damaged or stale: named in a
+  warning, searched again)."""
+  try:
+    data = files.load_npz(path, "searched again")
+  except FileNotFoundError:
+    return None
+  except ValueError as error:
+    logging.warning("%s", error)
+    return None
+  if str(data.get("source", "")) != source:
+    logging.warning("%s was searched in another source shard: searched again", path)
+    return None
+  return data["distances"], data["indices"]
 
 
 def _merge_top_k(k: int, a, b):
@@ -76,13 +99,13 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
   work_dir = config.work_dir
   files.remove_stale_temporaries(os.path.join(work_dir, "partitions"))
   targets_path = os.path.join(work_dir, TARGETS_FILENAME)
-  if os.path.exists(targets_path):
-    with np.load(targets_path) as data:
-      if not (np.array_equal(data["targets"], targets) and data["k"] == k
-              and str(data["method"]) == method):
-        raise ValueError(f"{work_dir} holds a search of other targets or settings; "
-                         f"delete it or use another folder")
-  else:
+  if files.npz_is_whole(targets_path):
+    data = files.load_npz(targets_path, "")
+    if not (np.array_equal(data["targets"], targets) and data["k"] == k
+            and str(data["method"]) == method):
+      raise ValueError(f"{work_dir} holds a search of other targets or settings; "
+                       f"delete it or use another folder")
+  else:  # absent, or damaged (written again)
     files.save_npz_atomic(targets_path, targets=targets, weights=weights, k=k,
                           method=np.array(method))
   paths = store.shard_paths(descriptors_dir, "source")
