@@ -13,6 +13,7 @@ import pytest
 
 from sjft_tf import files
 from sjft_tf.data import ingest, sources, synthetic
+from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import extract, store
 from sjft_tf.selection import manifest, search, select
 
@@ -73,6 +74,29 @@ def test_beam_descriptors_equal_the_local_ones(both):
           np.testing.assert_array_equal(x[key], y[key], err_msg=f"{shard}/{key}")
   assert json.load(open(os.path.join(beam, beam_descriptors.FAILURES_FILENAME))) == []
   assert not [n for _, _, names in os.walk(beam) for n in names if ".tmp" in n]
+
+
+def test_a_damaged_or_stale_fit_file_is_fitted_again_to_the_same_edges(datasets, both,
+                                                                      tmp_path):
+  """A rerun reuses fit/ranges.npz and fit/counts.npz only when whole and made from the
+  same images and settings: a stale ranges file and a truncated counts file are
+  fitted again, and the edges equal the local fit's."""
+  target_dir, _ = datasets
+  local, beam = both
+  out = tmp_path / "d"
+  shutil.copytree(beam, out)
+  fit = out / beam_descriptors.FIT_DIRNAME
+  ranges = dict(np.load(fit / "ranges.npz"))
+  files.save_npz_atomic(str(fit / "ranges.npz"), **{**ranges, "lower": ranges["lower"] - 1,
+                                                     "inputs": np.array("other images")})
+  with open(fit / "counts.npz", "r+b") as f:
+    f.truncate(os.path.getsize(fit / "counts.npz") // 2)
+  config = _config(out)
+  edges = beam_descriptors.BeamPasses(config, TWO_WORKERS).fit_edges(
+      extract.make_bank(config.bank, config.dtype_policy), spec_lib.load_spec(target_dir),
+      "train")
+  np.testing.assert_array_equal(edges.edges, store.load_edges(local).edges)
+  assert files.npz_is_whole(str(fit / "counts.npz"))
 
 
 def test_beam_exact_search_equals_the_local_one_and_resumes(both, tmp_path):

@@ -8,7 +8,8 @@ Three pipelines, each over the input shards (one element per TFRecord shard):
 Each worker builds the Keras filter bank once (`DoFn.setup`) and runs the same
 per-shard functions as the local path (`extract.EdgeFitter`, `extract.extract_shard`),
 so the edges equal the local fit and the descriptor files are the same. Every file is
-written atomically; a rerun after a killed pipeline skips what is complete. A shard
+written atomically; a rerun after a killed pipeline skips what is complete (a fit file
+only when whole and made from the same images and settings). A shard
 a worker cannot read (a corrupt record) is reported in <output>/beam_failures.json and
 left out, not fatal: a rerun retries it.
 """
@@ -109,24 +110,30 @@ class BeamPasses:
     """The equal-mass edges of `spec`'s `split`: a min/max combine, then a sum."""
     shards = [(spec.directory, split, i) for i in range(len(spec.split(split).shards))]
     ranges_path, counts_path = self._fit_path("ranges.npz"), self._fit_path("counts.npz")
-    if not os.path.exists(ranges_path):
+    settings = {key: value for key, value in dataclasses.asdict(self.config).items()
+                if key not in ("output_dir", "show_progress", "storage")}
+    inputs = np.array(files.fingerprint({"settings": settings,
+                                         "images": spec.split_fingerprint(split)}))
+    ranges = _fit_written_before(ranges_path, inputs)
+    if ranges is None:
       with beam_lib.pipeline(self.pipeline_args) as p:
         _ = (p | "shards" >> beam.Create(shards)
              | "ranges" >> beam.ParDo(_Ranges(self.config))
              | "combine" >> beam.CombineGlobally(beam_lib.PairwiseCombine(_merge_ranges))
              | "save" >> beam.Map(lambda r: files.save_npz_atomic(
-                 ranges_path, lower=r[0], upper=r[1])))
-    with np.load(ranges_path) as data:
-      lower, upper = data["lower"], data["upper"]
-    if not os.path.exists(counts_path):
+                 ranges_path, lower=r[0], upper=r[1], inputs=inputs)))
+      ranges = files.load_npz(ranges_path, "rerun sjft-descriptors")
+    lower, upper = ranges["lower"], ranges["upper"]
+    counts = _fit_written_before(counts_path, inputs)
+    if counts is None:
       with beam_lib.pipeline(self.pipeline_args) as p:
         _ = (p | "shards" >> beam.Create(shards)
              | "counts" >> beam.ParDo(_Counts(self.config, lower, upper))
              | "sum" >> beam.CombineGlobally(sum)
-             | "save" >> beam.Map(lambda c: files.save_npz_atomic(counts_path, counts=c)))
-    with np.load(counts_path) as data:
-      counts = data["counts"]
-    return extract.edges_from_counts(counts, lower, upper, bank, self.config)
+             | "save" >> beam.Map(lambda c: files.save_npz_atomic(
+                 counts_path, counts=c, inputs=inputs)))
+      counts = files.load_npz(counts_path, "rerun sjft-descriptors")
+    return extract.edges_from_counts(counts["counts"], lower, upper, bank, self.config)
 
   def extract(self, jobs) -> list[list[str]]:
     """Descriptor shards of every (role, spec, split) job, one pipeline for all.
@@ -154,3 +161,19 @@ class BeamPasses:
     return [[out for i, out in enumerate(extract.shard_outputs(spec, split, role))
              if spec.shard_paths(split)[i] not in failed]
             for role, spec, split in jobs]
+
+
+def _fit_written_before(path: str, inputs: np.ndarray) -> dict | None:
+  """The arrays of a fit file written before a kill from the same images and settings
+  (`inputs`), else None (absent, damaged or stale: named in a warning, fitted again)."""
+  try:
+    data = files.load_npz(path, "fitted again")
+  except FileNotFoundError:
+    return None
+  except ValueError as error:
+    logging.warning("%s", error)
+    return None
+  if str(data.get("inputs", "")) != str(inputs):
+    logging.warning("%s was fitted on other images or settings: fitted again", path)
+    return None
+  return data
