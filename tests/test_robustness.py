@@ -568,3 +568,38 @@ def test_a_replaced_model_is_named_never_overwritten_and_an_older_report_trusts_
   finally:
     os.replace(original, run.model_path)
   assert outputs.TrainedRun.read(pipeline["run"]).model_problem() is None
+
+
+def test_an_extracted_file_removed_or_truncated_is_extracted_again(tmp_path, caplog):
+  """The stamp of an extraction lists what it extracted: a rerun restores a truncated
+  or removed file (naming it) instead of trusting the stamp; an untouched cache is
+  reused as it is, and a stamp of an earlier version (the archive's path) is trusted."""
+  import tarfile  # pylint: disable=g-import-not-at-top
+  from sjft_tf.data import archives  # pylint: disable=g-import-not-at-top
+  (tmp_path / "d" / "a").mkdir(parents=True)
+  contents = {"d/a/one.jpg": b"x" * 1000, "d/two.txt": b"y" * 10}
+  for name, data in contents.items():
+    (tmp_path / name).write_bytes(data)
+  archive = str(tmp_path / "d.tar.gz")
+  with tarfile.open(archive, "w:gz") as tar:
+    tar.add(tmp_path / "d", arcname="d")
+  cache = tmp_path / "cache"
+  archives.extract(archive, str(cache))
+  assert all((cache / n).read_bytes() == data for n, data in contents.items())
+  (stamp,) = [p for p in cache.iterdir() if p.name.startswith(".extracted-")]
+  made = (cache / "d/two.txt").stat().st_mtime_ns
+  with open(cache / "d/a/one.jpg", "r+b") as f:
+    f.truncate(500)
+  archives.extract(archive, str(cache))
+  assert f"{cache / 'd/a/one.jpg'} is missing or not its extracted size" in caplog.text
+  assert (cache / "d/a/one.jpg").read_bytes() == contents["d/a/one.jpg"]
+  (cache / "d/two.txt").unlink()
+  archives.extract(archive, str(cache))
+  assert (cache / "d/two.txt").read_bytes() == contents["d/two.txt"]
+  made = (cache / "d/two.txt").stat().st_mtime_ns
+  archives.extract(archive, str(cache))  # whole: nothing extracted
+  assert (cache / "d/two.txt").stat().st_mtime_ns == made
+  stamp.write_text(archive + "\n")  # an earlier version's stamp
+  (cache / "d/two.txt").unlink()
+  archives.extract(archive, str(cache))
+  assert not (cache / "d/two.txt").exists()

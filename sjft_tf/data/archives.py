@@ -2,14 +2,20 @@
 
 Used for the real datasets of the project's `../shared` folder (Oxford Flowers 102,
 Tiny ImageNet) and for any tarball a user has: members are extracted to a temporary
-folder and moved into place, and a stamp file marks an extraction complete.
+folder and moved into place, and a stamp file marks an extraction complete and lists
+each extracted file's size: a rerun extracts again when one is missing or truncated.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
 from collections.abc import Callable
+
+from absl import logging
+
+from sjft_tf import files
 
 SHARED_ENV = "SJFT_SHARED_DIR"
 
@@ -70,7 +76,7 @@ def extract(archive: str, cache_dir: str, include: Callable[[str], bool] | None 
   """
   stamp = os.path.join(cache_dir, ".extracted-" + hashlib.sha1(
       f"{os.path.abspath(archive)}|{tag}".encode()).hexdigest()[:16])
-  if os.path.exists(stamp):
+  if _extracted_whole(stamp, cache_dir):
     return cache_dir
   os.makedirs(cache_dir, exist_ok=True)
   tmp = f"{stamp}.tmp-{os.getpid()}"
@@ -78,12 +84,35 @@ def extract(archive: str, cache_dir: str, include: Callable[[str], bool] | None 
   with tarfile.open(archive) as tar:
     members = [m for m in tar.getmembers() if include is None or include(m.name)]
     tar.extractall(tmp, members=members, filter="data")
+  sizes = {}
   for dirpath, _, filenames in os.walk(tmp):
     target_dir = os.path.join(cache_dir, os.path.relpath(dirpath, tmp))
     os.makedirs(target_dir, exist_ok=True)
     for name in filenames:
+      relative = os.path.relpath(os.path.join(target_dir, name), cache_dir)
+      sizes[relative] = os.path.getsize(os.path.join(dirpath, name))
       os.replace(os.path.join(dirpath, name), os.path.join(target_dir, name))
   shutil.rmtree(tmp)
-  with open(stamp, "w") as f:
-    f.write(archive + "\n")
+  files.write_json_atomic(stamp, {"archive": archive, "sizes": sizes})
   return cache_dir
+
+
+def _extracted_whole(stamp: str, cache_dir: str) -> bool:
+  """Whether the files an extraction's stamp lists are all in cache_dir at their
+  extracted sizes (a file since removed or truncated: extracted again, named in a
+  warning). A stamp of an earlier version (the archive's path alone) is trusted."""
+  try:
+    with open(stamp) as f:
+      text = f.read()
+  except FileNotFoundError:
+    return False
+  try:
+    sizes = json.loads(text)["sizes"]
+  except (ValueError, KeyError, TypeError):
+    return bool(text.strip()) and not text.lstrip().startswith("{")
+  for relative, size in sizes.items():
+    path = os.path.join(cache_dir, relative)
+    if not os.path.isfile(path) or os.path.getsize(path) != size:
+      logging.warning("%s is missing or not its extracted size: extracting again", path)
+      return False
+  return True
