@@ -74,12 +74,14 @@ def test_resnet_scratch_presets_hold_the_source_val_split_out(name):
   features = config.features
   assert (features.base, features.alpha, features.input_size) == ("MobileNet", 0.25, 96)
   assert features.weights.endswith("mobilenet_2_5_224_tf_no_top.h5")
-  if target == "flowers102":  # the Gabor row: its bank holds the source val split out too
-    assert config.gabor_descriptors.endswith("descriptors_gabor")
-    with open(os.path.join(REPO, "flags", "descriptors",
-                           f"{target}_scratch_resnet_gabor.flags")) as f:
-      text = f.read()
-    assert "--source_splits=train\n" in text and "--bank=gabor" in text
+  # The Gabor row: its bank holds the source val split out too.
+  assert config.gabor_descriptors == f"runs/{target}_scratch_resnet/descriptors_gabor"
+  with open(os.path.join(REPO, "flags", "descriptors",
+                         f"{target}_scratch_resnet_gabor.flags")) as f:
+    text = f.read()
+  assert "--source_splits=train\n" in text and "--bank=gabor" in text
+  assert f"--target_dir=data/{target}\n" in text
+  assert f"--output_dir={config.gabor_descriptors}\n" in text
 
 
 def test_random_initialisation_is_random_and_not_the_pretrained_weights(shared_data_dir):
