@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 
 @contextlib.contextmanager
@@ -141,6 +142,23 @@ def npz_is_whole(path: str) -> bool:
     return True
   except (FileNotFoundError, ValueError):
     return False
+
+
+def npz_made_from(path: str, inputs: str, remedy: str) -> dict[str, np.ndarray] | None:
+  """The arrays of an .npz written (before a kill, or by an earlier call) from `inputs`
+  (a `fingerprint`, stored under INPUTS_KEY), else None: absent, damaged, or made from
+  other inputs (the last two named in a warning ending in `remedy`)."""
+  try:
+    data = load_npz(path, remedy)
+  except FileNotFoundError:
+    return None
+  except ValueError as error:
+    logging.warning("%s", error)
+    return None
+  if str(data.get(INPUTS_KEY, "")) != str(inputs):
+    logging.warning("%s was made from other inputs: %s", path, remedy)
+    return None
+  return data
 
 
 _TEMPORARY = re.compile(r"\.tmp[-.](\d+)")

@@ -127,7 +127,7 @@ def test_beam_exact_search_equals_the_local_one_and_resumes(both, tmp_path):
   stale = os.path.join(work, "partitions", partitions[3])
   stored = dict(np.load(stale))
   files.save_npz_atomic(stale, **{**stored, "indices": stored["indices"][:, ::-1],
-                                  "source": np.array("another shard")})
+                                  files.INPUTS_KEY: np.array("another shard")})
   open(os.path.join(work, "partitions", f"00001.npz.tmp-{2**22 + 1}.npz"), "w").close()
   again, _ = select.initial_selection(local, str(tmp_path / "there"), params, config,
                                       write_subset=False, reuse=False)

@@ -434,6 +434,18 @@ def test_a_damaged_per_class_figure_is_made_again_not_reused(pipeline):
   assert evaluate.stored_evaluation(pipeline["run"], pipeline["target"], config) is not None
 
 
+def _random_deep_features(pipeline, monkeypatch, seed: int) -> None:
+  """The deep-feature rows' pooled features replaced by random unit vectors of the
+  pipeline's targets and sources (no network)."""
+  from sjft_tf.selection import semantic  # pylint: disable=g-import-not-at-top
+  base = manifest.load(os.path.join(pipeline["selection"], "round_000"))
+  rng = np.random.default_rng(seed)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  features = (unit(rng.normal(size=(len(base.target_ids), 8))),
+              unit(rng.normal(size=(len(base.source_ids), 8))))
+  monkeypatch.setattr(semantic, "base_features", lambda *args: features)
+
+
 def test_adding_a_selective_row_leaves_the_other_rows_inputs_as_they_are(
     pipeline, tmp_path, monkeypatch):
   """joint_all, joint_random and the deep-feature rows are made over the ranked round at
@@ -441,13 +453,7 @@ def test_adding_a_selective_row_leaves_the_other_rows_inputs_as_they_are(
   changes none of them (a deep round made over the budget's round was remade, with
   other pools, when a rerun named other rows)."""
   from sjft_tf.experiments import ablation  # pylint: disable=g-import-not-at-top
-  from sjft_tf.selection import semantic  # pylint: disable=g-import-not-at-top
-  base = manifest.load(os.path.join(pipeline["selection"], "round_000"))
-  rng = np.random.default_rng(4)
-  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
-  features = (unit(rng.normal(size=(len(base.target_ids), 8))),
-              unit(rng.normal(size=(len(base.source_ids), 8))))
-  monkeypatch.setattr(semantic, "base_features", lambda *args: features)
+  _random_deep_features(pipeline, monkeypatch, seed=4)
 
   def firsts(rows):
     config = ablation.AblationConfig(
@@ -474,13 +480,7 @@ def test_a_budget_sweep_trains_each_row_at_each_budget_and_reuses_the_tables_run
   selection of that size; at the table's budget the table's runs are the sweep's; a
   rerun with complete_runs_only reads the same numbers and trains nothing."""
   from sjft_tf.experiments import ablation, reproduce  # pylint: disable=g-import-not-at-top
-  from sjft_tf.selection import semantic  # pylint: disable=g-import-not-at-top
-  base = manifest.load(os.path.join(pipeline["selection"], "round_000"))
-  rng = np.random.default_rng(5)
-  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
-  features = (unit(rng.normal(size=(len(base.target_ids), 8))),
-              unit(rng.normal(size=(len(base.source_ids), 8))))
-  monkeypatch.setattr(semantic, "base_features", lambda *args: features)
+  _random_deep_features(pipeline, monkeypatch, seed=5)
   config = ablation.AblationConfig(
       output_dir=str(tmp_path), learned_descriptors=pipeline["descriptors"],
       gabor_descriptors="", rows=("joint_random",), seeds=(0, 1), eval_splits=("test",),

@@ -114,7 +114,7 @@ class BeamPasses:
                 if key not in ("output_dir", "show_progress", "storage")}
     inputs = np.array(files.fingerprint({"settings": settings,
                                          "images": spec.split_fingerprint(split)}))
-    ranges = _fit_written_before(ranges_path, inputs)
+    ranges = files.npz_made_from(ranges_path, inputs, "fitted again")
     if ranges is None:
       with beam_lib.pipeline(self.pipeline_args) as p:
         _ = (p | "shards" >> beam.Create(shards)
@@ -124,7 +124,7 @@ class BeamPasses:
                  ranges_path, lower=r[0], upper=r[1], inputs=inputs)))
       ranges = files.load_npz(ranges_path, "rerun sjft-descriptors")
     lower, upper = ranges["lower"], ranges["upper"]
-    counts = _fit_written_before(counts_path, inputs)
+    counts = files.npz_made_from(counts_path, inputs, "fitted again")
     if counts is None:
       with beam_lib.pipeline(self.pipeline_args) as p:
         _ = (p | "shards" >> beam.Create(shards)
@@ -162,18 +162,3 @@ class BeamPasses:
              if spec.shard_paths(split)[i] not in failed]
             for role, spec, split in jobs]
 
-
-def _fit_written_before(path: str, inputs: np.ndarray) -> dict | None:
-  """The arrays of a fit file written before a kill from the same images and settings
-  (`inputs`), else None (absent, damaged or stale: named in a warning, fitted again)."""
-  try:
-    data = files.load_npz(path, "fitted again")
-  except FileNotFoundError:
-    return None
-  except ValueError as error:
-    logging.warning("%s", error)
-    return None
-  if str(data.get("inputs", "")) != str(inputs):
-    logging.warning("%s was fitted on other images or settings: fitted again", path)
-    return None
-  return data

@@ -19,7 +19,6 @@ import time
 
 import apache_beam as beam
 import numpy as np
-from absl import logging
 
 from sjft_tf import beam as beam_lib
 from sjft_tf import files
@@ -47,32 +46,16 @@ class _SearchPartition(beam.DoFn):
     index, shard_path, offset = element
     path = os.path.join(self._work_dir, "partitions", f"{index:05d}.npz")
     source = files.fingerprint({"offset": offset}, shard_path)
-    stored = _partition_written_before(path, source)
+    stored = files.npz_made_from(path, source, "searched again")  # before a kill
     if stored is not None:
-      yield stored
+      yield stored["distances"], stored["indices"]
       return
     block = store.load_shard(shard_path).descriptors
     distances, indices = search_lib.partition_neighbours(
         self._targets, block, offset, self._weights, self._k, self._method, self._config)
-    files.save_npz_atomic(path, distances=distances, indices=indices, source=np.array(source))
+    files.save_npz_atomic(path, distances=distances, indices=indices,
+                          **{files.INPUTS_KEY: np.array(source)})
     yield distances, indices
-
-
-def _partition_written_before(path: str, source: str):
-  """(distances, indices) of a partition file written before a kill from the same
-  shard bytes and offset (`source`), else None (absent, damaged or stale: named in a
-  warning, searched again)."""
-  try:
-    data = files.load_npz(path, "searched again")
-  except FileNotFoundError:
-    return None
-  except ValueError as error:
-    logging.warning("%s", error)
-    return None
-  if str(data.get("source", "")) != source:
-    logging.warning("%s was searched in another source shard: searched again", path)
-    return None
-  return data["distances"], data["indices"]
 
 
 def _merge_top_k(k: int, a, b):
