@@ -509,6 +509,8 @@ def test_a_budget_sweep_trains_each_row_at_each_budget_and_reuses_the_tables_run
     table = f.read()
   assert "| budget (source images) | row |" in table and "| 12 | selective, deep class" in table
   assert os.path.getsize(tmp_path / "figures" / "budget_sweep.png") > 0
+  first = points[12, "selective_classes"]["runs"][0]["first_round"]  # its class report
+  assert os.path.exists(os.path.join(first, report.JSON_FILENAME))
   model = lambda point: os.path.join(point["runs"][0]["run_dir"], outputs.MODEL_FILENAME)
   stamps = {key: os.stat(model(p)).st_mtime_ns for key, p in points.items()}
   again = reproduce.run(dataclasses.replace(config, complete_runs_only=True))

@@ -194,7 +194,9 @@ def _write_figures(config, rows: dict, sweep: list, budget_points: list = ()) ->
     if firsts.get(name):
       figures.neighbour_grid(firsts[name], os.path.join(figures_dir, f"neighbours_{name}.png"),
                              title=f"Nearest source images by {title}")
-  for folder in {f for f in firsts.values() if f}:
+  sweep_firsts = {run["first_round"] for point in budget_points for run in point["runs"]
+                  if run["seed"] == seed}
+  for folder in {f for f in firsts.values() if f} | sweep_firsts:
     report.write(manifest.load(folder), folder)
   figures.learning_curves(
       {name: os.path.join(runs_dir, name, f"seed{seed}", "history.csv") for name in rows},
