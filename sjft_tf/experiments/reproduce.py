@@ -58,15 +58,16 @@ def markdown_table(rows: dict, sweep: list, config: ablation.AblationConfig,
   if budget_sweep:
     lines += ["", "| budget (source images) | row | selected source images | " + " | ".join(
         f"{split} {_SHORT_METRICS[metric]} % ({view})" for _, split, view, metric in keys)
-              + " | source head train % | seeds |",
-              "|---|---|---|" + "---|" * len(keys) + "---|---|"]
+              + " | source head train % | source head held-out % | seeds |",
+              "|---|---|---|" + "---|" * len(keys) + "---|---|---|"]
     for point in budget_sweep:
       lines.append(f"| {point['budget']:,} | {ablation.ROW_TITLES[point['row']]} | "
                    f"{point['selected_images']:,} | " + " | ".join(
                        f"{point[k]['mean'] * 100:.1f} ± {point[k]['std'] * 100:.1f}"
                        for k, *_ in keys)
-                   + f" | {_mean_percent(point['runs'], 'source_train_accuracy')} | "
-                     f"{len(point['runs'])} |")
+                   + "".join(f" | {_mean_percent(point['runs'], key)}" for key in (
+                       "source_train_accuracy", "source_validation_accuracy"))
+                   + f" | {len(point['runs'])} |")
   runs = {r["run_dir"]: r["train_seconds"] for row in rows.values() for r in row["runs"]}
   runs.update({p["run_dir"]: p["train_seconds"] for p in sweep})
   runs.update({r["run_dir"]: r["train_seconds"] for p in budget_sweep for r in p["runs"]})
@@ -151,11 +152,11 @@ def budget_sweep(config: ablation.AblationConfig) -> list[dict]:
 
   Returns:
     [{"budget", "row", "selected_images" (first seed's), key: {"values", "mean",
-    "std"} for every metric key, "runs": [per-seed records]}], in sweep order; a
-    point without any complete run is left out.
+    "std"} for every metric key, "runs": [per-seed records]}], by budget, then in
+    budget_sweep_rows' order; a point without any complete run is left out.
   """
   points = []
-  for budget in config.budget_sweep:
+  for budget in sorted(set(config.budget_sweep)):
     at_budget = dataclasses.replace(config, budget_images=budget)
     measured = {row: [] for row in config.budget_sweep_rows}
     for seed in config.seeds:
