@@ -161,4 +161,3 @@ class BeamPasses:
     return [[out for i, out in enumerate(extract.shard_outputs(spec, split, role))
              if spec.shard_paths(split)[i] not in failed]
             for role, spec, split in jobs]
-

@@ -82,15 +82,16 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
   work_dir = config.work_dir
   files.remove_stale_temporaries(os.path.join(work_dir, "partitions"))
   targets_path = os.path.join(work_dir, TARGETS_FILENAME)
-  if files.npz_is_whole(targets_path):
+  try:
     data = files.load_npz(targets_path, "")
+  except (FileNotFoundError, ValueError):  # absent, or damaged: written again
+    files.save_npz_atomic(targets_path, targets=targets, weights=weights, k=k,
+                          method=np.array(method))
+  else:
     if not (np.array_equal(data["targets"], targets) and data["k"] == k
             and str(data["method"]) == method):
       raise ValueError(f"{work_dir} holds a search of other targets or settings; "
                        f"delete it or use another folder")
-  else:  # absent, or damaged (written again)
-    files.save_npz_atomic(targets_path, targets=targets, weights=weights, k=k,
-                          method=np.array(method))
   paths = store.shard_paths(descriptors_dir, "source")
   offsets = np.cumsum([0] + [len(store.load_ids_labels(p)[0]) for p in paths])
   elements = [(i, p, int(o)) for i, (p, o) in enumerate(zip(paths, offsets))]

@@ -146,6 +146,14 @@ def _mean_percent(runs: list[dict], key: str) -> str:
   return f"{np.mean(values) * 100:.1f}" if values else ""
 
 
+def _summarised(config: ablation.AblationConfig, runs: list[dict]) -> dict:
+  """{key: {"values", "mean", "std"} for every metric key, "selected_images" (the
+  first run's), "runs"} of one row's (or sweep point's) per-seed records."""
+  return {**{key: ablation.summarise([r[key] for r in runs])
+             for key, *_ in metric_keys(config)},
+          "selected_images": runs[0]["selected_images"], "runs": runs}
+
+
 def budget_sweep(config: ablation.AblationConfig) -> list[dict]:
   """Every budget of config.budget_sweep, every row of config.budget_sweep_rows, every
   seed: trained (or reused; with complete_runs_only only read) and evaluated.
@@ -171,10 +179,7 @@ def budget_sweep(config: ablation.AblationConfig) -> list[dict]:
           measured[row].append(record)
     for row, runs in measured.items():
       if runs:
-        points.append({"budget": budget, "row": row,
-                       "selected_images": runs[0]["selected_images"], "runs": runs,
-                       **{key: ablation.summarise([r[key] for r in runs])
-                          for key, *_ in metric_keys(config)}})
+        points.append({"budget": budget, "row": row, **_summarised(config, runs)})
         print(f"budget {budget}, {row}: " + ", ".join(
             f"{key} {points[-1][key]['mean']:.4f}" for key, *_ in metric_keys(config)),
               flush=True)
@@ -251,9 +256,8 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
       measured[name].append(record)
       print(f"{name} seed {seed}: " + ", ".join(
           f"{key} {record[key]:.4f}" for key, *_ in keys), flush=True)
-  rows = {name: {**{key: ablation.summarise([r[key] for r in runs]) for key, *_ in keys},
-                 "selected_images": runs[0]["selected_images"],
-                 "final_selected_images": runs[0]["final_selected_images"], "runs": runs}
+  rows = {name: {**_summarised(config, runs),
+                 "final_selected_images": runs[0]["final_selected_images"]}
           for name, runs in measured.items() if runs}
   sweep = []
   for k0 in config.k0_sweep:
