@@ -190,7 +190,13 @@ def test_pooled_features_are_cached_reused_and_a_damaged_cache_computed_again(
     f.truncate(os.path.getsize(cache) // 2)
   monkeypatch.setattr(model_lib, "build_base", build)
   again = semantic.pooled_features(target, "train", config, str(tmp_path))
-  assert str(cache) in caplog.text and "computed again" in caplog.text
+  assert caplog.text.count(str(cache)) == 1 and "computed again" in caplog.text
   np.testing.assert_array_equal(again[0], ids)
   np.testing.assert_allclose(again[2], features, atol=1e-6)
   assert files.npz_is_whole(str(cache))
+  caplog.clear()  # a whole cache of another format version is computed again too
+  files.save_npz_atomic(str(cache), version=semantic.FEATURES_VERSION - 1, ids=ids,
+                        labels=labels, features=np.zeros_like(features))
+  np.testing.assert_allclose(semantic.pooled_features(target, "train", config,
+                                                      str(tmp_path))[2], features, atol=1e-6)
+  assert "another version" in caplog.text and str(cache) in caplog.text

@@ -60,12 +60,13 @@ def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
     path = os.path.join(cache_dir, f"features-{key}.npz")
     try:  # a damaged or older cache is computed again (and replaced)
       cached = files.load_npz(path, "computed again")
-      if int(cached["version"]) == FEATURES_VERSION:
+      if int(cached.get("version", -1)) == FEATURES_VERSION:
         return cached["ids"], cached["labels"], cached["features"]
+      logging.warning("features cache %s is of another version: computed again", path)
     except FileNotFoundError:
       pass
-    except (ValueError, KeyError) as error:
-      logging.warning("features cache %s unreadable (%s): computed again", path, error)
+    except ValueError as error:  # (its message names the file and the remedy)
+      logging.warning("features cache: %s", error)
   import keras  # pylint: disable=g-import-not-at-top (TF and Keras only when computing)
   from sjft_tf import applications
   from sjft_tf.data import pipeline
