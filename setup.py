@@ -36,6 +36,7 @@ setuptools.setup(
     description="Selective joint fine-tuning (Ge & Yu, CVPR 2017) for Keras and TensorFlow",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["sjft_tf", "sjft_tf.*"]),
     install_requires=_requirements("requirements.txt"),

@@ -114,6 +114,16 @@ def test_evaluation_writes_what_the_model_predicts(run, tmp_path):
   centre = tf.nn.softmax(model(images, training=False)["target"]).numpy()
   assert results["views"]["centre"] == metrics.classification_metrics(
       labels, centre, trained.target_class_names)
+  # Whether each image is right, in spec order (the verdicts' paired intervals).
+  np.testing.assert_array_equal(
+      metrics.unpack_correct(results["views"]["centre"]["correct"], len(labels)),
+      centre.argmax(1) == labels)
+  # An evaluation written without them (an earlier version) is made again.
+  stored = json.loads(open(json_path).read())
+  del stored["views"]["centre"]["correct"]
+  open(json_path, "w").write(json.dumps(stored))
+  again = evaluate.evaluate(run_dir, spec_dir, evaluate.EvalConfig(views=("centre",)))
+  assert again["views"]["centre"]["correct"] == results["views"]["centre"]["correct"]
   # Ten crops: the mean of the softmax over the views of `ten_crops`.
   resized = [pipeline.decode_resized(ex["image/encoded"], ex["image/format"],
                                      ex["image/height"], ex["image/width"],

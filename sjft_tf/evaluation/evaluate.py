@@ -3,7 +3,8 @@
 Writes next to the model (the run folder):
   evaluation_<split>.json           per view (centre crop, ten crops): top-1, mean
                                     per-class accuracy, per-class accuracies, confusion
-                                    matrix (rows true, columns predicted)
+                                    matrix (rows true, columns predicted), whether
+                                    each image (spec order) is right (packed bits)
   evaluation_<split>_per_class.png  the per-class accuracies of each view
 """
 
@@ -128,8 +129,10 @@ def _image_is_whole(path: str) -> bool:
 
 def _reusable(earlier: dict | None, config: EvalConfig, png_path: str) -> bool:
   """The reuse rule: a stored evaluation of the same identity holding every view asked
-  for, whose per-class figure is whole (a damaged figure is made again with it)."""
+  for with its per-image results, whose per-class figure is whole (a damaged figure is
+  made again with it)."""
   return (earlier is not None and set(config.views) <= set(earlier["views"])
+          and all("correct" in earlier["views"][view] for view in config.views)
           and _image_is_whole(png_path))
 
 

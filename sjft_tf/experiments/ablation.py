@@ -44,7 +44,10 @@ import os
 import numpy as np
 
 from sjft_tf import applications, bounds, outputs
+from sjft_tf.data import spec as spec_lib
+from sjft_tf.descriptors import store as descriptor_store
 from sjft_tf.evaluation import evaluate as evaluate_lib
+from sjft_tf.experiments import policy
 from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
 
@@ -121,6 +124,14 @@ class AblationConfig:
     complete_runs_only: train, select and evaluate nothing; tabulate the runs already
       trained and evaluated (`completed`: the table of a study still in progress, each
       row's number of seeds shown).
+    target_epochs: > 0: the batches follow the target's size (policy.schedule): about
+      this many passes over its training images, cut into logged_epochs epochs of
+      logging (train.total_steps and train.steps_per_epoch are then set by `sized`).
+    logged_epochs: epochs of logging of target_epochs' schedule.
+    head_warmup_epochs: > 0: head_warmup_steps from the target's size
+      (policy.warmup_steps): this many passes over its training images.
+    budget_fraction: > 0: budget_images is this share of the source's images
+      (policy.budget_images), set by `sized`.
   """
   output_dir: str
   learned_descriptors: str
@@ -150,6 +161,10 @@ class AblationConfig:
       default=0.01, metadata={"flag": {"lower_bound": 0.0}})
   l2sp_row_alpha: float = dataclasses.field(default=0.1, metadata={"flag": {"lower_bound": 0.0}})
   complete_runs_only: bool = False
+  target_epochs: float = bounds.field(0.0, lower=0.0)
+  logged_epochs: int = bounds.field(10, lower=1)
+  head_warmup_epochs: float = bounds.field(0.0, lower=0.0)
+  budget_fraction: float = bounds.field(0.0, lower=0.0, upper=1.0)
 
   def __post_init__(self):
     bounds.check(self)
@@ -164,8 +179,9 @@ class AblationConfig:
         raise ValueError(f"budget_sweep_rows {outside} are not sized by a budget; "
                          f"those that are: {list(BUDGET_ROWS)}")
     needing = sorted({"linear_probe", "lp_ft"} & set(self.rows))
-    if needing and not self.head_warmup_steps:
-      raise ValueError(f"rows {needing} need head_warmup_steps > 0")
+    if needing and not (self.head_warmup_steps or self.head_warmup_epochs):
+      raise ValueError(f"rows {needing} need a head warm-up: --head_warmup_steps > 0 or "
+                       f"--head_warmup_epochs > 0")
 
   @property
   def features(self) -> semantic.FeatureConfig:
@@ -177,6 +193,30 @@ class AblationConfig:
                                     alpha, self.feature_input_size)
     return semantic.FeatureConfig(model.base, self.feature_weights or model.weights,
                                   model.alpha, model.input_size)
+
+
+def sized(config: AblationConfig) -> AblationConfig:
+  """config with the sizes its policies take from the data (policy.py): the schedule
+  from target_epochs and the target's training images, the warm-up from
+  head_warmup_epochs, budget_images from budget_fraction and the source's images (in
+  learned_descriptors). Fields whose policy is off (0) stay as they are."""
+  train, changes = config.train, {}
+  if config.target_epochs or config.head_warmup_epochs:
+    images = spec_lib.load_spec(train.target_spec_dir).splits[train.target_split].num_examples
+    per_batch = train.pairs.target_images_per_batch()
+    if config.target_epochs:
+      total, per_epoch = policy.schedule(images, per_batch, config.target_epochs,
+                                         config.logged_epochs)
+      changes["train"] = dataclasses.replace(train, total_steps=total,
+                                             steps_per_epoch=per_epoch)
+    if config.head_warmup_epochs:
+      changes["head_warmup_steps"] = policy.warmup_steps(images, per_batch,
+                                                         config.head_warmup_epochs)
+  if config.budget_fraction:
+    sources = sum(d["num_examples"] for d in descriptor_store.load_metadata(
+        config.learned_descriptors)["datasets"] if d["role"] == "source")
+    changes["budget_images"] = policy.budget_images(sources, config.budget_fraction)
+  return dataclasses.replace(config, **changes) if changes else config
 
 
 def budget_run_dir(config: AblationConfig, row: str, budget: int, seed: int) -> str:

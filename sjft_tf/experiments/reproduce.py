@@ -18,7 +18,7 @@ from absl import logging
 
 from sjft_tf import files, outputs
 from sjft_tf.data import spec as spec_lib
-from sjft_tf.experiments import ablation, figures
+from sjft_tf.experiments import ablation, figures, summary
 from sjft_tf.selection import manifest, report
 
 _SHORT_METRICS = {"top1": "top-1", "mean_per_class_accuracy": "mean per class"}
@@ -120,7 +120,12 @@ def _measured(config, row: str, seed: int, firsts: dict | None, run_dir: str, he
   if with_final_round:  # of the last round the run trained on
     record["final_selected_images"] = 0 if first_round is None else (
         ablation.selected_images(outputs.TrainedRun.read(run_dir).last_round))
-  return {**record, **{key: done["evaluation"][split]["views"][view][metric]
+  views = {f"{split}/{view}": done["evaluation"][split]["views"][view]
+           for split in config.eval_splits for view in config.views}
+  # Whether each image was right (summary.py's paired intervals) and the splits' sizes.
+  record["correct"] = {key: view["correct"] for key, view in views.items() if "correct" in view}
+  record["images"] = {key.split("/")[0]: view["images"] for key, view in views.items()}
+  return {**record, **{key: views[f"{split}/{view}"][metric]
                        for key, split, view, metric in metric_keys(config)}}
 
 
@@ -235,6 +240,7 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
     [...] (`budget_sweep`), "seconds", "config"}.
   """
   started = time.time()
+  config = ablation.sized(config)
   keys = metric_keys(config)
   runs_dir = os.path.join(config.output_dir, "runs")
   measured = {name: [] for name in config.rows}
@@ -275,12 +281,16 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
   seconds = time.time() - started
   _write_figures(config, rows, sweep, budget_points)
   results = {"rows": rows, "k0_sweep": sweep, "budget_sweep": budget_points,
+             "split_images": {split: n for row in rows.values() for run in row["runs"]
+                              for split, n in run["images"].items()},
              "seconds": round(seconds, 1),
              # This call's unpack / ingest / descriptor times (a reused stage takes seconds).
              "prepare_seconds_this_call": prepare_seconds or {},
              "config": dataclasses.asdict(config)}
   files.write_json_atomic(os.path.join(config.output_dir, "results.json"), results)
   table = markdown_table(rows, sweep, config, seconds, budget_points)
+  if rows:
+    table += "\n\n" + summary.markdown(results, ablation.ROW_TITLES)
   files.write_text_atomic(os.path.join(config.output_dir, "results.md"), table + "\n")
   print(table)
   return results
