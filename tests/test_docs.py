@@ -111,3 +111,18 @@ def test_every_command_shown_runs_its_help_and_knows_its_flags():
       if name not in known and not (name.startswith("no") and name[2:] in known):
         unknown.append(f"{tool} --{name}")
   assert not unknown, unknown
+
+
+def test_readme_numbers_about_our_studies_are_generated_from_results():
+  """README's answer table and its "When it pays" bullets are what tools/answer_table.py
+  makes from the committed results/*/results.json: no number of a study is typed by hand."""
+  sys.path.insert(0, REPO)
+  from tools import answer_table  # pylint: disable=g-import-not-at-top
+  table, bullets, _ = answer_table.readme_blocks(REPO)
+  with open(PAGES[0]) as f:
+    readme = f.read()
+  assert f"{answer_table.BEGIN}\n\n{table}\n\n{answer_table.END}" in readme
+  assert f"{answer_table.CLAIMS_BEGIN}\n\n{bullets}\n\n{answer_table.CLAIMS_END}" in readme
+  # The bullets hold the studies' numbers: e.g. LP-FT's test mean on Flowers, Lite0.
+  lite0 = answer_table.study_results(answer_table.STUDIES[3], REPO)
+  assert f"{lite0['rows']['lp_ft']['test/centre/top1']['mean'] * 100:.1f}" in bullets
