@@ -44,7 +44,7 @@ def test_every_row_gets_the_same_budget_and_its_own_selection_and_seed(first_rou
                                    gabor_descriptors="g", train=template, rounds=3)
   runs = {row: ablation.run_configs(config, row, 7, None if row == "target_only" else
                                     first_round, f"out/{row}")[-1]
-          for row in ablation.ROWS if row not in ("l2sp", "linear_probe", "lp_ft")}
+          for row in ablation.PAPER_ROWS}
   assert all((r.total_steps, r.steps_per_epoch, r.pairs.batch_size, r.optimizer, r.model)
              == (120, 10, fx.PAIRS.batch_size, template.optimizer, template.model)
              for name, r in runs.items() if name != "target_only")

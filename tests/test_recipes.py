@@ -215,6 +215,7 @@ def test_ablation_rows_chain_their_runs(problem):
   grouped = dataclasses.replace(config, train=dataclasses.replace(
       template, pairs=dataclasses.replace(fx.PAIRS, sources_per_target=3)))
   assert ablation.run_configs(grouped, "target_only", 0, None, "x")[0].pairs.batch_size == 2
-  with pytest.raises(ValueError, match="need head_warmup_steps"):
+  with pytest.raises(ValueError, match="need a head warm-up"):
     ablation.AblationConfig(output_dir="o", learned_descriptors="l", gabor_descriptors="",
                             train=template, rows=("lp_ft",))
+

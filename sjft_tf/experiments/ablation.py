@@ -17,6 +17,7 @@ Rows (ROWS):
   linear_probe                 the target head alone trained, the base frozen
   lp_ft                        linear probe, then everything fine-tuned from it (Kumar
                                et al., ICLR 2022)
+(each row one entry of rows.REGISTRY)
 plus a sweep of K0 (pool size per level) for selective_learned, one seed, and a sweep of
 the budget (source images) for chosen partial-source rows, every seed.
 
@@ -48,34 +49,17 @@ from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import store as descriptor_store
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.experiments import policy
+from sjft_tf.experiments import rows as rows_lib
 from sjft_tf.selection import manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
 
-ROWS = ("target_only", "joint_all", "joint_random", "selective_learned", "selective_gabor",
-        "selective_learned_iterative", "selective_deep", "selective_classes", "l2sp",
-        "linear_probe", "lp_ft")
-# The paper's table (and ours beside it before the no-source baselines): the default.
-PAPER_ROWS = ROWS[:8]
-# Rows without a source: one target-only run (or two, lp_ft).
-NO_SOURCE_ROWS = ("target_only", "l2sp", "linear_probe", "lp_ft")
-ROW_TITLES = {
-    "target_only": "fine-tune, no source",
-    "joint_all": "joint, all source",
-    "joint_random": "joint, random source",
-    "selective_learned": "selective, no iteration",
-    "selective_gabor": "selective, Gabor",
-    "selective_learned_iterative": "selective (iterative)",
-    "selective_deep": "selective, deep features",
-    "selective_classes": "selective, deep class means",
-    "l2sp": "fine-tune with L2-SP, no source",
-    "linear_probe": "linear probe, no source",
-    "lp_ft": "linear probe then fine-tune, no source",
-}
-LEARNED_ROWS = ("joint_all", "joint_random", "selective_learned",
-                "selective_learned_iterative", "selective_deep", "selective_classes")
-# Rows that use part of the source, sized by the budget (a budget sweep's rows).
-BUDGET_ROWS = ("joint_random", "selective_learned", "selective_gabor",
-               "selective_learned_iterative", "selective_deep", "selective_classes")
+# The rows (rows.REGISTRY) and their groups.
+ROWS = rows_lib.names()
+PAPER_ROWS = rows_lib.names(lambda r: r.in_paper)  # the paper's table: the default
+NO_SOURCE_ROWS = rows_lib.names(lambda r: not r.uses_source)
+ROW_TITLES = {name: row.title for name, row in rows_lib.REGISTRY.items()}
+LEARNED_ROWS = rows_lib.names(lambda r: r.from_learned_ranking)
+BUDGET_ROWS = rows_lib.names(lambda r: r.budget_sized)  # a budget sweep's rows
 
 
 @dataclasses.dataclass
@@ -264,39 +248,39 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
     return selected_round(descriptors_dir, os.path.join(root, f"{name}_k{chosen}"),
                           params), base
 
-  if "selective_gabor" in rows:
+  kinds = {rows_lib.REGISTRY[row].selection for row in rows}
+  made = {}
+  if "gabor" in kinds:
     if not config.gabor_descriptors:
       raise ValueError("the selective_gabor row needs gabor_descriptors")
-    firsts["selective_gabor"] = ranked(config.gabor_descriptors, "gabor")[0]
-  if not any(row in LEARNED_ROWS for row in rows):
-    return firsts
-  learned, base = ranked(config.learned_descriptors, "learned", at_budget=any(
-      row in rows for row in ("selective_learned", "selective_learned_iterative")))
-  for row in ("selective_learned", "selective_learned_iterative"):
-    if row in rows:
-      firsts[row] = learned
-  size = config.budget_images or selected_images(learned)
-  everything = np.arange(len(base.source_ids))
-  # The uniform and deep-feature rounds are made over the ranked round at --k0 whichever
-  # rows the study holds, so that adding a row leaves the other rows' inputs (and so
-  # their runs) as they are.
-  ranked_folder = ranked(config.learned_descriptors, "learned", at_budget=False)[0]
-  if "joint_all" in rows:
-    firsts["joint_all"] = manifest.uniform_round(ranked_folder, everything,
-                                                 os.path.join(root, "all"), "all")
-  if "joint_random" in rows:
-    random_rows = np.sort(np.random.default_rng(seed).choice(
-        everything, size=min(size, len(everything)), replace=False))
-    firsts["joint_random"] = manifest.uniform_round(
-        ranked_folder, random_rows, os.path.join(root, f"random_{size}_seed{seed}"),
-        "random")
-  cache = os.path.join(config.output_dir, "features")
-  if "selective_deep" in rows:
-    firsts["selective_deep"] = semantic.deep_round(
-        ranked_folder, root, config.features, base.params, size, cache)
-  if "selective_classes" in rows:
-    firsts["selective_classes"] = semantic.classes_round(
-        ranked_folder, os.path.join(root, f"classes_{size}"), config.features, size, cache)
+    made["gabor"] = ranked(config.gabor_descriptors, "gabor")[0]
+  if kinds & {"all", "random", "learned", "deep", "classes"}:
+    learned, base = ranked(config.learned_descriptors, "learned", at_budget="learned" in kinds)
+    made["learned"] = learned
+    size = config.budget_images or selected_images(learned)
+    everything = np.arange(len(base.source_ids))
+    # The uniform and deep-feature rounds are made over the ranked round at --k0 whichever
+    # rows the study holds, so that adding a row leaves the other rows' inputs (and so
+    # their runs) as they are.
+    ranked_folder = ranked(config.learned_descriptors, "learned", at_budget=False)[0]
+    cache = os.path.join(config.output_dir, "features")
+    if "all" in kinds:
+      made["all"] = manifest.uniform_round(ranked_folder, everything,
+                                           os.path.join(root, "all"), "all")
+    if "random" in kinds:
+      random_rows = np.sort(np.random.default_rng(seed).choice(
+          everything, size=min(size, len(everything)), replace=False))
+      made["random"] = manifest.uniform_round(
+          ranked_folder, random_rows, os.path.join(root, f"random_{size}_seed{seed}"),
+          "random")
+    if "deep" in kinds:
+      made["deep"] = semantic.deep_round(ranked_folder, root, config.features, base.params,
+                                         size, cache)
+    if "classes" in kinds:
+      made["classes"] = semantic.classes_round(
+          ranked_folder, os.path.join(root, f"classes_{size}"), config.features, size, cache)
+  firsts.update({row: made[rows_lib.REGISTRY[row].selection] for row in rows
+                 if rows_lib.REGISTRY[row].uses_source})
   return firsts
 
 
@@ -318,24 +302,26 @@ def warmup_config(config: AblationConfig, run: train_lib.TrainConfig,
 def run_configs(config: AblationConfig, row: str, seed: int, first_round: str | None,
                 run_dir: str) -> list[train_lib.TrainConfig]:
   """The training runs of one row and seed, in order (each starts from the one before;
-  the last is the row's model): the template with the row's selection and seed."""
+  the last is the row's model): the template with the row's selection and seed, chained
+  as the row's entry says (rows.CHAINS)."""
   template = config.train
+  chain = rows_lib.REGISTRY[row].chain
   epochs = template.total_steps // template.steps_per_epoch
-  rounds = config.rounds if row == "selective_learned_iterative" else 1
+  rounds = config.rounds if chain == "iterative" else 1
   if epochs % rounds:
     raise ValueError(f"{epochs} epochs do not split into {rounds} rounds")
   run = dataclasses.replace(template, output_dir=run_dir, first_round=first_round or "",
                             pairs=dataclasses.replace(template.pairs, seed=seed))
   if first_round is None:
     run = train_lib.target_only(run, run_dir, config.equal_target_images)
-    if row == "l2sp":
+    if chain == "l2sp":
       return [dataclasses.replace(
           run, l2sp=dataclasses.replace(run.l2sp, alpha=config.l2sp_row_alpha),
           optimizer=dataclasses.replace(run.optimizer, weight_decay=0.0))]
-    if row in ("linear_probe", "lp_ft"):
+    if chain in ("linear_probe", "lp_ft"):
       probe = warmup_config(config, run, os.path.join(
           os.path.dirname(os.path.dirname(run_dir)), "linear_probe", f"seed{seed}"))
-      return [probe] if row == "linear_probe" else [
+      return [probe] if chain == "linear_probe" else [
           probe, dataclasses.replace(run, initial_run=probe.output_dir)]
     return [run]
   run = dataclasses.replace(run, target_spec_dir="",
@@ -377,7 +363,8 @@ def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict
   """
   try:
     run = outputs.TrainedRun.read(run_dir)
-    chain = run_configs(config, row, seed, run.first_round or None, run_dir)
+    first_round = run.first_round or None
+    chain = run_configs(config, row, seed, first_round, run_dir)
     reports = [outputs.TrainedRun.read(c.output_dir).report for c in chain[:-1]]
   except (FileNotFoundError, ValueError, KeyError):
     return None
@@ -397,8 +384,7 @@ def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict
     evaluation[split] = stored
   reports.append(run.report)
   return {"report": run.report, "seconds": sum(r["seconds_this_call"] for r in reports),
-          "run_dir": run_dir, "first_round": run.first_round or None,
-          "evaluation": evaluation}
+          "run_dir": run_dir, "first_round": first_round, "evaluation": evaluation}
 
 
 def selected_images(round_folder: str) -> int:
