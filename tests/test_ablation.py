@@ -48,6 +48,11 @@ def test_every_row_gets_the_same_budget_and_its_own_selection_and_seed(first_rou
   assert all((r.total_steps, r.steps_per_epoch, r.pairs.batch_size, r.optimizer, r.model)
              == (120, 10, fx.PAIRS.batch_size, template.optimizer, template.model)
              for name, r in runs.items() if name != "target_only")
+  # The pre-training rows split the same batches between their two stages.
+  for row in ("pretrain_classes", "pretrain_all"):
+    chain = ablation.run_configs(config, row, 7, first_round, f"out/{row}")
+    assert sum(r.total_steps for r in chain) == 120
+    assert {r.pairs.batch_size for r in chain} == {fx.PAIRS.batch_size}
   # Equal target images a batch (the default): target-only takes the joint rows' half.
   assert runs["target_only"].pairs.batch_size == fx.PAIRS.batch_size // 2
   assert all(r.pairs.seed == 7 for r in runs.values())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sjft_tf import files
+from sjft_tf import files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.experiments import ablation
 from sjft_tf.selection import manifest
@@ -219,3 +219,44 @@ def test_ablation_rows_chain_their_runs(problem):
     ablation.AblationConfig(output_dir="o", learned_descriptors="l", gabor_descriptors="",
                             train=template, rows=("lp_ft",))
 
+
+def test_pretraining_row_trains_the_source_alone_then_the_target_from_its_base(
+    problem, tmp_path):
+  """pretrain_classes / pretrain_all (rows.REGISTRY): the selection alone for
+  pretrain_share of the epochs (one target image a batch, its loss weighing 0), then the
+  target alone with a fresh target head from that base, in batches of the joint size."""
+  template = train_lib.TrainConfig(output_dir="", target_spec_dir="", model=fx.TINY_MODEL,
+                                   pairs=fx.PAIRS, total_steps=40, steps_per_epoch=10)
+  config = ablation.AblationConfig(output_dir=str(tmp_path), learned_descriptors="l",
+                                   gabor_descriptors="", train=template, pretrain_share=0.75)
+  run_dir = str(tmp_path / "runs" / "pretrain_all" / "seed0")
+  source, target = ablation.run_configs(config, "pretrain_all", 0, problem, run_dir)
+  assert source.output_dir == os.path.join(run_dir, "pretrain") and source.first_round == problem
+  assert (source.total_steps, source.target_loss_weight) == (30, 0.0)
+  assert source.pairs.target_images_per_batch() == 1
+  assert source.pairs.batch_size == target.pairs.batch_size == fx.PAIRS.batch_size
+  assert (target.first_round, target.initial_run, target.total_steps) == ("", source.output_dir, 10)
+  assert target.fresh_target_head and target.target_spec_dir
+  with pytest.raises(ValueError, match="pretrain_share 1.0 of 4 epochs leaves 4"):
+    ablation.run_configs(dataclasses.replace(config, pretrain_share=1.0), "pretrain_all", 0,
+                         problem, run_dir)
+  reports = [train_lib.train(stage) for stage in (source, target)]
+  # The first stage's loss is the source head's alone (weighted 0.5).
+  logs = reports[0]["final_epoch_logs"]
+  assert logs["loss"] == pytest.approx(0.5 * logs["source_loss"], rel=1e-4)
+  pretrained = outputs.TrainedRun.read(source.output_dir).load_model()
+  finetuned = outputs.TrainedRun.read(run_dir)
+  assert finetuned.first_round == "" and "source_loss" not in finetuned.report["final_epoch_logs"]
+  saved = json.loads((tmp_path / "runs" / "pretrain_all" / "seed0" / "train_config.json").read_text())
+  assert saved["initial_run"] == "pretrain" and saved["fresh_target_head"]
+  # A fresh target head: copy_weights leaves a skipped head as initialised.
+  fresh = model_lib.build_joint_model(fx.TINY_MODEL, pretrained.get_layer("target").units,
+                                      pretrained.get_layer("source").units)
+  before = fresh.get_layer("target").get_weights()
+  copied = model_lib.copy_weights(pretrained, fresh, skip=("target",))
+  assert "target" not in copied and "source" in copied
+  for a, b in zip(before, fresh.get_layer("target").get_weights()):
+    np.testing.assert_array_equal(a, b)
+  base = next(l for l in fresh.layers if l.weights and l.name not in ("target", "source"))
+  for a, b in zip(base.get_weights(), pretrained.get_layer(base.name).get_weights()):
+    np.testing.assert_array_equal(a, b)

@@ -17,6 +17,9 @@ Rows (ROWS):
   linear_probe                 the target head alone trained, the base frozen
   lp_ft                        linear probe, then everything fine-tuned from it (Kumar
                                et al., ICLR 2022)
+  pretrain_classes, pretrain_all  the selection of selective_classes (or the whole
+                               source) alone first, then the target alone
+                               (`pretrain_configs`)
 (each row one entry of rows.REGISTRY)
 plus a sweep of K0 (pool size per level) for selective_learned, one seed, and a sweep of
 the budget (source images) for chosen partial-source rows, every seed.
@@ -116,6 +119,8 @@ class AblationConfig:
       (policy.warmup_steps): this many passes over its training images.
     budget_fraction: > 0: budget_images is this share of the source's images
       (policy.budget_images), set by `sized`.
+    pretrain_share: the share of the epochs the pre-training rows (pretrain_classes,
+      pretrain_all) train on the source alone before the target (`pretrain_configs`).
   """
   output_dir: str
   learned_descriptors: str
@@ -149,6 +154,7 @@ class AblationConfig:
   logged_epochs: int = bounds.field(10, lower=1)
   head_warmup_epochs: float = bounds.field(0.0, lower=0.0)
   budget_fraction: float = bounds.field(0.0, lower=0.0, upper=1.0)
+  pretrain_share: float = bounds.field(0.5, lower=0.0, upper=1.0)
 
   def __post_init__(self):
     bounds.check(self)
@@ -326,10 +332,35 @@ def run_configs(config: AblationConfig, row: str, seed: int, first_round: str | 
     return [run]
   run = dataclasses.replace(run, target_spec_dir="",
                             epochs_per_round=epochs // rounds if rounds > 1 else 0)
+  if chain == "pretrain":
+    return pretrain_configs(config, run, epochs)
   if not config.head_warmup_steps:
     return [run]
   warmup = warmup_config(config, run, os.path.join(run_dir, "warmup"))
   return [warmup, dataclasses.replace(run, initial_run=warmup.output_dir)]
+
+
+def pretrain_configs(config: AblationConfig, run: train_lib.TrainConfig,
+                     epochs: int) -> list[train_lib.TrainConfig]:
+  """The sequential recipe (pre-train on the source, then fine-tune; Cui et al. 2018,
+  Ngiam et al. 2018) at the joint rows' budget: the first round(pretrain_share x epochs)
+  epochs train on the selection alone (the source head; each batch holds one target
+  image, whose loss weighs 0, and batch_size - 1 source images), in run_dir/pretrain;
+  the rest train on the target alone with a fresh target head, from the first stage's
+  base, in batches of the same size. Both stages have their own cosine schedule."""
+  first = round(config.pretrain_share * epochs)
+  if not 0 < first < epochs:
+    raise ValueError(f"pretrain_share {config.pretrain_share} of {epochs} epochs leaves "
+                     f"{first} for pre-training: both stages need at least one epoch")
+  per_epoch, batch = run.steps_per_epoch, run.pairs.batch_size
+  source = dataclasses.replace(
+      run, output_dir=os.path.join(run.output_dir, "pretrain"), total_steps=first * per_epoch,
+      target_loss_weight=0.0, validation_split="",
+      pairs=dataclasses.replace(run.pairs, sources_per_target=batch - 1))
+  target = train_lib.target_only(run, run.output_dir)
+  return [source, dataclasses.replace(target, total_steps=(epochs - first) * per_epoch,
+                                      initial_run=source.output_dir,
+                                      fresh_target_head=True)]
 
 
 def train_and_evaluate(config: AblationConfig, row: str, seed: int, first_round,
@@ -364,6 +395,8 @@ def completed(config: AblationConfig, row: str, seed: int, run_dir: str) -> dict
   try:
     run = outputs.TrainedRun.read(run_dir)
     first_round = run.first_round or None
+    if rows_lib.REGISTRY[row].chain == "pretrain":  # the first stage has the selection
+      first_round = outputs.TrainedRun.read(os.path.join(run_dir, "pretrain")).first_round
     chain = run_configs(config, row, seed, first_round, run_dir)
     reports = [outputs.TrainedRun.read(c.output_dir).report for c in chain[:-1]]
   except (FileNotFoundError, ValueError, KeyError):

@@ -117,9 +117,11 @@ def _measured(config, row: str, seed: int, firsts: dict | None, run_dir: str, he
             **source_head_accuracies(done["report"]),
             "selected_images": 0 if first_round is None else ablation.selected_images(
                 first_round)}
-  if with_final_round:  # of the last round the run trained on
+  if with_final_round:  # of the last round the run trained on (a pre-training row's
+    # last run trains on the target alone: its first stage's round)
+    last_round = None if first_round is None else outputs.TrainedRun.read(run_dir).last_round
     record["final_selected_images"] = 0 if first_round is None else (
-        ablation.selected_images(outputs.TrainedRun.read(run_dir).last_round))
+        ablation.selected_images(last_round) if last_round else record["selected_images"])
   views = {f"{split}/{view}": done["evaluation"][split]["views"][view]
            for split in config.eval_splits for view in config.views}
   # Whether each image was right (summary.py's paired intervals) and the splits' sizes.

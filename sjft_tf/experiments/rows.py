@@ -18,8 +18,9 @@ SELECTIONS = (None, "all", "random", "learned", "gabor", "deep", "classes")
 # How its runs chain (ablation.run_configs): "joint", one joint run; "iterative", one run
 # of rounds; "target", fine-tuning on the target alone; "l2sp", the same with L2-SP;
 # "linear_probe", the target head on the frozen base; "lp_ft", that probe then
-# everything.
-CHAINS = ("joint", "iterative", "target", "l2sp", "linear_probe", "lp_ft")
+# everything; "pretrain", the source alone for a share of the batches, then the target
+# alone with a fresh head.
+CHAINS = ("joint", "iterative", "target", "l2sp", "linear_probe", "lp_ft", "pretrain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +74,9 @@ REGISTRY = {row.name: row for row in (
     Row("l2sp", "fine-tune with L2-SP, no source", None, "l2sp"),
     Row("linear_probe", "linear probe, no source", None, "linear_probe"),
     Row("lp_ft", "linear probe then fine-tune, no source", None, "lp_ft"),
+    Row("pretrain_classes", "pre-train on the class means' classes, then fine-tune",
+        "classes", "pretrain"),
+    Row("pretrain_all", "pre-train on all source, then fine-tune", "all", "pretrain"),
 )}
 
 

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from sjft_tf.evaluation import metrics
+from sjft_tf.experiments import rows as rows_lib
 from sjft_tf.experiments import verdict
 
 # The rows every other row is read against, and the rows read against the random subset.
@@ -70,12 +71,22 @@ def best_row(results: dict) -> dict:
 
 
 def comparisons(results: dict) -> list[tuple[str, str]]:
-  """(row, against) pairs of the verdict table: every row against target_only, and
-  every selective row against joint_random (the same budget: one study, one budget)."""
+  """(row, against) pairs of the verdict table: every row against target_only, every
+  selective row against joint_random (the same budget: one study, one budget), and
+  every pre-training row against the joint row of its selection."""
   rows = list(results["rows"])
   pairs = [(row, BASELINE_ROW) for row in rows if BASELINE_ROW in rows and row != BASELINE_ROW]
   if RANDOM_ROW in rows:
     pairs += [(row, RANDOM_ROW) for row in rows if row.startswith(SELECTIVE_PREFIX)]
+  # A sequential row against the joint row of the same selection (pre-train, then
+  # fine-tune, against training both at once).
+  for row in rows:
+    entry = rows_lib.REGISTRY.get(row)
+    if entry is not None and entry.chain == "pretrain":
+      pairs += [(row, other) for other in rows if other != row and (
+          rows_lib.REGISTRY.get(other) is not None
+          and rows_lib.REGISTRY[other].selection == entry.selection
+          and rows_lib.REGISTRY[other].chain == "joint")]
   return pairs
 
 

@@ -116,9 +116,10 @@ def build_joint_model(config: ModelConfig, target_classes: int,
     return keras.Model(images, outputs, name=f"sjft_{config.base.lower()}")
 
 
-def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
+def copy_weights(source: keras.Model, model: keras.Model, skip=()) -> list[str]:
   """Starts `model` (from `build_joint_model`) from another joint model's weights: the
-  base, and each head that `source` has with the same classes.
+  base, and each head that `source` has with the same classes, except the heads named
+  in `skip` (left as initialised).
 
   Returns:
     The names of the layers copied (the base's, and the heads').
@@ -127,7 +128,7 @@ def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
   """
   copied = []
   for layer in model.layers:
-    if not layer.weights:
+    if not layer.weights or layer.name in skip:
       continue
     try:
       other = source.get_layer(layer.name)

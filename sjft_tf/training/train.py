@@ -58,6 +58,9 @@ class TrainConfig:
       with the same classes; `model.copy_weights`) instead of model.weights alone:
       the second stage of linear-probe-then-fine-tune, or of a joint run whose fresh
       heads were first trained with the base frozen. "": model.weights.
+    fresh_target_head: with initial_run, the target head starts from its initialiser
+      even where initial_run has one of the same classes (its target head was not
+      trained: the second stage of pre-training on the source alone).
     model: the shared base and heads.
     optimizer: SGD, schedule, accumulation.
     pairs: batch (images of both domains), augmentation sizes, seed; its crop_size is
@@ -93,6 +96,7 @@ class TrainConfig:
   target_spec_dir: str = ""
   target_split: str = "train"
   initial_run: str = ""
+  fresh_target_head: bool = False
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   optimizer: optimization.OptimizerConfig = dataclasses.field(
       default_factory=optimization.OptimizerConfig)
@@ -417,7 +421,8 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   with strategy.scope():
     model = build_joint_model(config.model, len(target_classes), len(source_classes))
     if config.initial_run:
-      copy_weights(outputs.TrainedRun.read(config.initial_run).load_model(), model)
+      copy_weights(outputs.TrainedRun.read(config.initial_run).load_model(), model,
+                   skip=(TARGET_HEAD,) if config.fresh_target_head else ())
     regularization.apply_l2sp(model, config.l2sp)  # anchored where the run starts
     losses.compile_joint(model, optimization.make_optimizer(config.optimizer,
                                                             config.total_steps),
