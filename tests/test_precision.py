@@ -156,3 +156,39 @@ def test_gpu_check_smoke_runs_on_this_machine(tmp_path):
   assert len(divergence) == 3 and all(r["value"] > 0 for r in rows)
   # The products in 16 bits stay close to the float32 divergence.
   assert all(r["max_relative_error"] < 0.05 for r in divergence)
+
+
+def test_gpu_study_smoke_trains_every_row_under_jax(tmp_path):
+  """tools/gpu_study.py --smoke: the three rows trained a few batches from numpy arrays
+  under Keras' JAX backend (as on the GPU host, no TensorFlow in the loop), with the
+  augmentation's shapes and the joint batch's domain masks as the study uses them."""
+  done = subprocess.run(
+      [sys.executable, "-m", "tools.gpu_study", "--smoke", f"--output={tmp_path / 's.json'}"],
+      cwd=REPO, env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2"),
+      capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  import json  # pylint: disable=g-import-not-at-top
+  with open(tmp_path / "s.json") as f:
+    report = json.load(f)
+  assert report["device"] == "cpu"
+  assert [r["row"] for r in report["runs"]] == ["target_only", "joint_random",
+                                                  "selective_classes"]
+  assert all(0 <= r["val_top1"] <= 1 and r["steps"] == 4 for r in report["runs"])
+  assert "source_loss" in report["runs"][1]["final_logs"]
+  assert "source_loss" not in report["runs"][0]["final_logs"]
+  sys.path.insert(0, REPO)
+  from tools import gpu_study  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+  crops = gpu_study.augment(images, rng)
+  assert crops.shape == (5, 32, 32, 3) and crops.dtype == np.float32
+  # Every crop is a window of the reflect-padded image, perhaps flipped.
+  padded = np.pad(images[0], ((4, 4), (4, 4), (0, 0)), "reflect").astype(np.float32)
+  windows = [padded[r:r + 32, c:c + 32] for r in range(9) for c in range(9)]
+  assert any(np.array_equal(crops[0], w) or np.array_equal(crops[0], w[:, ::-1])
+             for w in windows)
+  arrays = gpu_study.smoke_arrays(rng)
+  batch_images, labels = next(gpu_study.batches(arrays, "selective_classes", rng))
+  assert batch_images.shape == (128, 32, 32, 3)
+  assert (labels["target"][:32] >= 0).all() and (labels["target"][32:] == -1).all()
+  assert (labels["source"][:32] == -1).all() and (labels["source"][32:] >= 0).all()
