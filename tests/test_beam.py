@@ -162,3 +162,138 @@ def test_a_corrupt_source_shard_is_reported_not_fatal_and_the_cli_runs(datasets,
   source_entry = store.load_metadata(str(out))["datasets"][1]
   assert len(source_entry["shards"]) == 3 and shard.replace(".tfrecord", ".npz") not in " ".join(
       source_entry["shards"])
+
+
+def _same_files(a, b, names) -> None:
+  for name in names:
+    assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def _descriptor_files(folder) -> list[str]:
+  return sorted(os.path.relpath(os.path.join(d, n), folder) for d, _, names in os.walk(folder)
+                for n in names if n.endswith(".npz") and not d.endswith("fit"))
+
+
+def test_dask_local_cluster_writes_the_local_files_and_neighbours(datasets, both, tmp_path):
+  """The DaskRunner on a LocalCluster of 2 worker processes over TCP (the engine a
+  multi-machine Dask cluster runs): descriptor files byte-equal to the local path's,
+  the failure list written (its tagged-output routing broke it), exact neighbours equal."""
+  from sjft_tf import beam as beam_lib  # pylint: disable=g-import-not-at-top
+  pytest.importorskip("dask.distributed")
+  target_dir, source_dir = datasets
+  local, _ = both
+  config = _config(tmp_path / "dask")
+  params = manifest.SelectionParams(k0=3, max_neighbours=25, min_images_per_class=2)
+  with beam_lib.runner_options("dask", workers=2) as args:
+    assert "--dask_partition_size=1" in args and any(
+        a.startswith("--dask_client_address=tcp://127.0.0.1:") for a in args)
+    extract.extract(config, target_dir, source_dir,
+                    workers=beam_descriptors.BeamPasses(config, args))
+    there, _ = select.initial_selection(
+        local, str(tmp_path / "there"), params,
+        search.SearchConfig(method="exact", pipeline_args=args), write_subset=False)
+  names = _descriptor_files(local)
+  assert names == _descriptor_files(config.output_dir) and len(names) == 8  # 7 + edges
+  _same_files(type(tmp_path)(local), tmp_path / "dask", names)
+  assert json.load(open(tmp_path / "dask" / beam_descriptors.FAILURES_FILENAME)) == []
+  here, _ = select.initial_selection(local, str(tmp_path / "here"), params,
+                                     search.SearchConfig(method="exact"), write_subset=False)
+  np.testing.assert_array_equal(here.neighbours, there.neighbours)
+  np.testing.assert_array_equal(here.distances, there.distances)
+
+
+def test_a_pipeline_whose_sink_is_dropped_is_refused_by_name(datasets, both, tmp_path,
+                                                            monkeypatch):
+  """A runner that silently skips a branch (the DaskRunner runs only the last of several
+  sinks) must not pass: the stage checks every file it expects after the pipeline."""
+  target_dir, source_dir = datasets
+  out = tmp_path / "d"
+  shutil.copytree(both[1], out, ignore=shutil.ignore_patterns("source"))
+  config = _config(out)
+  monkeypatch.setattr(beam_descriptors.files, "write_json_atomic", lambda *a, **k: None)
+  with pytest.raises(ValueError, match=r"the extraction pipeline ended without writing "
+                                       r".*beam_failures.json .*runner=DirectRunner"):
+    extract.extract(config, target_dir, source_dir,
+                    workers=beam_descriptors.BeamPasses(config, ["--runner=DirectRunner"]))
+
+
+def _free_port() -> int:
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_cli_against_a_started_dask_scheduler_and_two_workers(datasets, both, tmp_path):
+  """sjft-descriptors and sjft-select with --runner=dask --dask_address against a `dask
+  scheduler` and two `dask worker` processes on 127.0.0.1 (started and stopped here):
+  the same descriptor files and selection as the local path."""
+  pytest.importorskip("dask.distributed")
+  target_dir, source_dir = datasets
+  local, _ = both
+  port = _free_port()
+  address = f"tcp://127.0.0.1:{port}"
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  processes = [subprocess.Popen([os.path.join(BIN, "dask"), "scheduler", "--host",
+                                 "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+  try:
+    processes += [subprocess.Popen([os.path.join(BIN, "dask"), "worker", address,
+                                    "--nthreads", "1", "--no-dashboard", "--host",
+                                    "127.0.0.1"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env=env) for _ in range(2)]
+    from dask import distributed  # pylint: disable=g-import-not-at-top
+    with distributed.Client(address, timeout=60) as client:
+      client.wait_for_workers(2, timeout=120)
+    out = tmp_path / "d"
+    common = ["--runner=dask", f"--dask_address={address}"]
+    done = subprocess.run(
+        [os.path.join(BIN, "sjft-descriptors"), f"--target_dir={target_dir}",
+         f"--source_dir={source_dir}", f"--output_dir={out}", "--bank=gabor",
+         "--resize_size=64", "--crop_size=64", "--lookup_cells=1024", "--noprogress",
+         *common], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _same_files(type(tmp_path)(local), out, _descriptor_files(local))
+    for name, extra in (("here", []), ("there", common)):
+      done = subprocess.run(
+          [os.path.join(BIN, "sjft-select"), f"--descriptors_dir={local}",
+           f"--output_dir={tmp_path / name}", "--k0=3", "--max_neighbours=25",
+           "--min_images_per_class=2", "--search=exact", "--nowrite_subset", *extra],
+          capture_output=True, text=True, timeout=600, env=env)
+      assert done.returncode == 0, (name, done.stderr[-3000:])
+    here = manifest.load(str(tmp_path / "here" / "round_000"))
+    there = manifest.load(str(tmp_path / "there" / "round_000"))
+    np.testing.assert_array_equal(here.neighbours, there.neighbours)
+    np.testing.assert_array_equal(here.selected, there.selected)
+  finally:
+    for process in processes[::-1]:
+      process.terminate()
+    for process in processes:
+      try:
+        process.wait(timeout=30)
+      except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_runner_names_and_options_reach_the_beam_stages():
+  from sjft_tf import beam as beam_lib  # pylint: disable=g-import-not-at-top
+  from sjft_tf.cli import reproduce, run  # pylint: disable=g-import-not-at-top
+  assert beam_lib.runner_name("Dask") == "apache_beam.runners.dask.dask_runner.DaskRunner"
+  assert beam_lib.runner_name("direct") == "DirectRunner"
+  assert beam_lib.runner_name("my.pkg.MyRunner") == "my.pkg.MyRunner"
+  with beam_lib.runner_options("dask", ["--dask_npartitions=4"], dask_address="tcp://h:1") as a:
+    assert a == ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
+                 "--dask_npartitions=4", "--dask_client_address=tcp://h:1"]
+  with pytest.raises(ValueError, match="--dask_address needs --runner=dask, not flink"):
+    with beam_lib.runner_options("flink", dask_address="tcp://h:1"):
+      pass
+  with beam_lib.runner_options("") as args:
+    assert args == []
+  # sjft-run and sjft-reproduce hand their Beam flags to the descriptor and selection stages.
+  for module, required in ((run, ["--descriptors_flagfile=a", "--select_flagfile=b",
+                                  "--train_flagfile=c", "--eval_flagfile=d"]), (reproduce, [])):
+    module.FLAG_VALUES.unparse_flags()
+    module.FLAG_VALUES(["tool", *required, "--runner=dask", "--dask_address=tcp://h:1"],
+                       known_only=True)
+    assert module._BEAM.forwarded() == ["--runner=dask", "--dask_address=tcp://h:1"]
+    module.FLAG_VALUES.unparse_flags()

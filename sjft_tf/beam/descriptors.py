@@ -30,7 +30,6 @@ from sjft_tf.descriptors import extract, store
 
 FIT_DIRNAME = "fit"
 FAILURES_FILENAME = "beam_failures.json"
-_FAILED = "failed"
 
 
 class _Ranges(beam.DoFn):
@@ -65,8 +64,9 @@ class _Counts(_Ranges):
 
 
 class _Extract(beam.DoFn):
-  """(role, spec_dir, split, shard index) -> the descriptor shard written, or a failure
-  (tagged output) when the shard cannot be read."""
+  """(role, spec_dir, split, shard index) -> nothing when its descriptor shard is
+  written, a failure record when the shard cannot be read: one output (runners differ
+  in how they route tagged outputs; the written shards are checked on disk after)."""
 
   def __init__(self, config: extract.ExtractionConfig):
     self._config = config
@@ -81,13 +81,10 @@ class _Extract(beam.DoFn):
     role, spec_dir, split, index = element
     spec = spec_lib.load_spec(spec_dir)
     try:
-      yield element, extract.extract_shard(self._compute, spec, split, role, index,
-                                           self._config)
+      extract.extract_shard(self._compute, spec, split, role, index, self._config)
     except (tf.errors.OpError, ValueError) as error:
-      shard = spec.shard_paths(split)[index]
-      yield beam.pvalue.TaggedOutput(_FAILED, {
-          "shard": shard, "role": role, "split": split,
-          "error": " ".join(str(error).split())[:500]})
+      yield {"shard": spec.shard_paths(split)[index], "role": role, "split": split,
+             "error": " ".join(str(error).split())[:500]}
 
 
 @dataclasses.dataclass
@@ -122,6 +119,7 @@ class BeamPasses:
              | "combine" >> beam.CombineGlobally(beam_lib.PairwiseCombine(_merge_ranges))
              | "save" >> beam.Map(lambda r: files.save_npz_atomic(
                  ranges_path, lower=r[0], upper=r[1], inputs=inputs)))
+      self._check_written([ranges_path], "the ranges")
       ranges = files.load_npz(ranges_path, "rerun sjft-descriptors")
     lower, upper = ranges["lower"], ranges["upper"]
     counts = files.npz_made_from(counts_path, inputs, "fitted again")
@@ -132,6 +130,7 @@ class BeamPasses:
              | "sum" >> beam.CombineGlobally(sum)
              | "save" >> beam.Map(lambda c: files.save_npz_atomic(
                  counts_path, counts=c, inputs=inputs)))
+      self._check_written([counts_path], "the counts")
       counts = files.load_npz(counts_path, "rerun sjft-descriptors")
     return extract.edges_from_counts(counts["counts"], lower, upper, bank, self.config)
 
@@ -145,19 +144,33 @@ class BeamPasses:
     elements = [(role, spec.directory, split, i) for role, spec, split in jobs
                 for i in range(len(spec.split(split).shards))]
     failures_path = os.path.join(self.config.output_dir, FAILURES_FILENAME)
+    if os.path.exists(failures_path):  # of an earlier call: this pipeline writes it anew
+      os.remove(failures_path)
     with beam_lib.pipeline(self.pipeline_args) as p:
-      results = (p | "shards" >> beam.Create(elements)
-                 | "extract" >> beam.ParDo(_Extract(self.config)).with_outputs(
-                     _FAILED, main="written"))
-      _ = (results[_FAILED] | "gather" >> beam.combiners.ToList()
+      _ = (p | "shards" >> beam.Create(elements)
+           | "extract" >> beam.ParDo(_Extract(self.config))
+           | "gather" >> beam.combiners.ToList()
            | "save" >> beam.Map(lambda items: files.write_json_atomic(
                failures_path, sorted(items, key=lambda item: item["shard"]))))
+    self._check_written([failures_path], "the extraction")
     with open(failures_path) as f:
       self.failures = json.load(f)
     for item in self.failures:
       logging.warning("descriptors: %s left out (%s); rerun to retry", item["shard"],
                       item["error"])
     failed = {item["shard"] for item in self.failures}
-    return [[out for i, out in enumerate(extract.shard_outputs(spec, split, role))
-             if spec.shard_paths(split)[i] not in failed]
-            for role, spec, split in jobs]
+    written = [[out for i, out in enumerate(extract.shard_outputs(spec, split, role))
+                if spec.shard_paths(split)[i] not in failed]
+               for role, spec, split in jobs]
+    self._check_written([os.path.join(self.config.output_dir, out)
+                         for outs in written for out in outs], "the extraction")
+    return written
+
+  def _check_written(self, paths, what: str) -> None:
+    """Refuses, naming them, the files a pipeline should have written and did not."""
+    missing = beam_lib.missing_outputs(paths)
+    if missing:
+      shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+      raise ValueError(f"{what} pipeline ended without writing {shown} (the runner "
+                       f"{' '.join(a for a in self.pipeline_args if a.startswith('--runner'))} "
+                       f"dropped a step); run sjft-descriptors again, or on another runner")

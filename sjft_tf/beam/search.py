@@ -96,6 +96,8 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
   offsets = np.cumsum([0] + [len(store.load_ids_labels(p)[0]) for p in paths])
   elements = [(i, p, int(o)) for i, (p, o) in enumerate(zip(paths, offsets))]
   result_path = os.path.join(work_dir, NEIGHBOURS_FILENAME)
+  if os.path.exists(result_path):  # merged again from the partitions: checked below
+    os.remove(result_path)
   with beam_lib.pipeline(config.pipeline_args) as p:
     _ = (p | "partitions" >> beam.Create(elements)
          | "search" >> beam.ParDo(_SearchPartition(work_dir, k, method, config))
@@ -103,6 +105,12 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
              beam_lib.PairwiseCombine(functools.partial(_merge_top_k, k)))
          | "save" >> beam.Map(lambda r: files.save_npz_atomic(
              result_path, distances=r[0], indices=r[1])))
+  partitions = [os.path.join(work_dir, "partitions", f"{i:05d}.npz") for i, _, _ in elements]
+  missing = beam_lib.missing_outputs([*partitions, result_path])
+  if missing:
+    raise ValueError(f"the search pipeline ended without writing {', '.join(missing[:3])}"
+                     f"{' and more' if len(missing) > 3 else ''} (the runner dropped a step); "
+                     f"run sjft-select again, or on another runner")
   with np.load(result_path) as data:
     return search_lib.timed(method, start, len(targets), num_sources, data["distances"],
                             data["indices"])

@@ -20,7 +20,7 @@ from sjft_tf.descriptors import extract
 from sjft_tf.cli import beam_flags, config_flags, runner
 
 FLAG_VALUES = flags.FlagValues()
-_PIPELINE_ARGS = beam_flags.define(FLAG_VALUES)
+_RUNNER_OPTIONS = beam_flags.define(FLAG_VALUES)
 _TARGET_DIR = flags.DEFINE_string("target_dir", None, "Ingested target dataset (its spec folder).", required=True, flag_values=FLAG_VALUES)
 _SOURCE_DIR = flags.DEFINE_string("source_dir", None, "Ingested source dataset; omit to describe the target only.", flag_values=FLAG_VALUES)
 _TARGET_SPLITS = flags.DEFINE_list("target_splits", ["train"], "Target splits to describe.", flag_values=FLAG_VALUES)
@@ -47,13 +47,14 @@ def config_from_flags() -> extract.ExtractionConfig:
 def main(argv):
   del argv
   config = config_from_flags()
-  workers = None
-  if _PIPELINE_ARGS():
-    from sjft_tf.beam import descriptors as beam_descriptors  # pylint: disable=g-import-not-at-top
-    workers = beam_descriptors.BeamPasses(config, _PIPELINE_ARGS())
-  metadata = extract.extract(config, _TARGET_DIR.value, _SOURCE_DIR.value,
-                             _TARGET_SPLITS.value, _SOURCE_SPLITS.value, _FIT_SPLIT.value,
-                             workers)
+  with _RUNNER_OPTIONS() as pipeline_args:
+    workers = None
+    if pipeline_args:
+      from sjft_tf.beam import descriptors as beam_descriptors  # pylint: disable=g-import-not-at-top
+      workers = beam_descriptors.BeamPasses(config, pipeline_args)
+    metadata = extract.extract(config, _TARGET_DIR.value, _SOURCE_DIR.value,
+                               _TARGET_SPLITS.value, _SOURCE_SPLITS.value, _FIT_SPLIT.value,
+                               workers)
   groups = ", ".join(f"{name} {channels}" for name, channels in metadata["channel_groups"])
   print(f"descriptors in {config.output_dir}: {metadata['dimension']} values each "
         f"({metadata['num_channels']} channels [{groups}] x {config.bins} bins, "

@@ -19,7 +19,7 @@ import sjft_tf
 from sjft_tf import applications
 from sjft_tf.data import archives
 from sjft_tf.experiments import ablation, reproduce
-from sjft_tf.cli import config_flags, descriptors, ingest, runner, select
+from sjft_tf.cli import beam_flags, config_flags, descriptors, ingest, runner, select
 
 FLAG_VALUES = flags.FlagValues()
 _UNPACK = flags.DEFINE_list("unpack", [], "Archives under ../shared/data to unpack first (idempotent), as make shared-data does: ARCHIVE into --unpack_dir, ARCHIVE=FOLDER into --unpack_dir/FOLDER.", flag_values=FLAG_VALUES)
@@ -44,6 +44,8 @@ _CONFIG = config_flags.define(
                                      "mobilenet_2_5_224_tf_no_top.h5",
               "train.pairs.resize_size": 110, "train.pairs.batch_size": 64,
               "train.total_steps": 480, "train.steps_per_epoch": 32})
+# The Beam options of the descriptor and selection stages it prepares.
+_BEAM = beam_flags.define(FLAG_VALUES)
 _STAGES = {"sjft-ingest": ingest, "sjft-descriptors": descriptors, "sjft-select": select}
 
 
@@ -66,7 +68,8 @@ def main(argv):
     tool, flagfile = item.split("=", 1)
     if tool not in _STAGES:
       raise app.UsageError(f"--prepare_flagfiles: unknown tool {tool}; known: {sorted(_STAGES)}")
-    stage_seconds[item] = runner.run_stage(_STAGES[tool], flagfile)
+    beam = _BEAM.forwarded() if tool in ("sjft-descriptors", "sjft-select") else []
+    stage_seconds[item] = runner.run_stage(_STAGES[tool], flagfile, *beam)
   if _PREPARE_ONLY.value:
     print(f"prepared in {os.getcwd()} with sjft_tf of {os.path.dirname(sjft_tf.__file__)}: "
           + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stage_seconds.items()))

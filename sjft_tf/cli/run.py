@@ -22,10 +22,12 @@ from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.export import serving
 from sjft_tf.selection import manifest
 from sjft_tf.training import train as train_lib
-from sjft_tf.cli import (descriptors, evaluate, export, ingest, make_demo_data, runner,
-                         select, train)
+from sjft_tf.cli import (beam_flags, descriptors, evaluate, export, ingest, make_demo_data,
+                         runner, select, train)
 
 FLAG_VALUES = flags.FlagValues()
+# --runner, --beam_options, --beam_workers, --dask_address: passed to the Beam stages.
+_BEAM = beam_flags.define(FLAG_VALUES)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/demo", "Where the report goes.", flag_values=FLAG_VALUES)
 _DEMO_DATA = flags.DEFINE_string("demo_data_flagfile", "", "sjft-make-demo-data flag file (empty: bring your own data).", flag_values=FLAG_VALUES)
 _INGEST = flags.DEFINE_list("ingest_flagfiles", [], "sjft-ingest flag files, one per dataset.", flag_values=FLAG_VALUES)
@@ -87,8 +89,9 @@ def main(argv):
     seconds["demo data"] = runner.run_stage(make_demo_data, _DEMO_DATA.value)
   for i, flagfile in enumerate(_INGEST.value):
     seconds[f"ingest {i}"] = runner.run_stage(ingest, flagfile)
-  seconds["descriptors"] = runner.run_stage(descriptors, _DESCRIPTORS.value)
-  seconds["selection"] = runner.run_stage(select, _SELECT.value)
+  beam = _BEAM.forwarded()  # --runner etc. reach the Beam stages
+  seconds["descriptors"] = runner.run_stage(descriptors, _DESCRIPTORS.value, *beam)
+  seconds["selection"] = runner.run_stage(select, _SELECT.value, *beam)
   seconds["training"] = runner.run_stage(train, _TRAIN.value)
   train_config = train.config_from_flags()
   seconds["evaluation"] = runner.run_stage(evaluate, _EVAL.value)

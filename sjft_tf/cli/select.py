@@ -19,7 +19,7 @@ from sjft_tf.selection import levels, manifest, report, search, select, semantic
 from sjft_tf.cli import beam_flags, config_flags, runner
 
 FLAG_VALUES = flags.FlagValues()
-_PIPELINE_ARGS = beam_flags.define(FLAG_VALUES)
+_RUNNER_OPTIONS = beam_flags.define(FLAG_VALUES)
 _DESCRIPTORS_DIR = flags.DEFINE_string("descriptors_dir", None, "Descriptor folder (sjft-descriptors) for round 0.", flag_values=FLAG_VALUES)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Selection folder; rounds go to round_NNN inside (update: default beside the previous round).", flag_values=FLAG_VALUES)
 _PREVIOUS_ROUND = flags.DEFINE_string("previous_round", None, "A round folder to update from --predictions.", flag_values=FLAG_VALUES)
@@ -92,14 +92,14 @@ def main(argv):
     if not _OUTPUT_DIR.value:
       raise app.UsageError("--descriptors_dir needs --output_dir")
     params = _PARAMS()
-    config = _SEARCH(index_dir=f"{_OUTPUT_DIR.value}/index",
-                     pipeline_args=_PIPELINE_ARGS())
-    if _METHOD.value == "filter_bank":
-      selection, folder = select.initial_selection(_DESCRIPTORS_DIR.value, _OUTPUT_DIR.value,
-                                                   params, config, _TARGET_SPLIT.value,
-                                                   _WRITE_SUBSET.value, _REUSE.value)
-    else:
-      selection, folder = _semantic_round(params, config)
+    with _RUNNER_OPTIONS() as pipeline_args:
+      config = _SEARCH(index_dir=f"{_OUTPUT_DIR.value}/index", pipeline_args=pipeline_args)
+      if _METHOD.value == "filter_bank":
+        selection, folder = select.initial_selection(
+            _DESCRIPTORS_DIR.value, _OUTPUT_DIR.value, params, config, _TARGET_SPLIT.value,
+            _WRITE_SUBSET.value, _REUSE.value)
+      else:
+        selection, folder = _semantic_round(params, config)
   overall = report.write(selection, folder)["overall"]["top"]
   print(summary(selection, folder))
   print("  most selected source classes: " + ", ".join(
