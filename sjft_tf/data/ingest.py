@@ -166,6 +166,22 @@ def _check_classes(existing: spec_lib.DatasetSpec | None, class_names: list[str]
       f"this input has {len(class_names)} ({detail}); ingest into a new folder")
 
 
+def _earlier_spec(output_dir: str) -> spec_lib.DatasetSpec | None:
+  """The folder's spec from an earlier run, or None: none there, or a damaged one (made
+  again from this run's shards, said by name; the splits only it listed are lost)."""
+  path = spec_lib.spec_path(output_dir)
+  if not os.path.exists(path):
+    return None
+  try:
+    return spec_lib.load_spec(output_dir)
+  except ValueError as error:
+    if "is damaged" not in str(error):
+      raise
+    logging.warning("%s is damaged: made again from this run's splits (a split only it "
+                    "listed must be ingested again)", path)
+    return None
+
+
 def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
   """Writes `source` into `config.output_dir`; resumes where an earlier run stopped.
 
@@ -181,8 +197,7 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
   display_names = (spec_lib.read_display_names(config.display_names_file, source.class_names)
                    if config.display_names_file else None)
   os.makedirs(output_dir, exist_ok=True)
-  existing = (spec_lib.load_spec(output_dir)
-              if os.path.exists(spec_lib.spec_path(output_dir)) else None)
+  existing = _earlier_spec(output_dir)
   _check_classes(existing, source.class_names, output_dir)
   files.remove_stale_temporaries(output_dir)
   class_index = {name: i for i, name in enumerate(source.class_names)}

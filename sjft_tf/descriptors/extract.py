@@ -16,6 +16,7 @@ edges and the same descriptor files.
 import dataclasses
 import logging
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -303,7 +304,15 @@ def _check_earlier(metadata_path: str, fit: dict, jobs, inputs: list[str]) -> No
   files would be reused otherwise."""
   if not os.path.exists(metadata_path):
     return
-  earlier = store.load_metadata(os.path.dirname(metadata_path))
+  try:
+    earlier = store.load_metadata(os.path.dirname(metadata_path))
+  except ValueError as error:
+    if "is damaged" not in str(error):
+      raise
+    _remove_unvouched(os.path.dirname(metadata_path))
+    logging.warning("%s is damaged: the descriptors it recorded are made again (their "
+                    "settings cannot be checked without it)", metadata_path)
+    return
   if not files.matches(earlier["fit"], fit):
     raise ValueError(f"{metadata_path} was made with other settings or fitted on other "
                      f"images ({earlier['fit']}); use another --output_dir or delete it")
@@ -314,6 +323,16 @@ def _check_earlier(metadata_path: str, fit: dict, jobs, inputs: list[str]) -> No
       raise ValueError(f"{metadata_path}: its {role} descriptors of {spec.name}/{split} "
                        f"were made from other images (ingested again since); use another "
                        f"--output_dir or delete it")
+
+
+def _remove_unvouched(output_dir: str) -> None:
+  """Removes what a damaged metadata file vouched for: the metadata, the edges, the
+  fitting passes and every descriptor shard (made again by the run that finds it)."""
+  for name in (store.METADATA_FILENAME, store.EDGES_FILENAME, "beam_failures.json"):
+    if os.path.exists(os.path.join(output_dir, name)):
+      os.remove(os.path.join(output_dir, name))
+  for name in ("target", "source", "fit"):
+    shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
 def _bank_config(bank) -> dict:
