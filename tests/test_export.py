@@ -351,3 +351,21 @@ def test_a_damaged_version_is_never_reported_as_exported(run, tmp_path):
     assert os.path.basename(path) in happened
     serving.verify_version(version)
     assert sorted(os.listdir(export_dir)) == ["1"]
+
+
+def test_a_damaged_export_provenance_is_said_and_a_new_version_written(run, tmp_path):
+  """The highest version's assets.extra/sjft_export.json damaged: whose model that version
+  holds is unknown, so a new version is exported and the reason named in one line."""
+  run_dir, _ = run
+  config = serving.ExportConfig(run_dir=run_dir, export_dir=str(tmp_path / "export"))
+  first, happened = serving.current_export(config)
+  assert happened == "exported" and first.endswith("1")
+  assert serving.current_export(config) == (first, "reused")
+  record = os.path.join(first, serving.PROVENANCE_PATH)
+  with open(record, "w") as f:
+    f.write('{"run')
+  second, happened = serving.current_export(config)
+  assert second.endswith("2")
+  assert happened == (f"exported (a new version: {record} is damaged, so {first} cannot be "
+                      f"taken for this model)")
+  assert serving.current_export(config) == (second, "reused")

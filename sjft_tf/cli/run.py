@@ -117,6 +117,8 @@ def main(argv):
     if happened.startswith("replaced"):
       print(f"{export_path}: the version on disk was damaged and is exported again "
             f"{happened[len('replaced '):]}")
+    elif happened != "exported" and happened != "reused":
+      print(f"{export_path}: {happened}")
   first = manifest.load(run.first_round)
   last = manifest.load(run.last_round)
   target_spec_dir = first.provenance.target.spec_dir

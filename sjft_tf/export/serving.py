@@ -218,6 +218,10 @@ def current_export(config: ExportConfig) -> tuple[str, str]:
   trained = outputs.TrainedRun.read(config.run_dir)
   latest = latest_provenance(config.export_dir) or {}
   version_dir = os.path.join(config.export_dir, str(next_version(config.export_dir) - 1))
+  record = os.path.join(version_dir, PROVENANCE_PATH)
+  if not latest and os.path.exists(record):  # whose model it holds is unknown
+    return export_run(config, trained), (f"exported (a new version: {record} is damaged, "
+                                         f"so {version_dir} cannot be taken for this model)")
   if latest.get("model") != trained.model_fingerprint():
     return export_run(config, trained), "exported"
   try:
