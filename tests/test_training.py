@@ -484,7 +484,7 @@ def test_a_damaged_backup_or_history_is_never_resumed_from(problem, tmp_path, wh
   for name in ("history.csv", os.path.join("rounds", "round_001", "selection.npz")):
     original = (finished / name).read_bytes()
     _damage(finished / name, "half")
-    with pytest.raises(ValueError, match=f"{os.path.basename(name)}.*damaged: delete"):
+    with pytest.raises(ValueError, match=f"has a damaged file, .*{os.path.basename(name)}.*: delete"):
       train_lib.train(_config(problem, finished))
     (finished / name).write_bytes(original)
   stored = json.loads((finished / "train_report.json").read_text())

@@ -349,8 +349,8 @@ def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
   except ValueError as error:
     damaged = [str(error)]
   if damaged:
-    raise ValueError(f"{damaged[0]} of the finished run is damaged: delete {run_dir} to "
-                     f"train the run again")
+    raise ValueError(f"the finished run in {run_dir} has a damaged file, {damaged[0]}: "
+                     f"delete {run_dir} to train the run again")
   return run
 
 
