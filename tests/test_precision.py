@@ -138,17 +138,22 @@ def test_a_mixed_run_trains_evaluates_and_serves_float32_probabilities(problem, 
   assert abs(results["mixed_bfloat16"] - results["float32"]) <= 0.25, results
 
 
+def _smoke(module: str, backend: str, output) -> dict:
+  """Runs `python -m module --smoke --output=output` under a Keras backend; its JSON."""
+  done = subprocess.run([sys.executable, "-m", module, "--smoke", f"--output={output}"],
+                        cwd=REPO, env=dict(os.environ, KERAS_BACKEND=backend,
+                                           TF_CPP_MIN_LOG_LEVEL="2"),
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  import json  # pylint: disable=g-import-not-at-top
+  with open(output) as f:
+    return json.load(f)
+
+
 def test_gpu_check_smoke_runs_on_this_machine(tmp_path):
   """tools/gpu_check.py --smoke: every section at tiny sizes (TensorFlow's backend here;
   on the GPU host it runs under JAX without TensorFlow)."""
-  done = subprocess.run(
-      [sys.executable, "-m", "tools.gpu_check", "--smoke", f"--output={tmp_path / 'g.json'}"],
-      cwd=REPO, env=dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2"),
-      capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  import json  # pylint: disable=g-import-not-at-top
-  with open(tmp_path / "g.json") as f:
-    rows = json.load(f)["rows"]
+  rows = _smoke("tools.gpu_check", "tensorflow", tmp_path / "g.json")["rows"]
   names = [r["name"] for r in rows]
   assert any(n.startswith("train joint") for n in names)
   assert any(n.startswith("descriptors") for n in names)
@@ -162,14 +167,7 @@ def test_gpu_study_smoke_trains_every_row_under_jax(tmp_path):
   """tools/gpu_study.py --smoke: the three rows trained a few batches from numpy arrays
   under Keras' JAX backend (as on the GPU host, no TensorFlow in the loop), with the
   augmentation's shapes and the joint batch's domain masks as the study uses them."""
-  done = subprocess.run(
-      [sys.executable, "-m", "tools.gpu_study", "--smoke", f"--output={tmp_path / 's.json'}"],
-      cwd=REPO, env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2"),
-      capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  import json  # pylint: disable=g-import-not-at-top
-  with open(tmp_path / "s.json") as f:
-    report = json.load(f)
+  report = _smoke("tools.gpu_study", "jax", tmp_path / "s.json")
   assert report["device"] == "cpu"
   assert [r["row"] for r in report["runs"]] == ["target_only", "joint_random",
                                                   "selective_classes"]

@@ -18,6 +18,8 @@ import time
 from absl import app, flags
 import numpy as np
 
+from tools import jax_host
+
 _BASE = flags.DEFINE_string("base", "ResNet50V2", "keras.applications base.")
 _ALPHA = flags.DEFINE_float("alpha", None, "MobileNet width multiplier.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per batch, both domains.")
@@ -26,14 +28,6 @@ _TARGET_CLASSES = flags.DEFINE_integer("target_classes", 102, "Target-head outpu
 _SOURCE_CLASSES = flags.DEFINE_integer("source_classes", 200, "Source-head outputs.")
 _PRECISION = flags.DEFINE_enum("precision", "mixed_bfloat16", ["float32", "mixed_bfloat16", "mixed_float16"], "Keras dtype policy.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps (after 3 warm-up steps).")
-
-
-def _device() -> str:
-  import keras
-  if keras.backend.backend() == "jax":
-    import jax
-    return ", ".join(sorted({d.device_kind for d in jax.devices()}))
-  return keras.backend.backend()
 
 
 def main(argv):
@@ -63,7 +57,7 @@ def main(argv):
     logs = model.train_on_batch(images, labels, return_dict=True)
   seconds = time.perf_counter() - started
   print(f"{_BASE.value} + target/source heads, batch {batch}, {_IMAGE_SIZE.value} px, "
-        f"{_PRECISION.value}, backend {keras.backend.backend()} on {_device()}: "
+        f"{_PRECISION.value}, backend {keras.backend.backend()} on {jax_host.device()}: "
         f"{batch * _STEPS.value / seconds:.0f} images/s (loss {float(logs['loss']):.3f})")
 
 

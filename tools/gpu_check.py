@@ -27,6 +27,8 @@ import time
 from absl import app, flags
 import numpy as np
 
+from tools import jax_host
+
 _SMOKE = flags.DEFINE_bool("smoke", False, "Tiny sizes, a few steps: checks the script runs.")
 _OUTPUT = flags.DEFINE_string("output", "", "JSON file of the figures (written as they come).")
 _TIME_BUDGET = flags.DEFINE_float("time_budget_s", 420, "Skip what would start after this many seconds.")
@@ -36,14 +38,6 @@ _SECTIONS = flags.DEFINE_list("sections", ["training", "descriptors", "divergenc
 ANCHORS = {"joint_resnet50_bf16_images_per_s": 3800.0,
            "alexnet_bank_descriptors_images_per_s": 41500.0,
            "divergence_fp16_pairs_per_s": 6.2e8}
-
-
-def _device() -> str:
-  import keras
-  if keras.backend.backend() == "jax":
-    import jax
-    return ", ".join(sorted({d.device_kind for d in jax.devices()}))
-  return keras.backend.backend()
 
 
 def _sync(value):
@@ -89,7 +83,7 @@ class Report:
   def write(self):
     if self.path:
       with open(self.path, "w") as f:
-        json.dump({"device": _device(), "smoke": _SMOKE.value, "rows": self.rows}, f, indent=1)
+        json.dump({"device": jax_host.device(), "smoke": _SMOKE.value, "rows": self.rows}, f, indent=1)
 
 
 def _train_rate(base: str, size: int, batch: int, policy: str, jit: bool, joint: bool,
@@ -236,7 +230,7 @@ def main(argv):
   del argv
   import keras
   report = Report(_OUTPUT.value)
-  print(f"backend {keras.backend.backend()} on {_device()}"
+  print(f"backend {keras.backend.backend()} on {jax_host.device()}"
         f"{' (smoke: tiny sizes)' if _SMOKE.value else ''}", flush=True)
   sections = {"training": training, "descriptors": descriptors, "divergence": divergence}
   for name in _SECTIONS.value:

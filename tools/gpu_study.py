@@ -33,6 +33,8 @@ import time
 from absl import app, flags
 import numpy as np
 
+from tools import jax_host
+
 _PREPARE = flags.DEFINE_bool("prepare", False, "Write --arrays from --reproduce_flagfile's data and selections (needs TensorFlow), then stop.")
 _REPRODUCE_FLAGFILE = flags.DEFINE_string("reproduce_flagfile", "flags/reproduce/flowers102_scratch_resnet.flags", "The sjft-reproduce preset whose target, source, budget and selections the arrays hold.")
 _BUDGET = flags.DEFINE_integer("budget_images", 6740, "The partial-source rows' budget (source images).")
@@ -180,14 +182,6 @@ def train_row(arrays: dict, row: str, steps: int, steps_per_epoch: int) -> dict:
           "final_logs": {k: float(v[-1]) for k, v in history.history.items()}}
 
 
-def device() -> str:
-  import keras  # pylint: disable=g-import-not-at-top
-  if keras.backend.backend() == "jax":
-    import jax  # pylint: disable=g-import-not-at-top
-    return ", ".join(sorted({d.device_kind for d in jax.devices()}))
-  return keras.backend.backend()
-
-
 def main(argv):
   del argv
   if _PREPARE.value:
@@ -200,7 +194,7 @@ def main(argv):
       arrays = dict(stored)
     lengths = [int(m) * _BASE_STEPS.value for m in _MULTIPLIERS.value]
     per_epoch = _BASE_STEPS.value
-  report = {"device": device(), "seed": _SEED.value, "runs": []}
+  report = {"device": jax_host.device(), "seed": _SEED.value, "runs": []}
   for steps in lengths:
     for row in _ROWS.value:
       report["runs"].append(train_row(arrays, row, steps, per_epoch))
