@@ -28,9 +28,9 @@ def test_cache_dir() -> str:
 # The longest files first: `make test` runs the suite on 2 processes (pytest-xdist,
 # --dist loadfile --no-loadscope-reorder, which keeps this order instead of putting
 # files with many tests first), and a long file left for last would run alone.
-_LONGEST_FIRST = ("test_run.py", "test_robustness.py", "test_reproduce.py",
-                  "test_precision.py", "test_training.py", "test_beam.py", "test_export.py",
-                  "test_recipes.py")
+_LONGEST_FIRST = ("test_run.py", "test_robustness.py", "test_beam.py", "test_reproduce.py",
+                  "test_precision.py", "test_training.py", "test_export.py",
+                  "test_snippets.py", "test_remakes.py", "test_recipes.py")
 
 
 def pytest_collection_modifyitems(items):
