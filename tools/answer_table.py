@@ -18,8 +18,15 @@ from absl import app, flags
 from sjft_tf import files
 from sjft_tf.experiments import summary
 
-_README = flags.DEFINE_string("readme", "README.md", "The README whose answer block is rewritten.")
-_OUTPUT = flags.DEFINE_string("output_dir", "results", "Where answer.md and answer.png go.")
+# Its flags are defined when it runs as a script, so that the tests can import it beside
+# tools that define flags of the same names (update_readme_demo's --readme).
+_README = _OUTPUT = None
+
+
+def _define_flags() -> None:
+  global _README, _OUTPUT
+  _README = flags.DEFINE_string("readme", "README.md", "The README whose answer block is rewritten.")
+  _OUTPUT = flags.DEFINE_string("output_dir", "results", "Where answer.md and answer.png go.")
 
 NO_SOURCE = ("target_only", "l2sp", "linear_probe", "lp_ft")
 SELECTIVE = ("selective_learned", "selective_gabor", "selective_learned_iterative",
@@ -258,4 +265,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
