@@ -35,17 +35,24 @@ import numpy as np
 
 from tools import jax_host
 
-_PREPARE = flags.DEFINE_bool("prepare", False, "Write --arrays from --reproduce_flagfile's data and selections (needs TensorFlow), then stop.")
-_REPRODUCE_FLAGFILE = flags.DEFINE_string("reproduce_flagfile", "flags/reproduce/flowers102_scratch_resnet.flags", "The sjft-reproduce preset whose target, source, budget and selections the arrays hold.")
-_BUDGET = flags.DEFINE_integer("budget_images", 6740, "The partial-source rows' budget (source images).")
-_ARRAYS = flags.DEFINE_string("arrays", ".cache/gpu_study/flowers102_32px.npz", "The arrays (uint8 images, int labels).")
-_OUTPUT = flags.DEFINE_string("output", "", "JSON of the results (written as they come).")
-_MULTIPLIERS = flags.DEFINE_list("multipliers", ["10", "30"], "Run lengths as multiples of --base_steps.")
-_BASE_STEPS = flags.DEFINE_integer("base_steps", 3000, "The study's batches (x1).")
-_ROWS = flags.DEFINE_list("rows", ["target_only", "joint_random", "selective_classes"], "Rows to train.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, sampling and augmentation.")
-_STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", 50, "Batches per compiled call (fewer host round trips).")
-_SMOKE = flags.DEFINE_bool("smoke", False, "Random tiny arrays, a few steps: checks the script runs.")
+# Its flags are defined when it runs as a script, so that the tests can import it
+# beside tools that define flags of the same names (lever_table's --output).
+_PREPARE = _REPRODUCE_FLAGFILE = _BUDGET = _ARRAYS = _OUTPUT = _MULTIPLIERS = _BASE_STEPS = _ROWS = _SEED = _STEPS_PER_EXECUTION = _SMOKE = None
+
+
+def _define_flags() -> None:
+  global _PREPARE, _REPRODUCE_FLAGFILE, _BUDGET, _ARRAYS, _OUTPUT, _MULTIPLIERS, _BASE_STEPS, _ROWS, _SEED, _STEPS_PER_EXECUTION, _SMOKE
+  _PREPARE = flags.DEFINE_bool("prepare", False, "Write --arrays from --reproduce_flagfile's data and selections (needs TensorFlow), then stop.")
+  _REPRODUCE_FLAGFILE = flags.DEFINE_string("reproduce_flagfile", "flags/reproduce/flowers102_scratch_resnet.flags", "The sjft-reproduce preset whose target, source, budget and selections the arrays hold.")
+  _BUDGET = flags.DEFINE_integer("budget_images", 6740, "The partial-source rows' budget (source images).")
+  _ARRAYS = flags.DEFINE_string("arrays", ".cache/gpu_study/flowers102_32px.npz", "The arrays (uint8 images, int labels).")
+  _OUTPUT = flags.DEFINE_string("output", "", "JSON of the results (written as they come).")
+  _MULTIPLIERS = flags.DEFINE_list("multipliers", ["10", "30"], "Run lengths as multiples of --base_steps.")
+  _BASE_STEPS = flags.DEFINE_integer("base_steps", 3000, "The study's batches (x1).")
+  _ROWS = flags.DEFINE_list("rows", ["target_only", "joint_random", "selective_classes"], "Rows to train.")
+  _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, sampling and augmentation.")
+  _STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", 50, "Batches per compiled call (fewer host round trips).")
+  _SMOKE = flags.DEFINE_bool("smoke", False, "Random tiny arrays, a few steps: checks the script runs.")
 
 TARGET_PER_BATCH, SOURCES_PER_TARGET, IMAGE_SIZE, PADDING = 32, 3, 32, 4
 SOURCE_ROWS = {"joint_random": "random", "selective_classes": "classes"}
@@ -207,4 +214,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
