@@ -21,7 +21,6 @@ from sjft_tf.experiments import verdict
 # The rows every other row is read against, and the rows read against the random subset.
 BASELINE_ROW = "target_only"
 RANDOM_ROW = "joint_random"
-SELECTIVE_PREFIX = "selective_"
 TEST_SPLIT = "test"
 # Around markdown()'s sections in results.md, so that they can be written again.
 BEGIN, END = "<!-- summary: sjft_tf/experiments/summary.py -->", "<!-- end of summary -->"
@@ -63,11 +62,23 @@ def best_row(results: dict) -> dict:
   if not rows:
     raise ValueError(f"the study has no row evaluated on {split}")
   name = max(rows, key=lambda n: (rows[n][key]["mean"], n))
-  run = max(rows[name]["runs"], key=lambda r: (r[key], -r["seed"]))
+  run = _best_seed(rows[name]["runs"], key)
   test_key = top1_key(results, TEST_SPLIT)
   return {"row": name, "seed": run["seed"], "run_dir": run["run_dir"],
           "validation_split": split, "validation": rows[name][key]["mean"],
           "test": rows[name][test_key]["mean"] if test_key in rows[name] else None}
+
+
+def _is_selective(row: str) -> bool:
+  """A joint row trained on a selection (rows.REGISTRY), the rows read against random."""
+  entry = rows_lib.REGISTRY.get(row)
+  return entry is not None and entry.chain in ("joint", "iterative") and (
+      entry.selection in ("learned", "gabor", "deep", "classes"))
+
+
+def _best_seed(runs: list[dict], key: str) -> dict:
+  """The run of the highest `key`, the lowest seed among ties."""
+  return max(runs, key=lambda r: (r[key], -r["seed"]))
 
 
 def comparisons(results: dict) -> list[tuple[str, str]]:
@@ -77,7 +88,7 @@ def comparisons(results: dict) -> list[tuple[str, str]]:
   rows = list(results["rows"])
   pairs = [(row, BASELINE_ROW) for row in rows if BASELINE_ROW in rows and row != BASELINE_ROW]
   if RANDOM_ROW in rows:
-    pairs += [(row, RANDOM_ROW) for row in rows if row.startswith(SELECTIVE_PREFIX)]
+    pairs += [(row, RANDOM_ROW) for row in rows if _is_selective(row)]
   # A sequential row against the joint row of the same selection (pre-train, then
   # fine-tune, against training both at once).
   for row in rows:
@@ -203,7 +214,7 @@ def chosen_run(results: dict, study_dir: str, row: str = "", seed: int | None = 
                        f"{', '.join(results['rows'])}")
     runs = _runs_by_seed(results, row)
     if seed is None:
-      seed = max(runs.values(), key=lambda r: (r[key], -r["seed"]))["seed"]
+      seed = _best_seed(list(runs.values()), key)["seed"]
       why = f"row {row} as named, its seed best on {split}"
     elif seed not in runs:
       raise ValueError(f"{where}: row {row!r} has no trained seed {seed}; its seeds: "
