@@ -12,6 +12,8 @@ A field's `metadata["flag"]` holds `lower_bound`, `upper_bound` (inclusive) or
 
 import dataclasses
 
+from sjft_tf import errors
+
 
 def field(default=dataclasses.MISSING, *, lower=None, upper=None, choices=None,
           default_factory=dataclasses.MISSING):
@@ -39,8 +41,8 @@ def check(config) -> None:
         continue
       where = f"{type(config).__name__}.{item.name} = {one!r}"
       if "enum_values" in rule and one not in rule["enum_values"]:
-        raise ValueError(f"{where}: must be one of {rule['enum_values']}")
+        raise errors.InputError(f"{where}: must be one of {rule['enum_values']}")
       if "lower_bound" in rule and one < rule["lower_bound"]:
-        raise ValueError(f"{where}: must be at least {rule['lower_bound']}")
+        raise errors.InputError(f"{where}: must be at least {rule['lower_bound']}")
       if "upper_bound" in rule and one > rule["upper_bound"]:
-        raise ValueError(f"{where}: must be at most {rule['upper_bound']}")
+        raise errors.InputError(f"{where}: must be at most {rule['upper_bound']}")

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from sjft_tf import errors
+
 
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
@@ -93,8 +95,8 @@ def read_json(path: str, remedy: str = "") -> Any:
     with open(path) as f:
       return json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(f"{path} is damaged (not valid JSON: {error})"
-                     + (f"; {remedy}" if remedy else "")) from error
+    raise errors.InputError(f"{path} is damaged (not valid JSON: {error})"
+                            + (f"; {remedy}" if remedy else "")) from error
 
 
 def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:
@@ -105,14 +107,14 @@ def read_versioned_json(path: str, format_version: int, made_by: str) -> dict:
     ValueError: not valid JSON, or another format version.
   """
   if not os.path.exists(path):
-    raise FileNotFoundError(f"no {os.path.basename(path)} at {path}: run {made_by} first")
+    raise errors.MissingInputError(f"no {os.path.basename(path)} at {path}: run {made_by} first")
   payload = read_json(path, f"run {made_by} again with the same flags")
   if not isinstance(payload, dict):
-    raise ValueError(f"{path} is damaged (not a JSON object): run {made_by} again with "
-                     f"the same flags")
+    raise errors.InputError(f"{path} is damaged (not a JSON object): run {made_by} again with "
+                            f"the same flags")
   if payload.get("format_version") != format_version:
-    raise ValueError(f"{path}: format_version {payload.get('format_version')!r}, this "
-                     f"sjft_tf reads {format_version}")
+    raise errors.InputError(f"{path}: format_version {payload.get('format_version')!r}, this "
+                            f"sjft_tf reads {format_version}")
   return payload
 
 
@@ -127,12 +129,13 @@ def load_npz(path: str, remedy: str) -> dict[str, np.ndarray]:
     ValueError: naming the file, when it is not a whole .npz.
   """
   if not os.path.exists(path):
-    raise FileNotFoundError(f"no {os.path.basename(path)} at {path}: {remedy}")
+    raise errors.MissingInputError(f"no {os.path.basename(path)} at {path}: {remedy}")
   try:
     with np.load(path, allow_pickle=False) as data:
       return {key: data[key] for key in data.files}
   except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
-    raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}); {remedy}") from error
+    raise errors.InputError(
+        f"{path} is damaged ({type(error).__name__}: {error}); {remedy}") from error
 
 
 def npz_is_whole(path: str) -> bool:

@@ -15,7 +15,7 @@ As TFDS' prepare checks its downloads by size and checksum.
 import hashlib
 import os
 
-from sjft_tf import files
+from sjft_tf import errors, files
 
 RECORD_FILENAME = "sjft_files.json"
 
@@ -60,10 +60,10 @@ def damaged_files(folder: str, record_path: str | None = None) -> list[str]:
   """
   record_path = record_path or os.path.join(folder, RECORD_FILENAME)
   if not os.path.exists(record_path):
-    raise FileNotFoundError(f"{record_path} is missing: {folder} was not finished")
+    raise errors.MissingInputError(f"{record_path} is missing: {folder} was not finished")
   record = files.read_json(record_path)
   if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
-    raise ValueError(f"{record_path} is damaged (no file list)")
+    raise errors.InputError(f"{record_path} is damaged (no file list)")
   problems = []
   for name, expected in sorted(record["files"].items()):
     path = os.path.join(folder, name)
@@ -83,10 +83,10 @@ def verify(folder: str, remedy: str, record_path: str | None = None) -> None:
   try:
     problems = damaged_files(folder, record_path)
   except ValueError as error:
-    raise ValueError(f"{error}; {remedy}") from error
+    raise errors.InputError(f"{error}; {remedy}") from error
   if problems:
     more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-    raise ValueError(f"{problems[0]} is damaged{more}: {remedy}")
+    raise errors.InputError(f"{problems[0]} is damaged{more}: {remedy}")
 
 
 def is_whole(folder: str, record_path: str | None = None) -> bool:

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import zipfile
 
-from sjft_tf import files
+from sjft_tf import errors, files
 from sjft_tf.descriptors import store
 
 ROUND_FILENAME = "selection.json"  # a round folder holding it is complete
@@ -56,7 +56,7 @@ class DatasetRef:
   def split(self) -> str:
     """The one split of a target."""
     if len(self.splits) != 1:
-      raise ValueError(f"{self.spec_dir}: {len(self.splits)} splits where one was expected")
+      raise errors.InputError(f"{self.spec_dir}: {len(self.splits)} splits where one was expected")
     return self.splits[0]
 
   def to_json(self, folder: str, one_split: bool = False) -> dict:
@@ -107,10 +107,10 @@ class DescriptorSet:
     """
     entries = self.entries(role, split)
     if not entries:
-      raise ValueError(f"{self.directory}: no {role} descriptors"
-                       f"{f' for split {split}' if split else ''}")
+      raise errors.InputError(f"{self.directory}: no {role} descriptors"
+                              f"{f' for split {split}' if split else ''}")
     if len({e["spec_dir"] for e in entries}) > 1:
-      raise ValueError(f"{self.directory}: {role} descriptors come from several datasets")
+      raise errors.InputError(f"{self.directory}: {role} descriptors come from several datasets")
     return DatasetRef(entries[0]["dataset"], entries[0]["spec_dir"],
                       tuple(e["split"] for e in entries))
 
@@ -209,8 +209,8 @@ class TrainedRun:
     names = (MODEL_FILENAME, TRAIN_REPORT_FILENAME, TRAIN_CONFIG_FILENAME)
     missing = [n for n in names if not os.path.exists(os.path.join(run_dir, n))]
     if missing:
-      raise FileNotFoundError(f"{run_dir} is not a finished sjft-train run: no "
-                              f"{', '.join(missing)}")
+      raise errors.MissingInputError(f"{run_dir} is not a finished sjft-train run: no "
+                                     f"{', '.join(missing)}")
     remedy = "rerun sjft-train with the run's flags (it trains the run again)"
     report = files.read_json(os.path.join(run_dir, TRAIN_REPORT_FILENAME), remedy)
     config = files.read_json(os.path.join(run_dir, TRAIN_CONFIG_FILENAME),
@@ -262,5 +262,5 @@ class TrainedRun:
     import keras  # pylint: disable=g-import-not-at-top
     problem = self.model_problem()
     if problem is not None:
-      raise ValueError(model_problem_message(self.model_path, problem))
+      raise errors.InputError(model_problem_message(self.model_path, problem))
     return keras.saving.load_model(self.model_path)

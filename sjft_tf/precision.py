@@ -16,13 +16,15 @@ import contextlib
 
 import keras
 
+from sjft_tf import errors
+
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def check(policy: str) -> str:
   """`policy` if it is one of POLICIES, else ValueError."""
   if policy not in POLICIES:
-    raise ValueError(f"unknown dtype policy {policy!r}; known: {list(POLICIES)}")
+    raise errors.InputError(f"unknown dtype policy {policy!r}; known: {list(POLICIES)}")
   return policy
 
 

@@ -152,7 +152,7 @@ def test_base_everywhere_a_base_is_built():
   dw = base.get_layer("block2a_dwconv").get_weights()[0]  # [3, 3, 96, 1]
   np.testing.assert_array_equal(dw, state["_blocks.1._depthwise_conv.weight"].transpose(
       2, 3, 0, 1))
-  assert applications.APPLICATION_PREPROCESSING["EfficientNetLite0"] == "lite"
+  assert applications.backbone("EfficientNetLite0").preprocessing == "lite"
   np.testing.assert_allclose(applications.preprocess(np.array([[[[0.0, 127.0, 255.0]]]]),
                                                      "lite"), [[[[-127 / 128, 0, 1]]]])
 

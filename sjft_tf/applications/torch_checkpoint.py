@@ -16,6 +16,8 @@ import zipfile
 
 import numpy as np
 
+from sjft_tf import errors
+
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -70,11 +72,11 @@ class _StateDictUnpickler(pickle.Unpickler):
 def _read_legacy(stream) -> dict:
   magic = pickle.load(stream)
   if magic != _LEGACY_MAGIC:
-    raise ValueError("not a PyTorch file (wrong magic number)")
+    raise errors.InputError("not a PyTorch file (wrong magic number)")
   pickle.load(stream)  # protocol version
   system = pickle.load(stream)
   if not system.get("little_endian", True):
-    raise ValueError("big-endian PyTorch files are not supported")
+    raise errors.InputError("big-endian PyTorch files are not supported")
   wanted = {}  # key -> (dtype, array filled below)
 
   def load_storage(key, dtype):
@@ -89,7 +91,7 @@ def _read_legacy(stream) -> dict:
     dtype = wanted[key][0] if key in wanted else np.uint8
     data = stream.read(count * np.dtype(dtype).itemsize)
     if len(data) != count * np.dtype(dtype).itemsize:
-      raise ValueError(f"storage {key} is truncated")
+      raise errors.InputError(f"storage {key} is truncated")
     wanted.setdefault(key, [dtype, None])[1] = np.frombuffer(data, dtype)
   return {name: value.resolve() if isinstance(value, _DeferredTensor) else value
           for name, value in state.items()}
@@ -111,7 +113,7 @@ class _DeferredTensor:
   def resolve(self) -> np.ndarray:
     data = self.storage.table[self.storage.key][1]
     if data is None:
-      raise ValueError(f"storage {self.storage.key} missing from the file")
+      raise errors.InputError(f"storage {self.storage.key} missing from the file")
     return _rebuild_tensor(data, *self.args)
 
 
@@ -148,5 +150,5 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
         state = _read_legacy(stream)
   except (pickle.UnpicklingError, EOFError, struct.error, KeyError, StopIteration,
           ValueError) as error:
-    raise ValueError(f"{path}: not a readable PyTorch state dict ({error})") from error
+    raise errors.InputError(f"{path}: not a readable PyTorch state dict ({error})") from error
   return {name: np.asarray(value) for name, value in state.items()}

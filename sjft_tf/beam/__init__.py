@@ -24,6 +24,8 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from sjft_tf import errors
+
 # --runner's short names; any other value (a Beam runner's class name, or a dotted path
 # to one) passes through as it is.
 RUNNERS = {"direct": "DirectRunner", "dask": "apache_beam.runners.dask.dask_runner.DaskRunner",
@@ -66,13 +68,13 @@ def runner_options(runner: str, options=(), workers: int = 2, dask_address: str 
   the shards spread over the workers (the DaskRunner's default puts 128 in one)."""
   if not runner:
     if options or dask_address:
-      raise ValueError("--beam_options and --dask_address need --runner")
+      raise errors.InputError("--beam_options and --dask_address need --runner")
     yield []
     return
   args = [f"--runner={runner_name(runner)}", *options]
   if not is_dask(args):
     if dask_address:
-      raise ValueError(f"--dask_address needs --runner=dask, not {runner}")
+      raise errors.InputError(f"--dask_address needs --runner=dask, not {runner}")
     yield args
     return
   args += [] if any(a.startswith(("--dask_partition_size", "--dask_npartitions"))

@@ -23,7 +23,7 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from sjft_tf import beam as beam_lib
+from sjft_tf import beam as beam_lib, errors
 from sjft_tf import files
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import extract, store
@@ -171,6 +171,7 @@ class BeamPasses:
     missing = beam_lib.missing_outputs(paths)
     if missing:
       shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-      raise ValueError(f"{what} pipeline ended without writing {shown} (the runner "
-                       f"{' '.join(a for a in self.pipeline_args if a.startswith('--runner'))} "
-                       f"dropped a step); run sjft-descriptors again, or on another runner")
+      runner = " ".join(a for a in self.pipeline_args if a.startswith("--runner"))
+      raise errors.InputError(f"{what} pipeline ended without writing {shown} (the runner "
+                              f"{runner} dropped a step); run sjft-descriptors again, or on "
+                              f"another runner")

@@ -20,7 +20,7 @@ import time
 import apache_beam as beam
 import numpy as np
 
-from sjft_tf import beam as beam_lib
+from sjft_tf import beam as beam_lib, errors
 from sjft_tf import files
 from sjft_tf.descriptors import store
 from sjft_tf.selection import exact
@@ -78,7 +78,7 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
   weights, k, method = search_lib.plan(descriptors_dir, targets, num_sources, config)
   start = time.perf_counter()
   if not config.work_dir:
-    raise ValueError("a Beam search needs SearchConfig.work_dir (its partition files)")
+    raise errors.InputError("a Beam search needs SearchConfig.work_dir (its partition files)")
   work_dir = config.work_dir
   files.remove_stale_temporaries(os.path.join(work_dir, "partitions"))
   targets_path = os.path.join(work_dir, TARGETS_FILENAME)
@@ -90,8 +90,8 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
   else:
     if not (np.array_equal(data["targets"], targets) and data["k"] == k
             and str(data["method"]) == method):
-      raise ValueError(f"{work_dir} holds a search of other targets or settings; "
-                       f"delete it or use another folder")
+      raise errors.InputError(f"{work_dir} holds a search of other targets or settings; "
+                              f"delete it or use another folder")
   paths = store.shard_paths(descriptors_dir, "source")
   offsets = np.cumsum([0] + [len(store.load_ids_labels(p)[0]) for p in paths])
   elements = [(i, p, int(o)) for i, (p, o) in enumerate(zip(paths, offsets))]
@@ -108,9 +108,9 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
   partitions = [os.path.join(work_dir, "partitions", f"{i:05d}.npz") for i, _, _ in elements]
   missing = beam_lib.missing_outputs([*partitions, result_path])
   if missing:
-    raise ValueError(f"the search pipeline ended without writing {', '.join(missing[:3])}"
-                     f"{' and more' if len(missing) > 3 else ''} (the runner dropped a step); "
-                     f"run sjft-select again, or on another runner")
+    raise errors.InputError(f"the search pipeline ended without writing {', '.join(missing[:3])}"
+                            f"{' and more' if len(missing) > 3 else ''} (the runner dropped a "
+                            f"step); run sjft-select again, or on another runner")
   with np.load(result_path) as data:
     return search_lib.timed(method, start, len(targets), num_sources, data["distances"],
                             data["indices"])

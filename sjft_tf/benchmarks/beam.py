@@ -24,7 +24,7 @@ import time
 import numpy as np
 from absl import flags
 
-from sjft_tf import bounds, files
+from sjft_tf import bounds, errors, files
 from sjft_tf.cli import config_flags, runner
 from sjft_tf.descriptors import store
 from sjft_tf.selection import manifest
@@ -152,8 +152,8 @@ def main(argv):
   del argv
   settings = _CONFIG()
   if os.path.exists(settings.output_dir):
-    raise ValueError(f"{settings.output_dir} exists: the benchmark times fresh runs (a "
-                     f"rerun of a stage reuses its files); give a new --output_dir")
+    raise errors.InputError(f"{settings.output_dir} exists: the benchmark times fresh runs (a "
+                            f"rerun of a stage reuses its files); give a new --output_dir")
   report = {"workers": settings.workers, "bank": settings.bank, "image_size": settings.image_size,
             "search": settings.search, "stages": {}}
   for mode in ("local", "beam"):

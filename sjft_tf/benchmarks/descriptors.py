@@ -27,7 +27,7 @@ import time
 from absl import flags
 import numpy as np
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 from sjft_tf.cli import config_flags, runner
 
 @dataclasses.dataclass
@@ -97,8 +97,8 @@ def _histogram_methods(settings: DescriptorBenchmarkConfig) -> None:
   from sjft_tf.descriptors import histogram, speed
   unknown = sorted(set(settings.histogram_methods) - set(histogram.COUNTING_METHODS))
   if unknown:
-    raise ValueError(f"--histogram_methods: unknown {unknown}; known: "
-                     f"{list(histogram.COUNTING_METHODS)}")
+    raise errors.InputError(f"--histogram_methods: unknown {unknown}; known: "
+                            f"{list(histogram.COUNTING_METHODS)}")
   print(f"histogram counting formulations, backend {keras.backend.backend()} on "
         f"{histogram.default_device_kind()} ({os.cpu_count()} CPU cores); 'auto' picks "
         f"{histogram.counting_method(histogram.default_device_kind())} here")

@@ -15,7 +15,7 @@ import time
 from absl import flags
 import numpy as np
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 from sjft_tf.cli import config_flags, runner
 
 
@@ -71,7 +71,7 @@ def _flowers_folder(root: str) -> str:
   from sjft_tf.data import archives
   shared = archives.shared_dir()
   if shared is None:
-    raise ValueError("--images=flowers102 needs ../shared (or $SJFT_SHARED_DIR)")
+    raise errors.InputError("--images=flowers102 needs ../shared (or $SJFT_SHARED_DIR)")
   cache = archives.extract(os.path.join(shared, "data/flowers102/flowers102_96px.tar.gz"),
                            archives.default_cache_dir())
   # Keras wants ROOT/<class>/*: link train and val images into one folder per class.

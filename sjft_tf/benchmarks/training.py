@@ -22,7 +22,7 @@ import time
 import numpy as np
 from absl import flags
 
-from sjft_tf import applications, bounds
+from sjft_tf import bounds, errors
 from sjft_tf.cli import config_flags, runner
 
 @dataclasses.dataclass
@@ -75,13 +75,13 @@ def main(argv):
   from sjft_tf.training import losses, model as model_lib, sampler as sampler_lib, train
 
   if not os.path.exists(os.path.join(settings.first_round, "selection.json")):
-    raise ValueError(f"{settings.first_round} is not a selection round (run make demo)")
+    raise errors.InputError(f"{settings.first_round} is not a selection round (run make demo)")
   size = settings.input_size
   pairs_config = sampler_lib.PairConfig(batch_size=settings.batch_size,
                                         resize_size=size + size // 8, crop_size=size)
   pairs = sampler_lib.PairSampler(settings.first_round, pairs_config)
   config = model_lib.ModelConfig(base=settings.base, weights="", input_size=size,
-                                 alpha=settings.alpha if applications.takes_alpha(settings.base) else None)
+                                 alpha=settings.alpha)
   keras.utils.set_random_seed(0)
   joint = model_lib.build_joint_model(config, len(pairs.target_class_names),
                                       len(pairs.source_class_names))

@@ -22,6 +22,8 @@ import typing
 
 from absl import flags
 
+from sjft_tf import errors
+
 _DEFINERS = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
              float: flags.DEFINE_float, str: flags.DEFINE_string}
 
@@ -60,7 +62,7 @@ def _counts(name: str, text: str) -> dict[str, int]:
   for item in filter(None, (part.strip() for part in text.split(","))):
     key, _, value = item.partition("=")
     if not value.strip().isdigit():
-      raise ValueError(f"--{name}: {item!r} is not name=count")
+      raise errors.InputError(f"--{name}: {item!r} is not name=count")
     counts[key.strip()] = int(value)
   return counts
 

@@ -16,7 +16,7 @@ import os
 
 from absl import app, flags
 
-from sjft_tf import outputs
+from sjft_tf import errors, outputs
 from sjft_tf.experiments import summary
 from sjft_tf.export import serving
 from sjft_tf.cli import config_flags, runner
@@ -36,8 +36,8 @@ def study_config(config: serving.ExportConfig, study_dir: str, row: str = "",
   choice)."""
   path = os.path.join(study_dir, "results.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path}: no such file; run sjft-reproduce with "
-                            f"--output_dir={study_dir} first")
+    raise errors.MissingInputError(f"{path}: no such file; run sjft-reproduce with "
+                                   f"--output_dir={study_dir} first")
   with open(path) as f:
     results = json.load(f)
   choice = summary.chosen_run(results, study_dir, row, seed)

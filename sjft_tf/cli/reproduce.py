@@ -8,15 +8,12 @@ Stages that are complete are reused (rerun = resume). Writes results.json,
 results.md and figures/ under --output_dir.
 """
 
-import dataclasses
 import os
 import time
 
 from absl import app, flags
 
 import sjft_tf
-
-from sjft_tf import applications
 from sjft_tf.data import archives
 from sjft_tf.experiments import ablation, reproduce
 from sjft_tf.cli import beam_flags, config_flags, descriptors, ingest, runner, select
@@ -51,10 +48,7 @@ _STAGES = {"sjft-ingest": ingest, "sjft-descriptors": descriptors, "sjft-select"
 
 def main(argv):
   del argv
-  config = _CONFIG()
-  if not applications.takes_alpha(config.train.model.base):  # --alpha: widths
-    config = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, model=dataclasses.replace(config.train.model, alpha=None)))
+  config = _CONFIG()  # (ModelConfig drops --alpha for a network without a width)
   shared = archives.shared_dir()
   if (_UNPACK.value or _PREPARE.value) and shared is None:
     raise app.UsageError("preparing the data needs ../shared (or $SJFT_SHARED_DIR)")

@@ -6,9 +6,10 @@ global FLAGS, so tools that chain stages (sjft-run, sjft-reproduce) run every st
 would.
 
 A bad input (a missing file or folder, a malformed CSV, a refused resume) raises
-FileNotFoundError, NotADirectoryError or ValueError in the library with a message that
-names the file and the problem; the tools print `<tool>: error: <message>` and exit 2.
-`--verbosity=1` (absl) or SJFT_TRACEBACK=1 shows the traceback as well.
+`errors.InputError` in the library with a message that names the file and the problem;
+the tools print `<tool>: error: <message>` and exit 2. Any other exception is a bug (ours
+or a dependency's) and keeps its traceback. `--verbosity=1` (absl) or SJFT_TRACEBACK=1
+shows the traceback of an input error as well.
 """
 
 import os
@@ -17,9 +18,11 @@ import time
 
 from absl import app, flags, logging
 
+from sjft_tf import errors
+
 # A bad input, a refused resume, a bad flag or flag file (absl's flags.Error, e.g. a
 # stage's flag file that cannot be opened), a usage error: one line, exit status 2.
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, flags.Error, app.UsageError)
+USER_ERRORS = (errors.InputError, flags.Error, app.UsageError)
 
 
 def _error(message: str) -> None:

@@ -9,12 +9,9 @@ The predictions file is an .npz with `ids` (target training ids) and `probabilit
 ([n, target classes]).
 """
 
-import dataclasses
-
 import numpy as np
 from absl import app, flags
 
-from sjft_tf import applications
 from sjft_tf.selection import levels, manifest, report, search, select, semantic
 from sjft_tf.cli import beam_flags, config_flags, runner
 
@@ -63,9 +60,7 @@ def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfi
   _, base_folder = select.initial_selection(
       _DESCRIPTORS_DIR.value, f"{_OUTPUT_DIR.value}/filter_bank", params, config,
       _TARGET_SPLIT.value, write_subset=False, reuse=_REUSE.value)
-  features = _FEATURES()
-  if not applications.takes_alpha(features.base):
-    features = dataclasses.replace(features, alpha=None)
+  features = _FEATURES()  # (FeatureConfig drops --alpha for a network without a width)
   cache = f"{_OUTPUT_DIR.value}/features"
   if _METHOD.value == "classes":
     folder = semantic.classes_round(base_folder, _OUTPUT_DIR.value, features,

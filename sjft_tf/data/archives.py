@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from absl import logging
 
-from sjft_tf import files
+from sjft_tf import errors, files
 
 SHARED_ENV = "SJFT_SHARED_DIR"
 
@@ -58,7 +58,7 @@ def unpack_target(item: str, cache_dir: str) -> tuple[str, str]:
   cache_dir/FOLDER, e.g. to keep a larger copy of a dataset apart)."""
   archive, _, folder = item.partition("=")
   if folder and (os.path.isabs(folder) or ".." in folder.split(os.sep)):
-    raise ValueError(f"--unpack {item}: FOLDER must be a relative path inside the cache")
+    raise errors.InputError(f"--unpack {item}: FOLDER must be a relative path inside the cache")
   return archive, os.path.join(cache_dir, folder) if folder else cache_dir
 
 

@@ -25,7 +25,7 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
-from sjft_tf import bounds, files, integrity
+from sjft_tf import bounds, errors, files, integrity
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 from sjft_tf.data.images import ImageError, normalize_image
@@ -103,7 +103,7 @@ def _check_earlier_shards(output_dir: str, split: str, fingerprint: str,
     except (ValueError, TypeError):
       continue  # a damaged record: its shard is written again
     if earlier.fingerprint != fingerprint or planned.get(name) != earlier.record_range:
-      raise ValueError(
+      raise errors.InputError(
           f"{stats_path[:-5]} was written from a different input listing or shard size "
           f"(records {earlier.record_range} of listing {earlier.fingerprint[:12]}; this "
           f"run lists {fingerprint[:12]}): the inputs changed since; ingest into a new "
@@ -161,7 +161,7 @@ def _check_classes(existing: spec_lib.DatasetSpec | None, class_names: list[str]
   extra = sorted(set(class_names) - set(existing.class_names))
   detail = (f"missing {missing[:10]}, new {extra[:10]}" if missing or extra
             else "same names in another order")
-  raise ValueError(
+  raise errors.InputError(
       f"{spec_lib.spec_path(output_dir)} lists {len(existing.class_names)} classes and "
       f"this input has {len(class_names)} ({detail}); ingest into a new folder")
 
@@ -257,8 +257,8 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
         if result is not None and not sum(result.class_counts):
           for leftover in (path, path + ".json"):
             os.remove(leftover)
-    raise ValueError(f"empty class: no readable image for {empty[:10]} "
-                     f"(see {report_path} for the skipped files)")
+    raise errors.InputError(f"empty class: no readable image for {empty[:10]} "
+                            f"(see {report_path} for the skipped files)")
   metadata = dict(existing.metadata) if existing else {}
   metadata.update(source.metadata)
   spec = spec_lib.DatasetSpec(config.dataset_name, source.class_names, splits, metadata,

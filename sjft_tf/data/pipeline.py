@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 
@@ -239,17 +239,17 @@ def naming_damaged_shards(spec: spec_lib.DatasetSpec | str, splits, shard_indice
       paths = [p for split in splits for p in spec.damaged_shards(split)]
     named = ", ".join(paths) if paths else f"a shard of {spec.directory} ({splits})"
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    raise ValueError(f"{named} is damaged ({reason}): rerun sjft-ingest with the same "
-                     f"flags (it remakes the shard)") from error
+    raise errors.InputError(f"{named} is damaged ({reason}): rerun sjft-ingest with the same "
+                            f"flags (it remakes the shard)") from error
 
 
 def _check_sizes(config: ReaderConfig) -> None:
   if config.crop_padding >= config.resize_size:
-    raise ValueError(f"crop_padding {config.crop_padding} must be below resize_size "
-                     f"{config.resize_size} (a reflection is at most the image's side)")
+    raise errors.InputError(f"crop_padding {config.crop_padding} must be below resize_size "
+                            f"{config.resize_size} (a reflection is at most the image's side)")
   if config.crop_size > config.resize_size + 2 * config.crop_padding:
-    raise ValueError(f"crop_size {config.crop_size} exceeds resize_size "
-                     f"{config.resize_size}")
+    raise errors.InputError(f"crop_size {config.crop_size} exceeds resize_size "
+                            f"{config.resize_size}")
 
 
 def make_dataset(spec: spec_lib.DatasetSpec | str, split: str, config: ReaderConfig,
@@ -371,7 +371,7 @@ def load_encoded(spec: spec_lib.DatasetSpec | str, splits, ids=None,
   row_of = {example_id: row for row, example_id in enumerate(loaded["id"].tolist())}
   missing = [i for i in ids.tolist() if i not in row_of]
   if missing:
-    raise ValueError(f"{len(missing)} ids are not in splits {list(splits)} of "
-                     f"{spec.directory}, e.g. {missing[:3]}")
+    raise errors.InputError(f"{len(missing)} ids are not in splits {list(splits)} of "
+                            f"{spec.directory}, e.g. {missing[:3]}")
   rows = np.array([row_of[i] for i in ids.tolist()], np.int64)
   return {name: values[rows] for name, values in loaded.items()}

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from sjft_tf import errors
 from sjft_tf.data.images import ImageError
 
 KNOWN_SPLIT_NAMES = ("train", "val", "validation", "test", "pool")
@@ -92,15 +93,16 @@ def parse_split_fractions(text: str) -> dict[str, float]:
   for item in filter(None, (part.strip() for part in text.split(","))):
     name, sep, value = item.partition("=")
     if not sep:
-      raise ValueError(f"split fraction {item!r} is not of the form name=fraction")
+      raise errors.InputError(f"split fraction {item!r} is not of the form name=fraction")
     try:
       fractions[name.strip()] = float(value)
     except ValueError:
-      raise ValueError(f"split fraction {item!r}: {value.strip()!r} is not a number") from None
+      raise errors.InputError(
+          f"split fraction {item!r}: {value.strip()!r} is not a number") from None
     if not 0.0 <= fractions[name.strip()] <= 1.0:
-      raise ValueError(f"split fraction {item!r}: a fraction must lie in [0, 1]")
+      raise errors.InputError(f"split fraction {item!r}: a fraction must lie in [0, 1]")
   if not fractions or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
-    raise ValueError(f"split fractions {text!r} must be non-empty and sum to 1")
+    raise errors.InputError(f"split fractions {text!r} must be non-empty and sum to 1")
   return fractions
 
 
@@ -110,17 +112,17 @@ def parse_split_counts(text: str) -> dict[str, int | None]:
   for item in filter(None, (part.strip() for part in text.split(","))):
     name, sep, value = item.partition("=")
     if not sep:
-      raise ValueError(f"split count {item!r} is not of the form name=count or name=rest")
+      raise errors.InputError(f"split count {item!r} is not of the form name=count or name=rest")
     try:
       counts[name.strip()] = None if value.strip() == "rest" else int(value)
     except ValueError:
-      raise ValueError(f"split count {item!r}: {value.strip()!r} is neither a whole number "
-                       f"nor 'rest'") from None
+      raise errors.InputError(f"split count {item!r}: {value.strip()!r} is neither a whole number "
+                              f"nor 'rest'") from None
     if counts[name.strip()] is not None and counts[name.strip()] < 0:
-      raise ValueError(f"split count {item!r}: a count must be 0 or more")
+      raise errors.InputError(f"split count {item!r}: a count must be 0 or more")
   if not counts or None in list(counts.values())[:-1]:
-    raise ValueError(f"split counts {text!r}: give name=count items; only the last may "
-                     f"be name=rest")
+    raise errors.InputError(f"split counts {text!r}: give name=count items; only the last may "
+                            f"be name=rest")
   return counts
 
 
@@ -167,8 +169,8 @@ def assign_split_counts(records: Sequence[ImageRecord],
 
   def stops(class_name, n):
     if fixed and n < fixed[-1]:
-      raise ValueError(f"class {class_name} has {n} images, fewer than the {fixed[-1]} "
-                       f"the split counts {counts} need")
+      raise errors.InputError(f"class {class_name} has {n} images, fewer than the {fixed[-1]} "
+                              f"the split counts {counts} need")
     return fixed + ([n] if None in counts.values() else [])
 
   return _split_each_class(records, list(counts), stops)
@@ -203,7 +205,7 @@ def _filtered_classes(found: Iterable[str], include: Sequence[str] | None,
   if include:
     missing = sorted(set(include) - set(names))
     if missing:
-      raise ValueError(f"{where}: requested classes not found: {missing}")
+      raise errors.InputError(f"{where}: requested classes not found: {missing}")
     names = sorted(set(include))
   return names
 
@@ -212,7 +214,7 @@ def _divide(records: list[ImageRecord], split_fractions: str,
             split_counts: str) -> dict[str, list[ImageRecord]]:
   """Unsplit records -> splits, by fractions or by per-class counts (not both)."""
   if split_fractions and split_counts:
-    raise ValueError("give split fractions or split counts, not both")
+    raise errors.InputError("give split fractions or split counts, not both")
   if split_fractions:
     return assign_splits(records, parse_split_fractions(split_fractions))
   if split_counts:
@@ -240,27 +242,27 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
     ValueError: an empty class folder, no classes, or an unknown layout.
   """
   if not os.path.isdir(root):
-    raise FileNotFoundError(f"input root {root} does not exist or is not a folder")
+    raise errors.MissingInputError(f"input root {root} does not exist or is not a folder")
   top = _subdirectories(root)
   if not top:
-    raise ValueError(f"{root}: no class or split folders inside")
+    raise errors.InputError(f"{root}: no class or split folders inside")
   if splits:
     missing = sorted(set(splits) - set(top))
     if missing:
-      raise ValueError(f"{root}: no split folder {', '.join(missing)}")
+      raise errors.InputError(f"{root}: no split folder {', '.join(missing)}")
     top = [d for d in top if d in splits]
   if layout == "auto":
     layout = "split_class" if all(d in KNOWN_SPLIT_NAMES for d in top) else "class"
   if layout == "split_class":
     if split_fractions or split_counts:
-      raise ValueError(f"{root} is already divided into split folders {top}: split "
-                       f"fractions or counts would be ignored; drop them, or list a "
-                       f"folder of class folders")
+      raise errors.InputError(f"{root} is already divided into split folders {top}: split "
+                              f"fractions or counts would be ignored; drop them, or list a "
+                              f"folder of class folders")
     split_dirs = {split: os.path.join(root, split) for split in top}
   elif layout == "class":
     split_dirs = {"": root}
   else:
-    raise ValueError(f"unknown folder layout {layout!r} (auto, split_class, class)")
+    raise errors.InputError(f"unknown folder layout {layout!r} (auto, split_class, class)")
 
   class_dirs = {split: _subdirectories(d) for split, d in split_dirs.items()}
   class_names = _filtered_classes(
@@ -275,7 +277,7 @@ def list_folder(root: str, layout: str = "auto", split_fractions: str = "",
       class_dir = os.path.join(split_dir, class_name)
       files = _list_files(class_dir, hidden)
       if not files:
-        raise ValueError(f"empty class: {class_dir} holds no files")
+        raise errors.InputError(f"empty class: {class_dir} holds no files")
       records.extend(ImageRecord(_relative_id(f, root), class_name, path=f) for f in files)
     records_by_split[split] = records
 
@@ -300,28 +302,28 @@ def list_csv(csv_path: str, split_fractions: str = "",
     ValueError: a missing column, a duplicate path, or an empty row.
   """
   if not os.path.isfile(csv_path):
-    raise FileNotFoundError(f"CSV manifest {csv_path} does not exist")
+    raise errors.MissingInputError(f"CSV manifest {csv_path} does not exist")
   base = os.path.dirname(os.path.abspath(csv_path))
   rows: list[tuple[str, str, str]] = []
   with open(csv_path, newline="") as f:
     reader = csv.DictReader(f)
     columns = set(reader.fieldnames or [])
     if not {"path", "label"} <= columns:
-      raise ValueError(f"{csv_path}: header must name the columns path,label[,split]; "
-                       f"found {reader.fieldnames}")
+      raise errors.InputError(f"{csv_path}: header must name the columns path,label[,split]; "
+                              f"found {reader.fieldnames}")
     seen = set()
     for line_number, row in enumerate(reader, start=2):
       path, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
       if not path or not label:
-        raise ValueError(f"{csv_path}:{line_number}: empty path or label")
+        raise errors.InputError(f"{csv_path}:{line_number}: empty path or label")
       full = path if os.path.isabs(path) else os.path.join(base, path)
       example_id = _relative_id(full, base) if not os.path.isabs(path) else path
       if example_id in seen:
-        raise ValueError(f"{csv_path}:{line_number}: duplicate path {path}")
+        raise errors.InputError(f"{csv_path}:{line_number}: duplicate path {path}")
       seen.add(example_id)
       rows.append((example_id, label, (row.get("split") or "").strip()))
   if not rows:
-    raise ValueError(f"{csv_path}: no rows after the header: nothing to ingest")
+    raise errors.InputError(f"{csv_path}: no rows after the header: nothing to ingest")
   class_names = _filtered_classes((label for _, label, _ in rows), classes, csv_path)
   keep = set(class_names)
   records_by_split: dict[str, list[ImageRecord]] = {}
@@ -331,7 +333,7 @@ def list_csv(csv_path: str, split_fractions: str = "",
       records_by_split.setdefault(split, []).append(ImageRecord(example_id, label, path))
   if "" in records_by_split:
     if len(records_by_split) > 1:
-      raise ValueError(f"{csv_path}: some rows have a split and some do not")
+      raise errors.InputError(f"{csv_path}: some rows have a split and some do not")
     records_by_split = _divide(records_by_split.pop(""), split_fractions, split_counts)
   return ListedSource(class_names,
                       {s: _plan_from_records(r) for s, r in records_by_split.items()},
@@ -345,7 +347,7 @@ def parse_split_mapping(text: str) -> dict[str, str]:
     name, sep, source_split = item.partition("=")
     mapping[name.strip()] = source_split.strip() if sep else name.strip()
   if not mapping:
-    raise ValueError("no splits given")
+    raise errors.InputError("no splits given")
   return mapping
 
 

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from sjft_tf import files, integrity
+from sjft_tf import errors, files, integrity
 
 SPEC_FILENAME = "dataset_spec.json"
 SPEC_FORMAT_VERSION = 1
@@ -74,19 +74,19 @@ class DatasetSpec:
       paths = [paths[i] for i in indices]
     for path in paths:
       if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: rerun sjft-ingest with the same flags")
+        raise errors.MissingInputError(f"{path} is missing: rerun sjft-ingest with the same flags")
       try:
         with open(f"{path}.json") as f:
           recorded = json.load(f).get("bytes")
       except FileNotFoundError:
         continue  # datasets written without records (tests, other writers)
       except json.JSONDecodeError as error:
-        raise ValueError(f"{path}.json is damaged ({error}): rerun sjft-ingest with the "
-                         f"same flags (it remakes the shard)") from error
+        raise errors.InputError(f"{path}.json is damaged ({error}): rerun sjft-ingest with the "
+                                f"same flags (it remakes the shard)") from error
       if recorded is not None and os.path.getsize(path) != recorded:
-        raise ValueError(f"{path} is damaged ({os.path.getsize(path)} bytes, its ingest "
-                         f"record says {recorded}): rerun sjft-ingest with the same flags "
-                         f"(it remakes the shard)")
+        raise errors.InputError(f"{path} is damaged ({os.path.getsize(path)} bytes, its ingest "
+                                f"record says {recorded}): rerun sjft-ingest with the same flags "
+                                f"(it remakes the shard)")
     return paths
 
   def damaged_shards(self, split: str) -> list[str]:
@@ -153,9 +153,9 @@ def read_display_names(path: str, class_names: list[str]) -> list[str]:
       if display.strip():
         readable[name.strip()] = display.strip()
   if not set(readable) & set(class_names):
-    raise ValueError(f"{path}: no row names one of the {len(class_names)} classes "
-                     f"(expected lines 'class name<TAB>display name', e.g. "
-                     f"'{class_names[0]}<TAB>...')")
+    raise errors.InputError(f"{path}: no row names one of the {len(class_names)} classes "
+                            f"(expected lines 'class name<TAB>display name', e.g. "
+                            f"'{class_names[0]}<TAB>...')")
   return [readable.get(name, name) for name in class_names]
 
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 from sjft_tf import files
 
 GENERATOR_FILENAME = "generator.json"
@@ -110,7 +110,7 @@ def _pattern(family: str, setting: tuple[float, ...], size: int,
     u, v = (xx + rng.uniform(0, spacing)) % spacing, (yy + rng.uniform(0, spacing)) % spacing
     distance = np.sqrt((u - spacing / 2) ** 2 + (v - spacing / 2) ** 2)
     return (distance < spacing * 0.3).astype(np.float32)
-  raise ValueError(f"unknown texture family {family!r}")
+  raise errors.InputError(f"unknown texture family {family!r}")
 
 
 def _palettes(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -173,7 +173,7 @@ def generate(output_dir: str, config: SyntheticConfig) -> dict:
   rng = np.random.default_rng(config.seed)
   num_source = len(SOURCE_TEXTURES)
   if not 0 < config.num_target_classes <= num_source:
-    raise ValueError(f"num_target_classes must be in 1..{num_source}")
+    raise errors.InputError(f"num_target_classes must be in 1..{num_source}")
   source_palettes = _palettes(rng, num_source)
   related = sorted(rng.choice(num_source, config.num_target_classes, replace=False).tolist())
 

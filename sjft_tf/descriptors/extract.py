@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sjft_tf import bounds, files, precision
+from sjft_tf import bounds, errors, files, precision
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import histogram, learned, store
@@ -115,7 +115,7 @@ def make_bank(config: BankConfig, dtype_policy: str = "float32") -> keras.layers
     if config.kind == "learned":
       return learned.application_bank(config.application, config.layer_names,
                                       config.weights, **config.application_kwargs)
-  raise ValueError(f"unknown bank kind {config.kind!r} (learned, gabor)")
+  raise errors.InputError(f"unknown bank kind {config.kind!r} (learned, gabor)")
 
 
 def _reader(config: ExtractionConfig) -> pipeline.ReaderConfig:
@@ -184,7 +184,7 @@ def combine_ranges(ranges) -> tuple[np.ndarray, np.ndarray]:
   """The per-shard (lower, upper) pairs (None: empty shard) combined by min and max."""
   ranges = [r for r in ranges if r is not None]
   if not ranges:
-    raise ValueError("no image to fit the bin edges on")
+    raise errors.InputError("no image to fit the bin edges on")
   return (np.minimum.reduce([low for low, _ in ranges]),
           np.maximum.reduce([high for _, high in ranges]))
 
@@ -314,15 +314,15 @@ def _check_earlier(metadata_path: str, fit: dict, jobs, inputs: list[str]) -> No
                     "settings cannot be checked without it)", metadata_path)
     return
   if not files.matches(earlier["fit"], fit):
-    raise ValueError(f"{metadata_path} was made with other settings or fitted on other "
-                     f"images ({earlier['fit']}); use another --output_dir or delete it")
+    raise errors.InputError(f"{metadata_path} was made with other settings or fitted on other "
+                            f"images ({earlier['fit']}); use another --output_dir or delete it")
   made_from = {(e["role"], e["dataset"], e["split"]): e.get(files.INPUTS_KEY)
                for e in earlier["datasets"]}
   for (role, spec, split), fingerprint in zip(jobs, inputs):
     if made_from.get((role, spec.name, split)) not in (None, fingerprint):
-      raise ValueError(f"{metadata_path}: its {role} descriptors of {spec.name}/{split} "
-                       f"were made from other images (ingested again since); use another "
-                       f"--output_dir or delete it")
+      raise errors.InputError(f"{metadata_path}: its {role} descriptors of {spec.name}/{split} "
+                              f"were made from other images (ingested again since); use another "
+                              f"--output_dir or delete it")
 
 
 def _remove_unvouched(output_dir: str) -> None:

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 
 # ITU-R BT.601 luma, as cv2.cvtColor(..., COLOR_RGB2GRAY).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -116,7 +116,7 @@ class GaborBank(keras.layers.Layer):
   def call(self, images):
     known = [side for side in tuple(images.shape)[1:3] if side is not None]
     if known and min(known) < self.min_image_size():
-      raise ValueError(
+      raise errors.InputError(
           f"GaborBank: {min(known)}-px images are too small for {self.params.num_scales} "
           f"pyramid levels of a {self.params.kernel_size}-px kernel; the bank needs "
           f"{self.min_image_size()} px or more (resize larger, or use fewer scales)")

@@ -40,6 +40,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from sjft_tf import errors
+
 DEFAULT_FINE_BINS = 65536
 MAX_LOOKUP_CELLS = 65536
 LOOKUP_TABLE_BUDGET_BYTES = 64 * 2**20
@@ -276,13 +278,13 @@ class HistogramLayer(keras.layers.Layer):
                **kwargs):
     super().__init__(**kwargs)
     if method != "auto" and method not in COUNTING_METHODS:
-      raise ValueError(f"unknown counting method {method!r}; known: auto, "
-                       f"{', '.join(COUNTING_METHODS)}")
+      raise errors.InputError(f"unknown counting method {method!r}; known: auto, "
+                              f"{', '.join(COUNTING_METHODS)}")
     self.method = method
     self.counting = counting_method(default_device_kind()) if method == "auto" else method
     self.edges = np.asarray(edges, np.float32)
     if self.edges.ndim != 2 or np.any(np.diff(self.edges, axis=1) < 0):
-      raise ValueError("edges must be [channels, bins - 1], non-decreasing per channel")
+      raise errors.InputError("edges must be [channels, bins - 1], non-decreasing per channel")
     self.zero_floor = (np.zeros(self.edges.shape[0], np.float32) if zero_floor is None
                        else np.asarray(zero_floor, np.float32))
     self.lookup_cells = int(lookup_cells) or auto_lookup_cells(self.edges.shape[0])
@@ -353,7 +355,7 @@ class HistogramLayer(keras.layers.Layer):
                                                                 "float32"))
       start += channels
     if start != self.num_channels:
-      raise ValueError(f"maps have {start} channels, edges {self.num_channels}")
+      raise errors.InputError(f"maps have {start} channels, edges {self.num_channels}")
     return ops.concatenate(histograms, axis=-1)
 
   def compute_output_shape(self, input_shapes):

@@ -12,7 +12,8 @@ fused activation (VGG's Conv2D(activation="relu")), a linear copy sharing its we
 import keras
 from keras import ops
 
-from sjft_tf.applications import APPLICATION_PREPROCESSING, build_application, preprocess
+from sjft_tf import errors
+from sjft_tf.applications import backbone, build_application, preprocess
 
 def _consumers(model: keras.Model, tensor) -> list[keras.layers.Layer]:
   return [layer for layer in model.layers
@@ -69,7 +70,7 @@ class LearnedKernelBank(keras.layers.Layer):
     outputs = keras.tree.flatten(extractor.outputs)
     self.layer_names = list(layer_names or [f"output_{i}" for i in range(len(outputs))])
     if len(self.layer_names) != len(outputs):
-      raise ValueError(f"{len(self.layer_names)} layer names for {len(outputs)} outputs")
+      raise errors.InputError(f"{len(self.layer_names)} layer names for {len(outputs)} outputs")
     preprocess(ops.zeros((1, 1, 1, 3)), preprocessing)  # fail early on a bad mode
 
   def channel_groups(self) -> list[tuple[str, int]]:
@@ -102,5 +103,5 @@ def application_bank(application: str, layer_names, weights=None,
   """
   model = build_application(application, weights, (None, None, 3), **application_kwargs)
   return LearnedKernelBank(preactivation_extractor(model, layer_names),
-                           APPLICATION_PREPROCESSING[application], layer_names,
+                           backbone(application).preprocessing, layer_names,
                            name=f"{application.lower()}_bank")

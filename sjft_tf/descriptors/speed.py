@@ -14,6 +14,7 @@ import time
 import keras
 import numpy as np
 
+from sjft_tf import errors
 from sjft_tf.descriptors import gabor, histogram, learned
 
 # The figure to read GPU rates against (../shared/DEVICE.md): the AlexNet-shaped bank
@@ -57,7 +58,7 @@ def bank_by_name(name: str):
     return learned.application_bank("MobileNet", ["conv1", "conv_pw_1"], None, alpha=0.25)
   if name == "gabor":
     return gabor.GaborBank()
-  raise ValueError(f"unknown bank {name!r} (alexnet, lite0, mobilenet, gabor)")
+  raise errors.InputError(f"unknown bank {name!r} (alexnet, lite0, mobilenet, gabor)")
 
 
 def _synchronised(value) -> np.ndarray:

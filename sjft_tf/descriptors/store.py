@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from sjft_tf import files
+from sjft_tf import errors, files
 
 METADATA_FILENAME = "descriptor_metadata.json"
 EDGES_FILENAME = "edges.npz"
@@ -72,7 +72,7 @@ def encode(descriptors: np.ndarray, storage: str) -> dict[str, np.ndarray]:
     scales = np.maximum(descriptors.max(axis=1), 1e-12).astype(np.float32) / 255.0
     quantised = np.round(descriptors / scales[:, None]).astype(np.uint8)
     return {"descriptors": quantised, "scales": scales}
-  raise ValueError(f"unknown storage {storage!r} ({', '.join(STORAGE_KINDS)})")
+  raise errors.InputError(f"unknown storage {storage!r} ({', '.join(STORAGE_KINDS)})")
 
 
 def save_shard(path: str, ids, labels, descriptors: np.ndarray, storage: str) -> None:
@@ -108,8 +108,8 @@ def load_ids_labels(path: str) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
       return data["ids"], data["labels"]
   except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-    raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}); "
-                     f"{_REMEDY}") from error
+    raise errors.InputError(f"{path} is damaged ({type(error).__name__}: {error}); "
+                            f"{_REMEDY}") from error
 
 
 def shard_paths(directory: str, role: str) -> list[str]:
@@ -126,7 +126,8 @@ def load_all(directory: str, role: str, split: str | None = None) -> DescriptorS
             if entry["role"] == role and split in (None, entry["split"])
             for p in entry["shards"]]
   if not shards:
-    raise ValueError(f"{directory}: no {role} descriptors{f' for split {split}' if split else ''}")
+    raise errors.InputError(
+        f"{directory}: no {role} descriptors{f' for split {split}' if split else ''}")
   return DescriptorShard(np.concatenate([s.ids for s in shards]),
                          np.concatenate([s.labels for s in shards]),
                          np.concatenate([s.descriptors for s in shards]))

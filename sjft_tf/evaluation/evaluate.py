@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import bounds, files, outputs
+from sjft_tf import bounds, errors, files, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.evaluation import metrics
@@ -103,8 +103,8 @@ def _request(run: outputs.TrainedRun, spec_dir: str, config: EvalConfig):
   asks: what a stored evaluation must match to be reused."""
   spec = spec_lib.load_spec(spec_dir)
   if spec.class_names != run.target_class_names:
-    raise ValueError(f"{spec_dir}: its {len(spec.class_names)} classes are not the "
-                     f"{len(run.target_class_names)} target classes of {run.run_dir}")
+    raise errors.InputError(f"{spec_dir}: its {len(spec.class_names)} classes are not the "
+                            f"{len(run.target_class_names)} target classes of {run.run_dir}")
   spec.split(config.split)  # names the split in the error when it is missing
   reader = pipeline.ReaderConfig(batch_size=config.batch_size,
                                  resize_size=config.resize_size or run.resize_size,

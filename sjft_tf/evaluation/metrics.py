@@ -4,6 +4,8 @@ import base64
 
 import numpy as np
 
+from sjft_tf import errors
+
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
   """int64 [classes, classes]: row = true class, column = predicted class."""
@@ -53,5 +55,5 @@ def unpack_correct(text: str, images: int) -> np.ndarray:
   """pack_correct's inverse: bool [images]."""
   bits = np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))
   if len(bits) < images or bits[images:].any():
-    raise ValueError(f"a per-image record of {len(bits)} bits does not hold {images} images")
+    raise errors.InputError(f"a per-image record of {len(bits)} bits does not hold {images} images")
   return bits[:images].astype(bool)

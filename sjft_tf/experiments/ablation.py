@@ -47,7 +47,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import applications, bounds, outputs
+from sjft_tf import bounds, errors, outputs
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.descriptors import store as descriptor_store
 from sjft_tf.evaluation import evaluate as evaluate_lib
@@ -160,27 +160,26 @@ class AblationConfig:
     bounds.check(self)
     unknown = sorted(set(self.rows) - set(ROWS))
     if unknown:
-      raise ValueError(f"unknown rows {unknown}; known: {list(ROWS)}")
+      raise errors.InputError(f"unknown rows {unknown}; known: {list(ROWS)}")
     if self.budget_sweep:
       if min(self.budget_sweep) < 1:
-        raise ValueError(f"budget_sweep {list(self.budget_sweep)}: budgets must be >= 1")
+        raise errors.InputError(f"budget_sweep {list(self.budget_sweep)}: budgets must be >= 1")
       outside = sorted(set(self.budget_sweep_rows) - set(BUDGET_ROWS))
       if outside:
-        raise ValueError(f"budget_sweep_rows {outside} are not sized by a budget; "
-                         f"those that are: {list(BUDGET_ROWS)}")
+        raise errors.InputError(f"budget_sweep_rows {outside} are not sized by a budget; "
+                                f"those that are: {list(BUDGET_ROWS)}")
     needing = sorted({"linear_probe", "lp_ft"} & set(self.rows))
     if needing and not (self.head_warmup_steps or self.head_warmup_epochs):
-      raise ValueError(f"rows {needing} need a head warm-up: --head_warmup_steps > 0 or "
-                       f"--head_warmup_epochs > 0")
+      raise errors.InputError(f"rows {needing} need a head warm-up: --head_warmup_steps > 0 or "
+                              f"--head_warmup_epochs > 0")
 
   @property
   def features(self) -> semantic.FeatureConfig:
     """The network of the deep-feature rows: feature_base, or the training model's."""
     model = self.train.model
     if self.feature_base:
-      alpha = self.feature_alpha if applications.takes_alpha(self.feature_base) else None
       return semantic.FeatureConfig(self.feature_base, self.feature_weights or model.weights,
-                                    alpha, self.feature_input_size)
+                                    self.feature_alpha, self.feature_input_size)
     return semantic.FeatureConfig(model.base, self.feature_weights or model.weights,
                                   model.alpha, model.input_size)
 
@@ -258,7 +257,7 @@ def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
   made = {}
   if "gabor" in kinds:
     if not config.gabor_descriptors:
-      raise ValueError("the selective_gabor row needs gabor_descriptors")
+      raise errors.InputError("the selective_gabor row needs gabor_descriptors")
     made["gabor"] = ranked(config.gabor_descriptors, "gabor")[0]
   if kinds & {"all", "random", "learned", "deep", "classes"}:
     learned, base = ranked(config.learned_descriptors, "learned", at_budget="learned" in kinds)
@@ -315,7 +314,7 @@ def run_configs(config: AblationConfig, row: str, seed: int, first_round: str | 
   epochs = template.total_steps // template.steps_per_epoch
   rounds = config.rounds if chain == "iterative" else 1
   if epochs % rounds:
-    raise ValueError(f"{epochs} epochs do not split into {rounds} rounds")
+    raise errors.InputError(f"{epochs} epochs do not split into {rounds} rounds")
   run = dataclasses.replace(template, output_dir=run_dir, first_round=first_round or "",
                             pairs=dataclasses.replace(template.pairs, seed=seed))
   if first_round is None:
@@ -350,8 +349,8 @@ def pretrain_configs(config: AblationConfig, run: train_lib.TrainConfig,
   base, in batches of the same size. Both stages have their own cosine schedule."""
   first = round(config.pretrain_share * epochs)
   if not 0 < first < epochs:
-    raise ValueError(f"pretrain_share {config.pretrain_share} of {epochs} epochs leaves "
-                     f"{first} for pre-training: both stages need at least one epoch")
+    raise errors.InputError(f"pretrain_share {config.pretrain_share} of {epochs} epochs leaves "
+                            f"{first} for pre-training: both stages need at least one epoch")
   per_epoch, batch = run.steps_per_epoch, run.pairs.batch_size
   source = dataclasses.replace(
       run, output_dir=os.path.join(run.output_dir, "pretrain"), total_steps=first * per_epoch,

@@ -9,6 +9,8 @@ of 300 images and one of 30,000.
 
 import math
 
+from sjft_tf import errors
+
 
 def schedule(train_images: int, target_images_per_batch: int, target_epochs: float,
              logged_epochs: int) -> tuple[int, int]:
@@ -26,11 +28,11 @@ def schedule(train_images: int, target_images_per_batch: int, target_epochs: flo
     logged_epochs), at least 1.
   """
   if train_images < 1 or target_images_per_batch < 1:
-    raise ValueError(f"schedule: {train_images} training images and "
-                     f"{target_images_per_batch} target images a batch; both must be >= 1")
+    raise errors.InputError(f"schedule: {train_images} training images and "
+                            f"{target_images_per_batch} target images a batch; both must be >= 1")
   if target_epochs <= 0 or logged_epochs < 1:
-    raise ValueError(f"schedule: target_epochs {target_epochs} must be > 0 and "
-                     f"logged_epochs {logged_epochs} >= 1")
+    raise errors.InputError(f"schedule: target_epochs {target_epochs} must be > 0 and "
+                            f"logged_epochs {logged_epochs} >= 1")
   batches = target_epochs * train_images / target_images_per_batch
   # (1e-9: 94 epochs of 1,020 images in batches of 32 is 2,996.25 batches, not 2,996.2500001)
   steps_per_epoch = max(1, math.ceil(batches / logged_epochs - 1e-9))
@@ -54,7 +56,7 @@ def budget_images(source_images: int, fraction: float) -> int:
     ValueError: fraction outside (0, 1], or an empty source.
   """
   if not 0 < fraction <= 1:
-    raise ValueError(f"budget_fraction {fraction}: must be in (0, 1]")
+    raise errors.InputError(f"budget_fraction {fraction}: must be in (0, 1]")
   if source_images < 1:
-    raise ValueError("budget_fraction: the source has no images")
+    raise errors.InputError("budget_fraction: the source has no images")
   return min(source_images, max(1, round(fraction * source_images)))

@@ -9,6 +9,8 @@ so a new row is one entry here (and its chain in ablation.run_configs if it is n
 
 import dataclasses
 
+from sjft_tf import errors
+
 # How a row's first round is made (ablation.row_rounds), from the learned bank's ranking
 # unless said: None, no source; "all", the whole source; "random", a random subset of the
 # budget's size; "learned" / "gabor", each target's nearest by the bank's statistics;
@@ -42,8 +44,8 @@ class Row:
 
   def __post_init__(self):
     if self.selection not in SELECTIONS or self.chain not in CHAINS:
-      raise ValueError(f"row {self.name}: selection {self.selection!r} / chain "
-                       f"{self.chain!r}; known: {SELECTIONS} / {CHAINS}")
+      raise errors.InputError(f"row {self.name}: selection {self.selection!r} / chain "
+                              f"{self.chain!r}; known: {SELECTIONS} / {CHAINS}")
 
   @property
   def uses_source(self) -> bool:

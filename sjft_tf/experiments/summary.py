@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from sjft_tf import errors
 from sjft_tf.evaluation import metrics
 from sjft_tf.experiments import rows as rows_lib
 from sjft_tf.experiments import verdict
@@ -36,7 +37,7 @@ def validation_split(results: dict) -> str:
     return chosen
   others = [s for s in splits if s != TEST_SPLIT]
   if not others:
-    raise ValueError(f"the study reports only {splits}: no validation split to choose on")
+    raise errors.InputError(f"the study reports only {splits}: no validation split to choose on")
   return others[0]
 
 
@@ -60,7 +61,7 @@ def best_row(results: dict) -> dict:
   key = top1_key(results, split)
   rows = {name: row for name, row in results["rows"].items() if key in row}
   if not rows:
-    raise ValueError(f"the study has no row evaluated on {split}")
+    raise errors.InputError(f"the study has no row evaluated on {split}")
   name = max(rows, key=lambda n: (rows[n][key]["mean"], n))
   run = _best_seed(rows[name]["runs"], key)
   test_key = top1_key(results, TEST_SPLIT)
@@ -210,25 +211,26 @@ def chosen_run(results: dict, study_dir: str, row: str = "", seed: int | None = 
   key, test_key = top1_key(results, split), top1_key(results, TEST_SPLIT)
   if row:
     if row not in results["rows"]:
-      raise ValueError(f"{where}: row {row!r} is not trained in this study; its rows: "
-                       f"{', '.join(results['rows'])}")
+      raise errors.InputError(f"{where}: row {row!r} is not trained in this study; its rows: "
+                              f"{', '.join(results['rows'])}")
     runs = _runs_by_seed(results, row)
     if seed is None:
       seed = _best_seed(list(runs.values()), key)["seed"]
       why = f"row {row} as named, its seed best on {split}"
     elif seed not in runs:
-      raise ValueError(f"{where}: row {row!r} has no trained seed {seed}; its seeds: "
-                       f"{', '.join(map(str, sorted(runs)))}")
+      raise errors.InputError(f"{where}: row {row!r} has no trained seed {seed}; its seeds: "
+                              f"{', '.join(map(str, sorted(runs)))}")
     else:
       why = f"row {row} and seed {seed} as named"
   else:
     if seed is not None:
-      raise ValueError("--seed needs --row (the best row on validation picks its own seed)")
+      raise errors.InputError("--seed needs --row (the best row on validation picks its own seed)")
     best = best_row(results)
     if best["test"] is None:
-      raise ValueError(f"{where}: the test split is not read yet; read it once (sjft-reproduce "
-                       f"with the same flags and --eval_splits={split},test) before exporting "
-                       f"the best row, or name --row")
+      raise errors.InputError(
+          f"{where}: the test split is not read yet; read it once (sjft-reproduce with the "
+          f"same flags and --eval_splits={split},test) before exporting the best row, or name "
+          f"--row")
     row, seed = best["row"], best["seed"]
     why = f"the best row on {split}, its best seed"
   run = _runs_by_seed(results, row)[seed]

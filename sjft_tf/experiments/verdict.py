@@ -21,6 +21,8 @@ independently: wider than the paired one whenever the rows err on the same image
 import numpy as np
 from scipy import stats
 
+from sjft_tf import errors
+
 
 # Readings of an interval of row A minus row B.
 HELPS, NO_EVIDENCE, HURTS = "helps", "no evidence", "hurts"
@@ -62,8 +64,8 @@ def difference(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
   """
   a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
   if a.shape != b.shape or a.ndim != 2 or a.shape[1] < 2:
-    raise ValueError(f"per-image results of shapes {a.shape} and {b.shape}: need two "
-                     f"[seeds, images] arrays of one shape, at least 2 images")
+    raise errors.InputError(f"per-image results of shapes {a.shape} and {b.shape}: need two "
+                            f"[seeds, images] arrays of one shape, at least 2 images")
   seeds, images = a.shape
   per_image = (a - b).mean(axis=0)  # [images]: the difference on each image, over seeds
   per_seed = (a - b).mean(axis=1)  # [seeds]
@@ -83,8 +85,8 @@ def difference_unpaired(accuracies_a, accuracies_b, images: int) -> dict:
   """
   a, b = np.asarray(accuracies_a, float), np.asarray(accuracies_b, float)
   if a.shape != b.shape or a.ndim != 1 or not len(a) or images < 2:
-    raise ValueError(f"per-seed accuracies of shapes {a.shape} and {b.shape} on {images} "
-                     f"images: need one shape and at least 2 images")
+    raise errors.InputError(f"per-seed accuracies of shapes {a.shape} and {b.shape} on {images} "
+                            f"images: need one shape and at least 2 images")
   seeds = len(a)
   per_seed = a - b
   pa, pb = a.mean(), b.mean()

@@ -25,7 +25,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from sjft_tf import bounds, files, integrity, outputs
+from sjft_tf import bounds, errors, files, integrity, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.training.model import TARGET_HEAD
 
@@ -123,10 +123,10 @@ def verify_version(version_dir: str) -> None:
     probabilities = result["probabilities"].numpy()
   except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    raise ValueError(f"{version_dir} does not load as a SavedModel "
-                     f"({type(error).__name__}: {first_line}): {remedy}") from error
+    raise errors.InputError(f"{version_dir} does not load as a SavedModel "
+                            f"({type(error).__name__}: {first_line}): {remedy}") from error
   if not (probabilities.shape[0] == 1 and abs(float(probabilities.sum()) - 1) < 1e-3):
-    raise ValueError(f"{version_dir}: predict_images returned no distribution: {remedy}")
+    raise errors.InputError(f"{version_dir}: predict_images returned no distribution: {remedy}")
 
 
 def next_version(export_dir: str) -> int:
@@ -154,7 +154,7 @@ def export(model: keras.Model, class_names, export_dir: str, resize_size: int,
   classifier = _classifier(model)
   classes = len(class_names)
   if classifier.output.shape[-1] != classes:
-    raise ValueError(f"{classes} class names for a head of {classifier.output.shape[-1]}")
+    raise errors.InputError(f"{classes} class names for a head of {classifier.output.shape[-1]}")
   top_k = min(top_k, classes)
   version = version or next_version(export_dir)
   final = os.path.join(export_dir, str(version))

@@ -56,11 +56,17 @@ class IndexConfig:
     return num_leaves, min(max(searched, enough), num_leaves)
 
 
-def build(embeddings: np.ndarray, config: IndexConfig, num_neighbours: int):
-  """A ScaNN searcher (TF ops) over embeddings [n, d], squared L2 distance."""
+def build(embeddings: np.ndarray, config: IndexConfig, num_neighbours: int,
+          distance: str = "squared_l2"):
+  """The one ScaNN searcher builder (TF ops) over embeddings float32 [n, d].
+
+  Args:
+    distance: "squared_l2" (the Hellinger-PCA embedding of the descriptors) or
+      "dot_product" (unit-norm deep features: cosine).
+  """
   num_leaves, searched = config.leaves(len(embeddings), num_neighbours)
   from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
-  builder = scann_ops.builder(embeddings, num_neighbours, "squared_l2")
+  builder = scann_ops.builder(embeddings, num_neighbours, distance)
   if num_leaves > 1:
     builder = builder.tree(num_leaves=num_leaves, num_leaves_to_search=searched,
                            training_sample_size=min(len(embeddings), 250000))

@@ -27,7 +27,7 @@ import os
 from absl import logging
 import numpy as np
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 from sjft_tf import files, outputs
 
 FORMAT_VERSION = 1
@@ -228,7 +228,7 @@ def search_seconds(folder: str) -> float | None:
   payload = files.read_json(path)
   seconds = payload.get("search_seconds") if isinstance(payload, dict) else None
   if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
-    raise ValueError(f"{path} is damaged (no search_seconds number)")
+    raise errors.InputError(f"{path} is damaged (no search_seconds number)")
   return float(seconds)
 
 

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 from sjft_tf.descriptors import store
 from sjft_tf.selection import divergence, embedding, exact
 from sjft_tf.selection import index as index_lib
@@ -151,7 +151,7 @@ def find(descriptors_dir: str, targets: np.ndarray, num_sources: int,
     sources = SourceDescriptors(descriptors_dir, num_sources, targets.shape[1])
     distances, indices = _approximate(sources, targets, num_sources, weights, k, config)
   else:
-    raise ValueError(f"unknown search method {method!r} (exact, scann, auto)")
+    raise errors.InputError(f"unknown search method {method!r} (exact, scann, auto)")
   return timed(method, start, len(targets), num_sources, distances, indices)
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from sjft_tf import outputs
+from sjft_tf import errors, outputs
 from sjft_tf.descriptors import store
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest, search, subset
@@ -117,7 +117,7 @@ def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
   order = {str(i): n for n, i in enumerate(np.asarray(target_ids).tolist())}
   missing = [i for i in previous.target_ids.tolist() if i not in order]
   if missing:
-    raise ValueError(f"predictions lack {len(missing)} target images, e.g. {missing[:3]}")
+    raise errors.InputError(f"predictions lack {len(missing)} target images, e.g. {missing[:3]}")
   rows = np.array([order[i] for i in previous.target_ids.tolist()])
   predicted = np.asarray(probabilities)[rows]
   selection = manifest.derive(dataclasses.replace(

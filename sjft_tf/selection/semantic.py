@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from sjft_tf import bounds, files
+from sjft_tf import bounds, errors, files
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import manifest
 
@@ -32,7 +32,7 @@ class FeatureConfig:
   Attributes:
     base: keras.applications class name.
     weights: "imagenet", a no-top weights file, or "" (random: meaningless here).
-    alpha: MobileNet width multiplier (None for other bases).
+    alpha: width multiplier (None for networks without one: applications.width).
     input_size: images are resized to this square (no crop) before the network.
     batch_size: images per forward pass.
   """
@@ -43,6 +43,8 @@ class FeatureConfig:
   batch_size: int = bounds.field(128, lower=1)
 
   def __post_init__(self):
+    from sjft_tf import applications  # pylint: disable=g-import-not-at-top (loads Keras)
+    object.__setattr__(self, "alpha", applications.width(self.base, self.alpha))
     bounds.check(self)
 
 
@@ -67,17 +69,14 @@ def pooled_features(spec_dir: str, split: str, config: FeatureConfig,
       pass
     except ValueError as error:  # (its message names the file and the remedy)
       logging.warning("features cache: %s", error)
-  import keras  # pylint: disable=g-import-not-at-top (TF and Keras only when computing)
-  from sjft_tf import applications
+  from sjft_tf import applications  # pylint: disable=g-import-not-at-top (loads Keras)
   from sjft_tf.data import pipeline
   from sjft_tf.training import model as model_lib
 
   model_config = model_lib.ModelConfig(config.base, config.weights, config.input_size,
                                        config.alpha)
   base = model_lib.build_base(model_config)
-  images = keras.Input((config.input_size, config.input_size, 3))
-  network = keras.Model(images, base(applications.ApplicationPreprocessing(
-      applications.APPLICATION_PREPROCESSING[config.base])(images)))
+  network = applications.feature_extractor(config.base, base, config.input_size)
   reader = pipeline.ReaderConfig(batch_size=config.batch_size, resize_size=config.input_size,
                                  crop_size=config.input_size)
   ids, labels, features = [], [], []
@@ -102,7 +101,7 @@ def reorder(ids: np.ndarray, features: np.ndarray, wanted_ids: np.ndarray) -> np
   position = {key: row for row, key in enumerate(ids)}
   missing = [key for key in wanted_ids if key not in position]
   if missing:
-    raise ValueError(f"{len(missing)} ids have no feature (first: {missing[0]})")
+    raise errors.InputError(f"{len(missing)} ids have no feature (first: {missing[0]})")
   return features[[position[key] for key in wanted_ids]]
 
 
@@ -111,7 +110,7 @@ def nearest_by_cosine(targets: np.ndarray, sources: np.ndarray, k: int,
   """Each target's k most similar sources by cosine (features of unit norm).
 
   Args:
-    method: "scann" (ScaNN's dot-product index: a k-means tree, about sqrt(n) leaves,
+    method: "scann" (index.build's dot-product index: a k-means tree, sqrt(n) leaves,
       a fifth searched, exact dot products of the candidates) or "exact".
   Returns:
     (indices int64 [nt, k], similarities float32 [nt, k]), most similar first.
@@ -122,15 +121,9 @@ def nearest_by_cosine(targets: np.ndarray, sources: np.ndarray, k: int,
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return top.astype(np.int64), np.take_along_axis(scores, top, 1).astype(np.float32)
   if method != "scann":
-    raise ValueError(f"unknown method {method!r} (scann, exact)")
+    raise errors.InputError(f"unknown method {method!r} (scann, exact)")
   from sjft_tf.selection import index  # pylint: disable=g-import-not-at-top (loads ScaNN)
-  from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
-  num_leaves, searched = index.IndexConfig().leaves(len(sources), k)
-  builder = scann_ops.builder(sources.astype(np.float32), k, "dot_product")
-  if num_leaves > 1:
-    builder = builder.tree(num_leaves=num_leaves, num_leaves_to_search=searched,
-                           training_sample_size=len(sources))
-  searcher = builder.score_brute_force().build()
+  searcher = index.build(sources.astype(np.float32), index.IndexConfig(), k, "dot_product")
   indices, scores = searcher.search_batched(targets.astype(np.float32), final_num_neighbors=k)
   return np.asarray(indices, np.int64), np.asarray(scores, np.float32)
 

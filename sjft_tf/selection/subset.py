@@ -10,7 +10,7 @@ import os
 from absl import logging
 import tensorflow as tf
 
-from sjft_tf import files, integrity
+from sjft_tf import errors, files, integrity
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.data import tfrecord
 from sjft_tf.data.ingest import shard_name
@@ -94,9 +94,9 @@ def write_subset(source_spec_dir: str, splits: list[str], head_label_of: dict[st
   if writer is not None:
     close()
   if written != len(head_label_of):
-    raise ValueError(f"{source_spec_dir} {splits}: found {written} of the "
-                     f"{len(head_label_of)} selected ids; the descriptors and the dataset "
-                     f"disagree")
+    raise errors.InputError(f"{source_spec_dir} {splits}: found {written} of the "
+                            f"{len(head_label_of)} selected ids; the descriptors and the dataset "
+                            f"disagree")
   subset = spec_lib.DatasetSpec(name, list(class_names),
                                 {"train": spec_lib.SplitSpec(written, counts, shards)},
                                 {**(metadata or {}), "selection_fingerprint": fingerprint},

@@ -16,7 +16,7 @@ import os
 import keras
 import numpy as np
 
-from sjft_tf import files
+from sjft_tf import errors, files
 from sjft_tf.data import pipeline
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest, select
@@ -67,9 +67,9 @@ class SelectiveRounds(keras.callbacks.Callback):
     super().__init__()
     self.target_batch_norm = target_batch_norm
     if rule.max_level > sampler.max_level:
-      raise ValueError(f"{sampler.first_round_folder}: the level rule's max_level "
-                       f"{rule.max_level} exceeds the selection's {sampler.max_level} "
-                       f"(sjft-select --max_level)")
+      raise errors.InputError(f"{sampler.first_round_folder}: the level rule's max_level "
+                              f"{rule.max_level} exceeds the selection's {sampler.max_level} "
+                              f"(sjft-select --max_level)")
     self.sampler = sampler
     self.output_dir = output_dir
     self.epochs_per_round = epochs_per_round

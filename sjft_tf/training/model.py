@@ -13,7 +13,7 @@ import re
 
 import keras
 
-from sjft_tf import applications, bounds, precision
+from sjft_tf import applications, bounds, errors, precision
 
 TARGET_HEAD = "target"
 SOURCE_HEAD = "source"
@@ -30,7 +30,8 @@ class ModelConfig:
       top (e.g. ../shared/weights/.../mobilenet_2_5_224_tf_no_top.h5), or "" for a
       random initialisation.
     input_size: side of the square input in pixels.
-    alpha: MobileNet / MobileNetV2 width multiplier (None for other bases).
+    alpha: width multiplier of the networks that take one (MobileNet, MobileNetV2, the
+      CIFAR ResNets); set to None for the others (applications.width).
     freeze: a regular expression; base layers whose name matches it are frozen (not
       trained; batch norm among them runs in inference mode). "" trains everything,
       as the paper does; e.g. "^conv1" freezes ResNet-V2's stem, "." the whole base
@@ -58,21 +59,21 @@ class ModelConfig:
       "flag": {"enum_values": list(precision.POLICIES)}})
 
   def __post_init__(self):
+    self.alpha = applications.width(self.base, self.alpha)
     bounds.check(self)
 
 
 def build_base(config: ModelConfig) -> keras.Model:
   """The pretrained base with global average pooling: [b, s, s, 3] -> [b, features]."""
-  kwargs = {"alpha": config.alpha} if config.alpha is not None else {}
   base = applications.build_application(
       config.base, config.weights or None, (config.input_size, config.input_size, 3),
-      pooling="avg", **kwargs)
+      config.alpha, pooling="avg")
   if config.freeze:
     pattern = re.compile(config.freeze)
     frozen = [layer for layer in base.layers if pattern.search(layer.name)]
     if not frozen:
-      raise ValueError(f"freeze pattern {config.freeze!r} matches no layer of "
-                       f"{config.base}")
+      raise errors.InputError(f"freeze pattern {config.freeze!r} matches no layer of "
+                              f"{config.base}")
     for layer in frozen:
       layer.trainable = False
   if config.freeze_batch_norm:
@@ -99,21 +100,19 @@ def build_joint_model(config: ModelConfig, target_classes: int,
     (see the module docstring). Heads output logits; apply softmax for probabilities.
   """
   if target_classes < 1:
-    raise ValueError(f"target_classes must be >= 1, got {target_classes}")
+    raise errors.InputError(f"target_classes must be >= 1, got {target_classes}")
   # The model and its layers take the policy (Model.compile reads the model's to wrap
   # the optimizer for loss scaling under mixed_float16); the heads are float32.
   with precision.dtype_policy(config.dtype_policy):
-    base = build_base(config)
-    images = keras.Input((config.input_size, config.input_size, 3), name="image")
-    scaled = applications.ApplicationPreprocessing(
-        applications.APPLICATION_PREPROCESSING[config.base], name="preprocessing")(images)
-    features = base(scaled)
+    extractor = applications.feature_extractor(config.base, build_base(config),
+                                               config.input_size)
+    features = extractor.output
     if config.dropout:
       features = keras.layers.Dropout(config.dropout, name="dropout")(features)
     heads = {TARGET_HEAD: target_classes, SOURCE_HEAD: source_classes}
     outputs = {name: _head(name, classes, config.head_init_stddev)(features)
                for name, classes in heads.items() if classes}
-    return keras.Model(images, outputs, name=f"sjft_{config.base.lower()}")
+    return keras.Model(extractor.input, outputs, name=f"sjft_{config.base.lower()}")
 
 
 def copy_weights(source: keras.Model, model: keras.Model, skip=()) -> list[str]:
@@ -139,6 +138,6 @@ def copy_weights(source: keras.Model, model: keras.Model, skip=()) -> list[str]:
       layer.set_weights(other.get_weights())
       copied.append(layer.name)
     elif layer.name not in (TARGET_HEAD, SOURCE_HEAD):
-      raise ValueError(f"the starting model has no layer {layer.name!r} of the same "
-                       f"shapes: another base")
+      raise errors.InputError(f"the starting model has no layer {layer.name!r} of the same "
+                              f"shapes: another base")
   return copied

@@ -11,7 +11,7 @@ import re
 import keras
 from keras import ops
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 
 # Variables of the heads (Keras paths "<layer>/<weight>"; see model.py).
 HEAD_VARIABLES = r"^(target|source)/"
@@ -82,7 +82,7 @@ class MultiplierSGD(keras.optimizers.SGD):
 def step_schedule_boundaries(total_steps: int, decay_every_steps: int) -> list[int]:
   """Batches at which the step schedule decays: every decay_every_steps, before the end."""
   if decay_every_steps <= 0:
-    raise ValueError("the step schedule needs decay_every_steps > 0")
+    raise errors.InputError("the step schedule needs decay_every_steps > 0")
   return list(range(decay_every_steps, total_steps, decay_every_steps))
 
 
@@ -103,13 +103,13 @@ def learning_rate_schedule(config: OptimizerConfig, total_steps: int):
     # Keras keeps values[i] while batch <= boundaries[i]: shift so batch b decays.
     return keras.optimizers.schedules.PiecewiseConstantDecay([b - 1 for b in boundaries],
                                                              values)
-  raise ValueError(f"unknown schedule {config.schedule!r} (cosine, step)")
+  raise errors.InputError(f"unknown schedule {config.schedule!r} (cosine, step)")
 
 
 def make_optimizer(config: OptimizerConfig, total_steps: int) -> keras.optimizers.SGD:
   """SGD with momentum, weight decay, the schedule and optional gradient accumulation."""
   if config.accumulation_steps < 1:
-    raise ValueError(f"accumulation_steps must be >= 1, got {config.accumulation_steps}")
+    raise errors.InputError(f"accumulation_steps must be >= 1, got {config.accumulation_steps}")
   return MultiplierSGD(
       multiplier=config.head_learning_rate_multiplier,
       learning_rate=learning_rate_schedule(config, total_steps), momentum=config.momentum,

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sjft_tf import errors
 from sjft_tf.data import pipeline
 from sjft_tf.training.model import TARGET_HEAD
 
@@ -31,7 +32,7 @@ def target_probabilities(model, spec, split: str, reader: pipeline.ReaderConfig,
     (ids str [n], labels int64 [n], probabilities float32 [n, classes]) in spec order.
   """
   if views not in VIEWS:
-    raise ValueError(f"unknown views {views!r}; known: {VIEWS}")
+    raise errors.InputError(f"unknown views {views!r}; known: {VIEWS}")
 
   probabilities = _probabilities_function(model, views, head)
   dataset = (pipeline.make_dataset(spec, split, reader, training=False) if views == "centre"

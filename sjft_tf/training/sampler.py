@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from sjft_tf import bounds
+from sjft_tf import bounds, errors
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import manifest
@@ -100,9 +100,9 @@ class PairSampler:
   def __init__(self, first_round, config: PairConfig = PairConfig()):
     _check_no_strategy()
     if config.batch_size % config.group_size or not config.crop_size:
-      raise ValueError(f"batch_size {config.batch_size} must be a multiple of "
-                       f"{config.group_size} (1 target and {config.sources_per_target} "
-                       f"source images a group) and crop_size ({config.crop_size}) set")
+      raise errors.InputError(f"batch_size {config.batch_size} must be a multiple of "
+                              f"{config.group_size} (1 target and {config.sources_per_target} "
+                              f"source images a group) and crop_size ({config.crop_size}) set")
     selection = manifest.load(first_round)
     self.config = config
     self._target_ids = selection.target_ids
@@ -115,8 +115,8 @@ class PairSampler:
     self.max_level = selection.params.max_level
     candidates = manifest.reachable_sources(selection)
     if not selection.head_classes:
-      raise ValueError(f"{first_round}: no source class has min_images_per_class images "
-                       f"in reach: nothing to train the source head on")
+      raise errors.InputError(f"{first_round}: no source class has min_images_per_class images "
+                              f"in reach: nothing to train the source head on")
     self.source_class_names = list(selection.head_classes)
     head_of = manifest.head_label_map(selection, IGNORE_LABEL)
     candidates = candidates[head_of[selection.source_labels[candidates]] != IGNORE_LABEL]
@@ -131,7 +131,7 @@ class PairSampler:
           source.spec_dir, source.splits, ids=selection.source_ids[candidates],
           max_bytes=budget - sum(len(b) for b in targets["encoded"]))
     except MemoryError as error:
-      raise ValueError(
+      raise errors.InputError(
           f"the target and the {len(candidates)} reachable source images need more than "
           f"max_encoded_gib={config.max_encoded_gib} in memory ({error}): lower k0 or "
           f"max_level, or ingest the source at a smaller image size") from error
@@ -160,17 +160,17 @@ class PairSampler:
     """Samples from this round's levels and pools from now on."""
     if not np.array_equal(selection.target_ids, self._target_ids) or not np.array_equal(
         selection.source_ids, self._source_ids):
-      raise ValueError(f"round {selection.round_index} has other target or source images "
-                       f"than the round this sampler was built from")
+      raise errors.InputError(f"round {selection.round_index} has other target or source images "
+                              f"than the round this sampler was built from")
     pools = [self._position[pool] for pool in selection.pools()]
     if any((pool < 0).any() for pool in pools):
-      raise ValueError(f"round {selection.round_index} reaches beyond the first "
-                       f"{selection.params.k0} x max_level={self.max_level} "
-                       f"neighbours this sampler holds")
+      raise errors.InputError(f"round {selection.round_index} reaches beyond the first "
+                              f"{selection.params.k0} x max_level={self.max_level} "
+                              f"neighbours this sampler holds")
     fallback = self._position[selection.selected]
     fallback = fallback[fallback >= 0]
     if not len(fallback):
-      raise ValueError(f"round {selection.round_index} selects no source image")
+      raise errors.InputError(f"round {selection.round_index} selects no source image")
     # A target whose pool is empty (all its neighbours in dropped classes) pairs with
     # any selected source image.
     sizes = np.array([len(p) for p in pools], np.int64)
@@ -262,8 +262,8 @@ class PairSampler:
     batch_size = batch_size or self.config.batch_size
     group = self.config.group_size
     if batch_size % group:
-      raise ValueError(f"batch_size {batch_size} must be a multiple of {group} (groups "
-                       f"of 1 target and {group - 1} source images)")
+      raise errors.InputError(f"batch_size {batch_size} must be a multiple of {group} (groups "
+                              f"of 1 target and {group - 1} source images)")
     crop = self.config.crop_size
 
     def pair_at(position):

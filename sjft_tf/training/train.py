@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from sjft_tf import bounds, files, integrity, outputs
+from sjft_tf import bounds, errors, files, integrity, outputs
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import levels as levels_lib
@@ -125,8 +125,8 @@ class TrainConfig:
     if self.pairs.crop_size is None:
       self.pairs = dataclasses.replace(self.pairs, crop_size=self.model.input_size)
     elif self.pairs.crop_size != self.model.input_size:
-      raise ValueError(f"the random crop ({self.pairs.crop_size} px) must be the model's "
-                       f"input size ({self.model.input_size} px)")
+      raise errors.InputError(f"the random crop ({self.pairs.crop_size} px) must be the model's "
+                              f"input size ({self.model.input_size} px)")
 
 
 def target_only(config: TrainConfig, output_dir: str,
@@ -159,7 +159,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
   if name == "one_device":
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-  raise ValueError(f"unknown strategy {name!r}; known: {STRATEGIES}")
+  raise errors.InputError(f"unknown strategy {name!r}; known: {STRATEGIES}")
 
 
 def target_only_dataset(spec, split: str, pairs: PairConfig) -> tf.data.Dataset:
@@ -250,10 +250,10 @@ def _check_config(config: TrainConfig) -> None:
     ValueError: the run folder holds a run of other settings or other inputs.
   """
   if config.total_steps % config.steps_per_epoch:
-    raise ValueError(f"total_steps {config.total_steps} is not a multiple of "
-                     f"steps_per_epoch {config.steps_per_epoch}")
+    raise errors.InputError(f"total_steps {config.total_steps} is not a multiple of "
+                            f"steps_per_epoch {config.steps_per_epoch}")
   if config.epochs_per_round and not config.first_round:
-    raise ValueError("rounds need a selection: set first_round")
+    raise errors.InputError("rounds need a selection: set first_round")
   path = os.path.join(config.output_dir, CONFIG_FILENAME)
   current = {**_portable(dataclasses.asdict(config), config.output_dir),
              files.INPUTS_KEY: _inputs_fingerprint(config)}
@@ -265,11 +265,11 @@ def _check_config(config: TrainConfig) -> None:
     for values in (saved, current, defaults):
       values.pop("verbose", None)
     if saved.get(files.INPUTS_KEY, current[files.INPUTS_KEY]) != current[files.INPUTS_KEY]:
-      raise ValueError(f"{path}: the run was trained on other inputs (its first round or "
-                       f"target images changed since): use a fresh output_dir")
+      raise errors.InputError(f"{path}: the run was trained on other inputs (its first round or "
+                              f"target images changed since): use a fresh output_dir")
     if not files.matches(saved, current, defaults, _RETIRED_SETTINGS):
-      raise ValueError(f"{path} holds another configuration: resume with the same one or "
-                       f"use a fresh output_dir")
+      raise errors.InputError(f"{path} holds another configuration: resume with the same one or "
+                              f"use a fresh output_dir")
   files.write_json_atomic(path, {**current, "verbose": config.verbose})
 
 
@@ -309,8 +309,8 @@ def _check_inputs(config: TrainConfig) -> None:
     initial = outputs.TrainedRun.read(config.initial_run)
     problem = initial.model_problem()
     if problem is not None:
-      raise ValueError("initial_run: "
-                       + outputs.model_problem_message(initial.model_path, problem))
+      raise errors.InputError("initial_run: "
+                              + outputs.model_problem_message(initial.model_path, problem))
 
 
 def _run_files(run_dir: str) -> list[str]:
@@ -339,7 +339,7 @@ def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
     return None
   problem = run.model_problem()
   if problem == outputs.MODEL_REPLACED:  # the user's file: never overwritten
-    raise ValueError(outputs.model_problem_message(run.model_path, problem))
+    raise errors.InputError(outputs.model_problem_message(run.model_path, problem))
   if problem is not None:
     return None
   try:
@@ -349,8 +349,8 @@ def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
   except ValueError as error:
     damaged = [str(error)]
   if damaged:
-    raise ValueError(f"the finished run in {run_dir} has a damaged file, {damaged[0]}: "
-                     f"delete {run_dir} to train the run again")
+    raise errors.InputError(f"the finished run in {run_dir} has a damaged file, {damaged[0]}: "
+                            f"delete {run_dir} to train the run again")
   return run
 
 
@@ -388,8 +388,8 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   replicas = strategy.num_replicas_in_sync
   group = config.pairs.group_size if config.first_round else 1
   if config.pairs.batch_size % (group * replicas):
-    raise ValueError(f"batch_size {config.pairs.batch_size} must be a multiple of "
-                     f"{group} x {replicas} replicas (the same mix of domains per replica)")
+    raise errors.InputError(f"batch_size {config.pairs.batch_size} must be a multiple of "
+                            f"{group} x {replicas} replicas (the same mix of domains per replica)")
 
   run_callbacks, source_classes = [], []
   target_spec_dir = config.target_spec_dir
@@ -435,9 +435,9 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   if config.source_validation_split and config.first_round:
     source = manifest.load(config.first_round).provenance.source
     if config.source_validation_split in source.splits:
-      raise ValueError(f"source_validation_split {config.source_validation_split!r} is "
-                       f"one the selection draws from ({source.spec_dir}: "
-                       f"{list(source.splits)}): hold out another split")
+      raise errors.InputError(f"source_validation_split {config.source_validation_split!r} is "
+                              f"one the selection draws from ({source.spec_dir}: "
+                              f"{list(source.splits)}): hold out another split")
     run_callbacks.insert(0, callbacks_lib.SourceValidation(
         source.spec_dir, config.source_validation_split, source_classes, evaluation_reader,
         config.source_validation_images))
