@@ -89,6 +89,8 @@ def define(flag_values: flags.FlagValues, cls, prefixes: dict | None = None, ski
     required: dotted field names whose flag must be given.
     names: {dotted field name: flag name} where the flag is not named after the field.
   """
+  # Over 60 lines: one flag kind per field type (scalars, enums, lists, tuples, dicts,
+  # nested configs), each a few lines; apart they would share the prefix bookkeeping.
   prefixes, defaults, names = prefixes or {}, defaults or {}, names or {}
 
   def walk(section, path: str, prefix: str):

@@ -193,6 +193,8 @@ def ingest(source: ListedSource, config: IngestConfig) -> spec_lib.DatasetSpec:
     ValueError: the class list disagrees with an existing spec, a class ends with no
       readable image, or the folder holds shards of a different input.
   """
+  # Over 60 lines: the resumable pass in order (earlier spec, listing check, per-shard
+  # reuse, decode and write, report); each kill point is visible in one place.
   output_dir = config.output_dir
   display_names = (spec_lib.read_display_names(config.display_names_file, source.class_names)
                    if config.display_names_file else None)

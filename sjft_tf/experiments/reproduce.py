@@ -241,6 +241,8 @@ def run(config: ablation.AblationConfig, prepare_seconds: dict | None = None) ->
     "final_selected_images", "runs": [...]}}, "k0_sweep": [...], "budget_sweep":
     [...] (`budget_sweep`), "seconds", "config"}.
   """
+  # Over 60 lines: the study's one sequence (rows x seeds, the sweeps, the report), each
+  # step a call; its progress lines and timing belong to the whole.
   started = time.time()
   config = ablation.sized(config)
   keys = metric_keys(config)
