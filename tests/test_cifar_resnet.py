@@ -12,6 +12,7 @@ from sjft_tf import applications, errors
 from sjft_tf.applications import cifar_resnet
 from sjft_tf.data import pipeline
 from sjft_tf.data import spec as spec_lib
+from sjft_tf.selection import semantic
 from sjft_tf.training import callbacks, model as model_lib, predict, train
 
 import training_fixtures
@@ -114,7 +115,6 @@ def test_source_validation_reads_the_source_head_and_refuses_a_sampled_split(tmp
 
 
 def test_the_registry_drops_a_width_the_network_does_not_take_and_names_the_known_ones():
-  from sjft_tf.selection import semantic  # pylint: disable=g-import-not-at-top
   assert model_lib.ModelConfig(base="EfficientNetLite0", alpha=1.0).alpha is None
   assert model_lib.ModelConfig(base="CifarResNet8", alpha=0.5).alpha == 0.5
   assert semantic.FeatureConfig(base="ResNet50V2", alpha=0.25).alpha is None

@@ -13,15 +13,16 @@ _TOOL = textwrap.dedent("""
     from sjft_tf import errors
     from sjft_tf.cli import runner
 
+    KIND = {kind!r}
+
     def main(argv):
-      kind = KIND
-      if kind == "input":
+      del argv
+      if KIND == "input":
         raise errors.InputError("/data/x.csv: no rows after the header")
-      if kind == "missing":
+      if KIND == "missing":
         raise errors.MissingInputError("no dataset_spec.json at /data/spec: run sjft-ingest first")
       raise ValueError("a bug of ours")
 
-    KIND = {kind!r}
     runner.run(main, flags.FlagValues())
 """)
 
