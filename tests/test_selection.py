@@ -13,7 +13,7 @@ import pytest
 from sjft_tf import outputs
 from sjft_tf.data import ingest, pipeline, sources, spec as spec_lib, synthetic
 from sjft_tf.descriptors import extract, store
-from sjft_tf.selection import (divergence, embedding, exact, index, levels, manifest,
+from sjft_tf.selection import (budget, divergence, embedding, exact, index, levels, manifest,
                                search, select)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -318,9 +318,9 @@ def test_cli_deep_and_class_rounds_follow_their_settings(descriptor_dir, tmp_pat
                       "--feature_input_size=32\n--feature_batch_size=64\n")
   classes = str(tmp_path / "classes")
   counts = []
-  for budget in (10, 40):
+  for images in (10, 40):
     runner.run_stage(select_cli, str(flagfile), "--method=classes", f"--output_dir={classes}",
-                     f"--budget_images={budget}")
+                     f"--budget_images={images}")
     selection = manifest.load(os.path.join(classes, "round_000"))
     assert selection.provenance.search_method == "deep_class_means"
     assert len(np.unique(selection.neighbours, axis=0)) == 1  # one pool: whole classes
@@ -337,6 +337,20 @@ def test_cli_deep_and_class_rounds_follow_their_settings(descriptor_dir, tmp_pat
   assert os.path.exists(os.path.join(deep, "filter_bank", "round_000", "selection.json"))
   # Target train, source train and val: computed once, read by the second call.
   assert len(os.listdir(os.path.join(deep, "features"))) == 3
+  # --budget_images means what it means in sjft-reproduce for every method: the
+  # ranked round's pools at the smallest K0 that reaches it, no second search.
+  for method in ("filter_bank", "deep"):
+    folder = str(tmp_path / f"{method}_budget")
+    runner.run_stage(select_cli, str(flagfile), f"--method={method}", "--k0=1",
+                     f"--output_dir={folder}", "--budget_images=16")
+    ranked = manifest.load(os.path.join(folder, "ranked", "round_000"))
+    selection = manifest.load(os.path.join(folder, "round_000"))
+    k0 = selection.params.k0
+    assert k0 == budget.k0_for_images(ranked.neighbours, 16) > 1
+    assert len(selection.selected) >= 16 > len(np.unique(ranked.neighbours[:, :k0 - 1]))
+    np.testing.assert_array_equal(selection.neighbours, ranked.neighbours)
+    assert selection.provenance.search_method == ranked.provenance.search_method
+    assert os.path.exists(os.path.join(folder, "round_000", "subset", "dataset_spec.json"))
 
 
 def test_merge_top_k_cuts_ties_at_the_kth_distance_by_index_in_any_order():

@@ -8,7 +8,7 @@ import pytest
 
 from sjft_tf.data import spec as spec_lib
 from sjft_tf.experiments import ablation
-from sjft_tf.selection import manifest, semantic
+from sjft_tf.selection import budget, manifest, semantic
 from sjft_tf.training import train as train_lib
 import training_fixtures as fx
 
@@ -16,14 +16,6 @@ import training_fixtures as fx
 def _unit(rows):
   rows = np.asarray(rows, np.float64)
   return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-
-def test_k0_for_budget_is_the_smallest_k0_whose_pools_reach_it():
-  neighbours = np.array([[0, 1, 2, 3], [0, 4, 5, 6], [1, 4, 7, -1]])
-  # unions: k0=1 {0,1} 2; k0=2 {0,1,4} 3; k0=3 {0,1,2,4,5,7} 6; k0=4 {..,3,6} 8
-  assert [semantic.k0_for_budget(neighbours, b) for b in (1, 2, 3, 4, 6, 7, 8)] == [
-      1, 1, 2, 3, 3, 4, 4]
-  assert semantic.k0_for_budget(neighbours, 100) == 4  # never reached: every column
 
 
 def test_classes_are_ranked_by_their_mean_and_taken_whole_up_to_the_budget():
@@ -37,10 +29,10 @@ def test_classes_are_ranked_by_their_mean_and_taken_whole_up_to_the_budget():
   source = _unit(source_directions[source_labels] + 0.05 * rng.normal(size=(20, 16)))
   order, scores = semantic.rank_source_classes(target, target_labels, source, source_labels, 5)
   assert list(order[:2]) in ([2, 0], [0, 2]) and scores[4] == -np.inf
-  rows, taken = semantic.classes_for_budget(order, source_labels, 6)
+  rows, taken = budget.class_rows(order, source_labels, 6)
   assert taken == [int(c) for c in order[:2]]
   np.testing.assert_array_equal(rows, np.nonzero(np.isin(source_labels, taken))[0])
-  assert len(semantic.classes_for_budget(order, source_labels, 5)[0]) == 5
+  assert len(budget.class_rows(order, source_labels, 5)[0]) == 5
 
 
 def test_scann_dot_product_search_finds_the_exact_cosine_neighbours():

@@ -23,7 +23,7 @@ _PREVIOUS_ROUND = flags.DEFINE_string("previous_round", None, "A round folder to
 _PREDICTIONS = flags.DEFINE_string("predictions", None, "npz with ids and probabilities of the target training images.", flag_values=FLAG_VALUES)
 
 _METHOD = flags.DEFINE_enum("method", "filter_bank", ["filter_bank", "deep", "classes"], "Round 0 by the descriptors' filter-bank statistics (the paper), by the cosine of a pretrained network's pooled features (deep: each target's k0 nearest), or whole source classes nearest the target classes (classes, up to --budget_images).", flag_values=FLAG_VALUES)
-_BUDGET = flags.DEFINE_integer("budget_images", 0, "--method=classes: source images to select (whole classes until reached).", lower_bound=0, flag_values=FLAG_VALUES)
+_BUDGET = flags.DEFINE_integer("budget_images", 0, "Source images to select, as in sjft-reproduce: filter_bank and deep take the smallest K0 whose pools reach it (the ranked round goes to --output_dir/ranked), classes takes whole classes until reached (needed). 0: --k0 decides.", lower_bound=0, flag_values=FLAG_VALUES)
 _TARGET_SPLIT = flags.DEFINE_string("target_split", "train", "Target split whose images get neighbours.", flag_values=FLAG_VALUES)
 _REUSE = flags.DEFINE_bool("reuse", True, "Keep a round 0 already in --output_dir made from the same descriptors and parameters (rerun = resume).", flag_values=FLAG_VALUES)
 _WRITE_SUBSET = flags.DEFINE_bool("write_subset", True, "Write the selected source images as TFRecords (subset/).", flag_values=FLAG_VALUES)
@@ -54,7 +54,8 @@ def summary(selection: manifest.Selection, folder: str) -> str:
 
 def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfig):
   """Round 0 of --method=deep or classes into --output_dir (the filter-bank round it
-  is made over, which lists the images, goes to --output_dir/filter_bank)."""
+  is made over, which lists the images, goes to --output_dir/filter_bank; a deep round
+  at a budget ranks into --output_dir/ranked)."""
   if _METHOD.value == "classes" and not _BUDGET.value:
     raise app.UsageError("--method=classes needs --budget_images")
   _, base_folder = select.initial_selection(
@@ -66,9 +67,33 @@ def _semantic_round(params: manifest.SelectionParams, config: search.SearchConfi
     folder = semantic.classes_round(base_folder, _OUTPUT_DIR.value, features,
                                     _BUDGET.value, cache, _REUSE.value)
   else:
-    folder = semantic.nearest_round(base_folder, _OUTPUT_DIR.value, features, params,
-                                    cache, reuse=_REUSE.value)
-  return manifest.load(folder), folder
+    folder = semantic.nearest_round(base_folder, _ranked_dir(), features, params, cache,
+                                    reuse=_REUSE.value)
+  return folder
+
+
+def _ranked_dir() -> str:
+  """Where the ranked round goes: --output_dir, or with a budget its ranked/ folder."""
+  return f"{_OUTPUT_DIR.value}/ranked" if _BUDGET.value else _OUTPUT_DIR.value
+
+
+def _first_round(params: manifest.SelectionParams, config: search.SearchConfig):
+  """Round 0 by --method, at --budget_images when set (`budget.plan`, as sjft-reproduce
+  sizes its rows). Returns (the Selection, its round folder)."""
+  if _METHOD.value == "filter_bank":
+    selection, folder = select.initial_selection(
+        _DESCRIPTORS_DIR.value, _ranked_dir(), params, config, _TARGET_SPLIT.value,
+        _WRITE_SUBSET.value and not _BUDGET.value, _REUSE.value)
+    if not _BUDGET.value:
+      return selection, folder
+  else:
+    folder = _semantic_round(params, config)
+    if _METHOD.value == "classes" or not _BUDGET.value:
+      selection = manifest.load(folder)
+      if _WRITE_SUBSET.value:
+        select.write_round_subset(selection, folder)
+      return selection, folder
+  return select.budget_round(folder, _OUTPUT_DIR.value, _BUDGET.value, _WRITE_SUBSET.value)
 
 
 def main(argv):
@@ -89,12 +114,7 @@ def main(argv):
     params = _PARAMS()
     with _RUNNER_OPTIONS() as pipeline_args:
       config = _SEARCH(index_dir=f"{_OUTPUT_DIR.value}/index", pipeline_args=pipeline_args)
-      if _METHOD.value == "filter_bank":
-        selection, folder = select.initial_selection(
-            _DESCRIPTORS_DIR.value, _OUTPUT_DIR.value, params, config, _TARGET_SPLIT.value,
-            _WRITE_SUBSET.value, _REUSE.value)
-      else:
-        selection, folder = _semantic_round(params, config)
+      selection, folder = _first_round(params, config)
   overall = report.write(selection, folder)["overall"]["top"]
   print(summary(selection, folder))
   print("  most selected source classes: " + ", ".join(

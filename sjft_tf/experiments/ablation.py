@@ -26,8 +26,8 @@ the budget (source images) for chosen partial-source rows, every seed.
 
 Budget: with budget_images > 0 every row that uses part of the source uses that many
 source images (random: exactly; per-image selections: the smallest K0 whose pools
-together reach it; classes: whole classes until it is reached), so selective and
-random compare at one stated size. With equal_target_images the target-only row takes
+together reach it; classes: whole classes until it is reached; `selection.budget`, the
+policy sjft-select follows too), so selective and random compare at one stated size. With equal_target_images the target-only row takes
 the joint batch's target share (1 / (1 + sources_per_target)), so every row sees the
 same target images (the joint rows add the source on top); otherwise every row sees the same number of images a batch.
 
@@ -53,7 +53,7 @@ from sjft_tf.descriptors import store as descriptor_store
 from sjft_tf.evaluation import evaluate as evaluate_lib
 from sjft_tf.experiments import policy
 from sjft_tf.experiments import rows as rows_lib
-from sjft_tf.selection import manifest, search, select, semantic
+from sjft_tf.selection import budget, manifest, search, select, semantic
 from sjft_tf.training import train as train_lib
 
 # The rows (rows.REGISTRY) and their groups.
@@ -223,67 +223,62 @@ def selected_round(descriptors_dir: str, output_dir: str, params: manifest.Selec
   return folder
 
 
-def _budget_k0(base: manifest.Selection, config: AblationConfig, k0: int | None) -> int:
-  if k0 is not None or not config.budget_images:
-    return k0 or config.k0
-  return semantic.k0_for_budget(base.neighbours, config.budget_images)
-
-
 def row_rounds(config: AblationConfig, seed: int, k0: int | None = None,
                rows=None) -> dict:
   """The first selection round of each of `rows` (default config.rows; None for
-  target_only) for this seed; only the selections these rows need are built."""
-  rows = config.rows if rows is None else rows
+  target_only) for this seed; only the selections these rows need are built. Every
+  budget-sized row is sized by `budget.plan` from the learned bank's ranked round and
+  config.budget_images; `k0` (the K0 sweep) makes only selective_learned, at that K0."""
+  rows = ("selective_learned",) if k0 is not None else (
+      config.rows if rows is None else rows)
   root = os.path.join(config.output_dir, "selections")
-  firsts = {row: None for row in rows if row in NO_SOURCE_ROWS}
-  if k0 is not None:
-    rows = ("selective_learned",)
+  params = manifest.SelectionParams(config.k0, config.max_neighbours,
+                                    config.min_images_per_class)
 
-  def ranked(descriptors_dir, name, at_budget=True):
-    """(round 0 with pools at the budget's K0, ranked neighbours) of a bank; without
-    `at_budget`, round 0 at --k0 (the base that the other selections index)."""
-    params = manifest.SelectionParams(config.k0, config.max_neighbours,
-                                      config.min_images_per_class)
-    folder = selected_round(descriptors_dir, os.path.join(root, f"{name}_ranked"), params)
-    base = manifest.load(folder)
-    chosen = _budget_k0(base, config, k0)
-    if chosen == config.k0 or not at_budget:
-      return folder, base
-    params = dataclasses.replace(params, k0=chosen)
-    return selected_round(descriptors_dir, os.path.join(root, f"{name}_k{chosen}"),
-                          params), base
+  def ranked(descriptors_dir, name):
+    """The bank's round 0 at --k0 (the learned one is the base the others index)."""
+    return selected_round(descriptors_dir, os.path.join(root, f"{name}_ranked"), params)
+
+  def at_k0(ranked_folder, name, chosen):
+    return ranked_folder if chosen == config.k0 else manifest.k0_round(
+        ranked_folder, os.path.join(root, f"{name}_k{chosen}"), chosen)
+
+  def sized(ranked_round):
+    return budget.plan(ranked_round.neighbours, config.k0, len(ranked_round.selected),
+                       config.budget_images)
 
   kinds = {rows_lib.REGISTRY[row].selection for row in rows}
   made = {}
   if "gabor" in kinds:
     if not config.gabor_descriptors:
       raise errors.InputError("the selective_gabor row needs gabor_descriptors")
-    made["gabor"] = ranked(config.gabor_descriptors, "gabor")[0]
+    gabor = ranked(config.gabor_descriptors, "gabor")
+    made["gabor"] = at_k0(gabor, "gabor", sized(manifest.load(gabor)).k0)
   if kinds & {"all", "random", "learned", "deep", "classes"}:
-    learned, base = ranked(config.learned_descriptors, "learned", at_budget="learned" in kinds)
-    made["learned"] = learned
-    size = config.budget_images or selected_images(learned)
-    everything = np.arange(len(base.source_ids))
-    # The uniform and deep-feature rounds are made over the ranked round at --k0 whichever
+    # The other rounds are made over the learned bank's ranked round at --k0 whichever
     # rows the study holds, so that adding a row leaves the other rows' inputs (and so
     # their runs) as they are.
-    ranked_folder = ranked(config.learned_descriptors, "learned", at_budget=False)[0]
+    learned = ranked(config.learned_descriptors, "learned")
+    learned_round = manifest.load(learned)
+    sizes, num_sources = sized(learned_round), len(learned_round.source_ids)
+    if "learned" in kinds:
+      made["learned"] = at_k0(learned, "learned", k0 or sizes.k0)
     cache = os.path.join(config.output_dir, "features")
     if "all" in kinds:
-      made["all"] = manifest.uniform_round(ranked_folder, everything,
+      made["all"] = manifest.uniform_round(learned, np.arange(num_sources),
                                            os.path.join(root, "all"), "all")
     if "random" in kinds:
-      random_rows = np.sort(np.random.default_rng(seed).choice(
-          everything, size=min(size, len(everything)), replace=False))
       made["random"] = manifest.uniform_round(
-          ranked_folder, random_rows, os.path.join(root, f"random_{size}_seed{seed}"),
-          "random")
+          learned, budget.random_rows(num_sources, sizes.images, seed),
+          os.path.join(root, f"random_{sizes.images}_seed{seed}"), "random")
     if "deep" in kinds:
-      made["deep"] = semantic.deep_round(ranked_folder, root, config.features, base.params,
-                                         size, cache)
+      made["deep"] = semantic.deep_round(learned, root, config.features, params,
+                                         sizes.images, cache)
     if "classes" in kinds:
       made["classes"] = semantic.classes_round(
-          ranked_folder, os.path.join(root, f"classes_{size}"), config.features, size, cache)
+          learned, os.path.join(root, f"classes_{sizes.images}"), config.features,
+          sizes.images, cache)
+  firsts = {row: None for row in rows if row in NO_SOURCE_ROWS}
   firsts.update({row: made[rows_lib.REGISTRY[row].selection] for row in rows
                  if rows_lib.REGISTRY[row].uses_source})
   return firsts

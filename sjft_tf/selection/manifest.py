@@ -272,6 +272,20 @@ def reusable_round(output_dir: str, inputs: str, search_method: str) -> str | No
   return folder if same and made["search"]["method"] == search_method else None
 
 
+def k0_round(ranked_folder: str, output_dir: str, k0: int) -> str:
+  """output_dir/round_000: the round at ranked_folder with pools of `k0` per level
+  (its neighbours as they are, so no second search; a budget's K0, `budget.plan`).
+  Reused when made from the same round and k0 (`reusable_round`). Returns the folder."""
+  ranked = load(ranked_folder)
+  inputs = files.fingerprint({"base": fingerprint(ranked_folder), "k0": k0})
+  folder = reusable_round(output_dir, inputs, ranked.provenance.search_method)
+  if folder:
+    return folder
+  return save(derive(dataclasses.replace(
+      ranked, params=dataclasses.replace(ranked.params, k0=k0),
+      provenance=dataclasses.replace(ranked.provenance, inputs=inputs))), output_dir)
+
+
 def uniform_round(base_folder: str, source_rows: np.ndarray, output_dir: str,
                   name: str, inputs: str | None = None) -> str:
   """round_000 where every target's pool is `source_rows` (indices into the base

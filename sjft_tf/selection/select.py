@@ -9,10 +9,12 @@ import numpy as np
 from sjft_tf import errors, outputs
 from sjft_tf.descriptors import store
 from sjft_tf.selection import levels as levels_lib
-from sjft_tf.selection import manifest, search, subset
+from sjft_tf.selection import budget, manifest, search, subset
 
 
-def _write_subset(selection: manifest.Selection, folder: str) -> None:
+def write_round_subset(selection: manifest.Selection, folder: str) -> None:
+  """The round's selected source images, with their head labels, as TFRecords in
+  folder/subset (`subset.write_subset`: a whole subset already there is kept)."""
   source = selection.provenance.source
   subset.write_subset(
       source.spec_dir, source.splits,
@@ -64,7 +66,7 @@ def initial_selection(descriptors_dir: str, output_dir: str,
                              descriptors) if reuse else None
   if existing is not None:
     if write_subset:
-      _write_subset(existing, folder)
+      write_round_subset(existing, folder)
     return existing, folder
   config = dataclasses.replace(
       config, num_neighbours=params.max_neighbours,
@@ -87,7 +89,26 @@ def initial_selection(descriptors_dir: str, output_dir: str,
   selection = manifest.derive(selection)
   folder = manifest.save(selection, output_dir)
   if write_subset:
-    _write_subset(selection, folder)
+    write_round_subset(selection, folder)
+  return selection, folder
+
+
+def budget_round(ranked_folder: str, output_dir: str, budget_images: int,
+                 write_subset: bool = True):
+  """Round 0 in output_dir: the ranked round at ranked_folder with pools at the K0 of
+  `budget_images` source images (`budget.plan`; no second search). Reused when made
+  from the same round and K0.
+
+  Returns:
+    (the Selection, its round folder).
+  """
+  ranked = manifest.load(ranked_folder)
+  k0 = budget.plan(ranked.neighbours, ranked.params.k0, len(ranked.selected),
+                   budget_images).k0
+  folder = manifest.k0_round(ranked_folder, output_dir, k0)
+  selection = manifest.load(folder)
+  if write_subset:
+    write_round_subset(selection, folder)
   return selection, folder
 
 
@@ -131,5 +152,5 @@ def next_round(previous_folder: str, target_ids, probabilities: np.ndarray,
               predicted.argmax(axis=1) == previous.target_labels)))))
   folder = manifest.save(selection, output_dir or os.path.dirname(os.path.abspath(previous_folder)))
   if write_subset:
-    _write_subset(selection, folder)
+    write_round_subset(selection, folder)
   return selection, folder

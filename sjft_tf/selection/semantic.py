@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sjft_tf import bounds, errors, files
 from sjft_tf.data import spec as spec_lib
-from sjft_tf.selection import manifest
+from sjft_tf.selection import budget, manifest
 
 FEATURES_VERSION = 1
 
@@ -149,47 +149,6 @@ def rank_source_classes(target_features: np.ndarray, target_labels: np.ndarray,
   return np.argsort(-scores, kind="stable"), scores
 
 
-def classes_for_budget(class_order: np.ndarray, source_labels: np.ndarray,
-                       budget: int) -> tuple[np.ndarray, list]:
-  """Rows of the first classes of class_order whose images together reach `budget`.
-
-  Returns:
-    (source rows int64 sorted, the classes taken in order).
-  """
-  counts = np.bincount(source_labels, minlength=len(class_order))
-  taken, total = [], 0
-  for label in class_order:
-    if total >= budget or counts[label] == 0:
-      break
-    taken.append(int(label))
-    total += int(counts[label])
-  return np.nonzero(np.isin(source_labels, taken))[0].astype(np.int64), taken
-
-
-def k0_for_budget(neighbours: np.ndarray, budget: int) -> int:
-  """The smallest K0 whose union of every target's first K0 neighbours holds at least
-  `budget` distinct sources (or all of neighbours' columns when none does).
-
-  Args:
-    neighbours: int [targets, K] ranked source indices (-1: none).
-  """
-  low, high = 1, neighbours.shape[1]
-
-  def union(k0):
-    rows = neighbours[:, :k0]
-    return len(np.unique(rows[rows >= 0]))
-
-  if union(high) < budget:
-    return high
-  while low < high:
-    middle = (low + high) // 2
-    if union(middle) >= budget:
-      high = middle
-    else:
-      low = middle + 1
-  return low
-
-
 def deep_selection(base: manifest.Selection, target_features: np.ndarray,
                    source_features: np.ndarray, params: manifest.SelectionParams,
                    method: str = "scann", inputs: str | None = None) -> manifest.Selection:
@@ -261,24 +220,16 @@ def deep_round(base_folder: str, output_root: str, config: FeatureConfig,
   """round_000 of the deep-feature bank over the images of the round at base_folder.
 
   Neighbours are ranked once (output_root/<name>_ranked, K0 = params.k0, by
-  `nearest_round`); with budget_images > 0 the pools take the smallest K0 that
-  reaches it (output_root/<name>_k<K0>). Reused when made from the same inputs.
+  `nearest_round`); with budget_images > 0 the pools take the budget's K0
+  (`budget.plan`, output_root/<name>_k<K0>). Reused when made from the same inputs.
   Returns the round folder.
   """
   ranked = nearest_round(base_folder, os.path.join(output_root, f"{name}_ranked"), config,
                          params, cache_dir, method)
   if not budget_images:
     return ranked
-  selection = manifest.load(ranked)
-  k0 = k0_for_budget(selection.neighbours, budget_images)
-  output_dir = os.path.join(output_root, f"{name}_k{k0}")
-  inputs = _inputs(ranked, k0=k0)
-  folder = manifest.reusable_round(output_dir, inputs, selection.provenance.search_method)
-  if folder:
-    return folder
-  return manifest.save(manifest.derive(dataclasses.replace(
-      selection, params=dataclasses.replace(selection.params, k0=k0),
-      provenance=dataclasses.replace(selection.provenance, inputs=inputs))), output_dir)
+  k0 = budget.k0_for_images(manifest.load(ranked).neighbours, budget_images)
+  return manifest.k0_round(ranked, os.path.join(output_root, f"{name}_k{k0}"), k0)
 
 
 def classes_round(base_folder: str, output_dir: str, config: FeatureConfig,
@@ -296,5 +247,5 @@ def classes_round(base_folder: str, output_dir: str, config: FeatureConfig,
   targets, sources = base_features(base, config, cache_dir)
   order, _ = rank_source_classes(targets, base.target_labels, sources, base.source_labels,
                                  len(base.source_class_names))
-  rows, _ = classes_for_budget(order, base.source_labels, budget_images)
+  rows, _ = budget.class_rows(order, base.source_labels, budget_images)
   return manifest.uniform_round(base_folder, rows, output_dir, "deep_class_means", inputs)
