@@ -50,9 +50,9 @@ def write_record(folder: str, record_path: str | None = None, names=None) -> str
   return record_path
 
 
-def damaged_files(folder: str, record_path: str | None = None) -> list[str]:
-  """Files of the record that are missing or differ from it (size, then SHA-1), as
-  "path (why)"; [] when the folder is as recorded.
+def damaged_names(folder: str, record_path: str | None = None) -> dict[str, str]:
+  """{name relative to folder: why} for the files of the record that are missing or
+  differ from it (size, then SHA-1), in name order; {} when the folder is as recorded.
 
   Raises:
     FileNotFoundError: the folder has no record (it was never finished).
@@ -64,17 +64,22 @@ def damaged_files(folder: str, record_path: str | None = None) -> list[str]:
   record = files.read_json(record_path)
   if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
     raise errors.InputError(f"{record_path} is damaged (no file list)")
-  problems = []
+  problems = {}
   for name, expected in sorted(record["files"].items()):
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
-      problems.append(f"{path} (missing)")
+      problems[name] = "missing"
     elif os.path.getsize(path) != expected.get("bytes"):
-      problems.append(f"{path} ({os.path.getsize(path)} bytes, recorded "
-                      f"{expected.get('bytes')})")
+      problems[name] = f"{os.path.getsize(path)} bytes, recorded {expected.get('bytes')}"
     elif sha1_file(path) != expected.get("sha1"):
-      problems.append(f"{path} (its SHA-1 is not the recorded one)")
+      problems[name] = "its SHA-1 is not the recorded one"
   return problems
+
+
+def damaged_files(folder: str, record_path: str | None = None) -> list[str]:
+  """`damaged_names` as "path (why)" strings; [] when the folder is as recorded."""
+  return [f"{os.path.join(folder, name)} ({why})"
+          for name, why in damaged_names(folder, record_path).items()]
 
 
 def verify(folder: str, remedy: str, record_path: str | None = None) -> None:
@@ -83,10 +88,11 @@ def verify(folder: str, remedy: str, record_path: str | None = None) -> None:
   try:
     problems = damaged_files(folder, record_path)
   except ValueError as error:
-    raise errors.InputError(f"{error}; {remedy}") from error
+    raise errors.InputError(f"{error}" + (f"; {remedy}" if remedy else "")) from error
   if problems:
     more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-    raise errors.InputError(f"{problems[0]} is damaged{more}: {remedy}")
+    raise errors.InputError(f"{problems[0]} is damaged{more}"
+                            + (f": {remedy}" if remedy else ""))
 
 
 def is_whole(folder: str, record_path: str | None = None) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sjft_tf import integrity
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest
 from sjft_tf.training import losses, model as model_lib, optimization, sampler as sampler_lib
@@ -449,11 +450,13 @@ def _damage(path, how: str) -> None:
 
 
 def test_a_damaged_backup_or_history_is_never_resumed_from(problem, tmp_path, whole_run,
-                                                           capsys):
+                                                           capsys, caplog):
   """A killed run whose backup state or history.csv was then damaged: a cut history is
   rebuilt from the state's copy; a damaged state restarts the run with one line; both
-  end with the uninterrupted run's model and a whole history. A finished run whose
-  history or later round is damaged is refused by name, with advice that works."""
+  end with the uninterrupted run's model and a whole history; a damaged later round is
+  made again from its predictions. A finished run's damaged history, later round or
+  record is remade and the run reused; what cannot be remade is refused by name, with
+  advice that works when followed."""
   import shutil
   killed_dir = tmp_path / "killed"
   killed = _run_python(_KILLED_SCRIPT, problem, str(killed_dir))
@@ -463,7 +466,9 @@ def test_a_damaged_backup_or_history_is_never_resumed_from(problem, tmp_path, wh
   cases = [("history.csv", "half", 1), (os.path.join(state, "latest.weights.h5"), "half", 4),
            (os.path.join(state, "latest.weights.h5"), "garbage", 4),
            (os.path.join(state, "training_metadata.json"), "garbage", 4),
-           (os.path.join(state, "training_metadata.json"), "empty", 4)]
+           (os.path.join(state, "training_metadata.json"), "empty", 4),
+           # A later round written before the kill: made again from its predictions.
+           (os.path.join("rounds", "round_001", "selection.npz"), "half", 1)]
   for index, (name, how, epochs) in enumerate(cases):
     run = tmp_path / f"case{index}"
     shutil.copytree(killed_dir, run)
@@ -473,6 +478,8 @@ def test_a_damaged_backup_or_history_is_never_resumed_from(problem, tmp_path, wh
     assert resumed["epochs_trained_this_call"] == epochs, (name, how)
     if epochs == 4:
       assert os.path.basename(name) in capsys.readouterr().out
+    if "rounds" in name:
+      assert "round_001 is damaged: made again from the predictions" in capsys.readouterr().out
     text = (run / "history.csv").read_bytes()
     assert text.count(b"\r\n") == 5 and text.count(b"\n") == 5, text
     assert [line.split(b",")[0] for line in text.splitlines()[1:]] == [b"0", b"1", b"2", b"3"]
@@ -480,15 +487,45 @@ def test_a_damaged_backup_or_history_is_never_resumed_from(problem, tmp_path, wh
     b = keras.saving.load_model(whole_dir / "model.keras")
     for wa, wb in zip(a.get_weights(), b.get_weights()):
       np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+  # The round damaged with the predictions it was made from, past its start: refused
+  # with advice that, followed, trains the run again.
+  run = tmp_path / "both"
+  shutil.copytree(killed_dir, run)
+  for name in ("round_001/selection.npz", "predictions_after_round_000.npz"):
+    _damage(run / "rounds" / name, "half")
+  with pytest.raises(ValueError, match=f"round_001 is damaged and so is .*: delete {run} "):
+    train_lib.train(_config(problem, run))
+  shutil.rmtree(run)
+  assert train_lib.train(_config(problem, run))["epochs_trained_this_call"] == 4
+
+  # A finished run: what its model does not depend on is remade, the run reused.
   finished = tmp_path / "case0"
-  for name in ("history.csv", os.path.join("rounds", "round_001", "selection.npz")):
+  stored = json.loads((finished / "train_report.json").read_text())
+  rounds = os.path.join("rounds", "round_001")
+  # (timing.json, where a round has one, is a file of its round folder like these.)
+  for name in ("history.csv", os.path.join(rounds, "selection.npz"),
+               os.path.join(rounds, "selection.json"), "sjft_files.json"):
     original = (finished / name).read_bytes()
     _damage(finished / name, "half")
-    with pytest.raises(ValueError, match=f"has a damaged file, .*{os.path.basename(name)}.*: delete"):
-      train_lib.train(_config(problem, finished))
-    (finished / name).write_bytes(original)
-  stored = json.loads((finished / "train_report.json").read_text())
-  assert train_lib.train(_config(problem, finished)) == stored  # reused, nothing trained
+    capsys.readouterr()
+    assert train_lib.train(_config(problem, finished)) == stored, name  # nothing trained
+    assert (finished / name).read_bytes() == original, name
+    assert f"{os.path.basename(name)} is damaged" in capsys.readouterr().out, name
+  predictions = finished / "rounds" / "predictions_after_round_000.npz"
+  _damage(predictions, "garbage")
+  assert train_lib.train(_config(problem, finished)) == stored
+  assert not predictions.exists() and "removed" in capsys.readouterr().out
+  assert integrity.damaged_names(str(finished)) == {}
+  _damage(finished / rounds / "selection.npz", "half")  # now beyond remaking
+  with pytest.raises(ValueError, match=f"has a damaged file, .*round_001.*: delete {finished}"):
+    train_lib.train(_config(problem, finished))
+  # A cut report is named (not the model) and the run trained again.
+  _damage(tmp_path / "case1" / "train_report.json", "half")
+  with caplog.at_level("WARNING"):
+    again = train_lib.train(_config(problem, tmp_path / "case1"))
+  assert again["epochs_trained_this_call"] == 4
+  assert "train_report.json is damaged: training the run again" in caplog.text
+  assert "model.keras is damaged" not in caplog.text
 
 
 _BASELINE_SCRIPT = """

@@ -13,6 +13,7 @@ See examples/selective_fit.py for a runnable script.
 import contextlib
 import os
 
+from absl import logging
 import keras
 import numpy as np
 
@@ -26,6 +27,26 @@ from sjft_tf.training.model import SOURCE_HEAD
 from sjft_tf.training.sampler import PairSampler
 
 PREDICTIONS_TEMPLATE = "predictions_after_round_{:03d}.npz"
+
+
+def _say(message: str) -> None:
+  logging.warning(message)
+  print(message, flush=True)
+
+
+def remake_round(rounds_dir: str, round_index: int, previous_folder: str,
+                 rule: levels_lib.LevelRule) -> bool:
+  """Writes rounds_dir/round_<round_index> again from the predictions that made it
+  (rounds_dir/PREDICTIONS_TEMPLATE of the round before) and `previous_folder`, the
+  round before: the same bytes (`select.next_round` is a function of them). False,
+  writing nothing, when those predictions are missing or damaged."""
+  predictions = os.path.join(rounds_dir, PREDICTIONS_TEMPLATE.format(round_index - 1))
+  if not files.npz_is_whole(predictions):
+    return False
+  with np.load(predictions) as saved:
+    ids, probabilities = saved["ids"], saved["probabilities"]
+  select.next_round(previous_folder, ids, probabilities, rule, rounds_dir, write_subset=False)
+  return True
 
 
 class SelectiveRounds(keras.callbacks.Callback):
@@ -81,23 +102,40 @@ class SelectiveRounds(keras.callbacks.Callback):
     self._first_folder = sampler.first_round_folder
     self._started = False
 
-  def _round_folder(self, round_index: int) -> str:
-    """Round `round_index`'s folder, made from the previous round when missing."""
+  def _round_folder(self, round_index: int, at_round_start: bool = False) -> str:
+    """Round `round_index`'s folder, made from the previous round when missing or
+    damaged: from the predictions that made it when they are whole, else from the
+    model's predictions now, which only `at_round_start` are the ones it was made from.
+
+    Raises:
+      InputError: a damaged round whose predictions are damaged too, when the model
+        has trained past the round's start: named, with the way out (the run again).
+    """
     if round_index == self._first_round:
       return self._first_folder
     folder = manifest.round_dir(self.output_dir, round_index)
-    if not os.path.exists(os.path.join(folder, manifest.JSON_FILENAME)):
-      previous = self._round_folder(round_index - 1)
-      spec_dir, split = self.sampler.target_spec_dir, self.sampler.target_split
-      with (predict.target_batch_norm(self.model, spec_dir, split, self.reader)
-            if self.target_batch_norm else contextlib.nullcontext()):
-        ids, _, probabilities = predict.target_probabilities(self.model, spec_dir, split,
-                                                             self.reader)
-      files.save_npz_atomic(
-          os.path.join(self.output_dir, PREDICTIONS_TEMPLATE.format(round_index - 1)),
-          ids=ids, probabilities=probabilities)
-      select.next_round(previous, ids, probabilities, self.rule, self.output_dir,
-                        write_subset=False)
+    if manifest.round_is_whole(folder):
+      return folder
+    damaged = os.path.isdir(folder) and any(".tmp" not in n for n in os.listdir(folder))
+    previous = self._round_folder(round_index - 1)
+    if remake_round(self.output_dir, round_index, previous, self.rule):
+      if damaged:
+        _say(f"{folder} is damaged: made again from the predictions that made it")
+      return folder
+    predictions = os.path.join(self.output_dir, PREDICTIONS_TEMPLATE.format(round_index - 1))
+    if damaged and not at_round_start:
+      raise errors.InputError(
+          f"{folder} is damaged and so is {predictions}, the predictions it was made from, "
+          f"which the model (trained past that round's start) cannot make again: delete "
+          f"{os.path.dirname(self.output_dir)} to train the run again")
+    spec_dir, split = self.sampler.target_spec_dir, self.sampler.target_split
+    with (predict.target_batch_norm(self.model, spec_dir, split, self.reader)
+          if self.target_batch_norm else contextlib.nullcontext()):
+      ids, _, probabilities = predict.target_probabilities(self.model, spec_dir, split,
+                                                           self.reader)
+    files.save_npz_atomic(predictions, ids=ids, probabilities=probabilities)
+    select.next_round(previous, ids, probabilities, self.rule, self.output_dir,
+                      write_subset=False)
     return folder
 
   def on_train_begin(self, logs=None):
@@ -112,7 +150,8 @@ class SelectiveRounds(keras.callbacks.Callback):
     round_index = self._first_round + (epoch // self.epochs_per_round
                                        if self.epochs_per_round else 0)
     if round_index != self.sampler.round_index:
-      self.sampler.set_selection(manifest.load(self._round_folder(round_index)))
+      at_start = not self.epochs_per_round or epoch % self.epochs_per_round == 0
+      self.sampler.set_selection(manifest.load(self._round_folder(round_index, at_start)))
 
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None:

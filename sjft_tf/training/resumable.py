@@ -49,7 +49,7 @@ def state_problem(state_dir: str) -> str | None:
   except FileNotFoundError:
     pass  # a state of an earlier version: read it
   except ValueError as error:
-    return str(error).rstrip(": ")
+    return str(error)
   metadata = os.path.join(state_dir, METADATA_FILENAME)
   try:
     epoch = files.read_json(metadata).get("epoch")

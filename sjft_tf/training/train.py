@@ -34,6 +34,7 @@ from sjft_tf.data import spec as spec_lib
 from sjft_tf.selection import levels as levels_lib
 from sjft_tf.selection import manifest
 from sjft_tf.training import callbacks as callbacks_lib
+from sjft_tf.training import finished
 from sjft_tf.training import losses, optimization, regularization, resumable
 from sjft_tf.training.model import TARGET_HEAD, ModelConfig, build_joint_model, copy_weights
 from sjft_tf.training.sampler import PairConfig, PairSampler
@@ -313,26 +314,24 @@ def _check_inputs(config: TrainConfig) -> None:
                               + outputs.model_problem_message(initial.model_path, problem))
 
 
-def _run_files(run_dir: str) -> list[str]:
-  """The files a finished run keeps, relative to run_dir: its model, report, history
-  and every round's files (recorded last, verified on reuse)."""
-  names = [MODEL_FILENAME, REPORT_FILENAME, "history.csv"]
-  rounds = os.path.join(run_dir, "rounds")
-  for folder, _, filenames in os.walk(rounds):
-    names += [os.path.relpath(os.path.join(folder, n), run_dir) for n in filenames
-              if ".tmp" not in n]
-  return [n for n in names if os.path.isfile(os.path.join(run_dir, n))]
-
-
 def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
-  """The finished run in run_dir when its model is the file training wrote (else None:
-  a damaged model, which the caller trains again).
+  """The finished run in run_dir when its model is the file training wrote (else None,
+  said in one line naming the file: the caller trains the run again). Damage the model
+  does not depend on is remade first (`finished.check`).
 
   Raises:
     ValueError: model.keras is a whole Keras archive other than the one the report
       records (the user's file, never overwritten), or another file of the finished
-      run (history, a round) differs from the run's record: named, with the way out.
+      run is damaged beyond remaking: named, with the way out.
   """
+  report_path = os.path.join(run_dir, REPORT_FILENAME)
+  try:
+    files.read_json(report_path)
+  except errors.InputError:  # (model.keras may well be whole: the report is named)
+    logging.warning("%s is damaged: training the run again", report_path)
+    return None
+  except FileNotFoundError:
+    return None
   try:
     run = outputs.TrainedRun.read(run_dir)
   except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError):
@@ -341,17 +340,21 @@ def _finished_run(run_dir: str) -> outputs.TrainedRun | None:
   if problem == outputs.MODEL_REPLACED:  # the user's file: never overwritten
     raise errors.InputError(outputs.model_problem_message(run.model_path, problem))
   if problem is not None:
+    logging.warning("%s is damaged: training the run again", run.model_path)
     return None
-  try:
-    damaged = integrity.damaged_files(run_dir)
-  except FileNotFoundError:
-    return run  # a run of an earlier version: no record
-  except ValueError as error:
-    damaged = [str(error)]
-  if damaged:
-    raise errors.InputError(f"the finished run in {run_dir} has a damaged file, {damaged[0]}: "
-                            f"delete {run_dir} to train the run again")
+  rule = files.read_json(os.path.join(run_dir, CONFIG_FILENAME)).get("level_rule")
+  finished.check(run_dir, run.report,
+                 finished.run_files(run_dir, MODEL_FILENAME, REPORT_FILENAME),
+                 run.first_round, levels_lib.LevelRule(**(rule or {})))
   return run
+
+
+def _text(path: str) -> str | None:
+  """The file's text as written (None: no file)."""
+  if not os.path.exists(path):
+    return None
+  with open(path, newline="") as f:
+    return f.read()
 
 
 def is_finished(run_dir: str) -> bool:
@@ -381,10 +384,9 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
   _check_inputs(config)  # before anything is written: a damaged input is named first
   _check_config(config)
   if os.path.exists(report_path) and os.path.exists(model_path):
-    finished = _finished_run(config.output_dir)
-    if finished is not None:
-      return finished.report
-    logging.warning("%s is damaged: training the run again", model_path)
+    earlier = _finished_run(config.output_dir)
+    if earlier is not None:
+      return earlier.report
     os.remove(report_path)
   files.remove_stale_temporaries(config.output_dir)  # e.g. a model save killed half way
   replicas = strategy.num_replicas_in_sync
@@ -493,8 +495,10 @@ def train(config: TrainConfig, extra_callbacks=()) -> dict:
       "images_per_s": round(trained_epochs * config.steps_per_epoch
                             * config.pairs.batch_size / max(seconds, 1e-9), 1),
       "final_epoch_logs": last_logs,
+      finished.HISTORY_KEY: _text(history_path),  # remakes a damaged history.csv
   }
   files.write_json_atomic(report_path, report)
-  integrity.write_record(config.output_dir, names=_run_files(config.output_dir))
+  integrity.write_record(config.output_dir, names=finished.run_files(
+      config.output_dir, MODEL_FILENAME, REPORT_FILENAME))
   shutil.rmtree(backup_dir, ignore_errors=True)  # the model is saved: nothing to resume
   return report
