@@ -40,8 +40,8 @@ def test_help_lists_every_field_of_the_config(tool):
 def test_out_of_bounds_values_are_refused_from_python_and_the_command_line(tmp_path):
   with pytest.raises(ValueError, match="repeats"):
     benchmark_reader.ReaderBenchmarkConfig(repeats=0)
-  with pytest.raises(ValueError, match="workers"):
-    benchmark_beam.BeamBenchmarkConfig("t", "s", "o", workers=0)
+  with pytest.raises(ValueError, match="dask:0"):
+    benchmark_beam.BeamBenchmarkConfig("t", "s", "o", modes=("local", "dask:0"))
   done = _run("sjft-benchmark-reader", "--repeats=0", f"--work_dir={tmp_path}")
   assert done.returncode != 0 and "--repeats=0" in done.stderr
   done = _run("sjft-benchmark-selection")

@@ -1,8 +1,10 @@
 r"""sjft-benchmark-beam: the descriptor and selection stages in one process against the
-same stages as Beam pipelines on the DirectRunner with N worker processes, in one run.
+same stages as Beam pipelines (the DirectRunner's worker processes, or a Dask
+LocalCluster of N worker processes over TCP), in one run.
 
   sjft-benchmark-beam --target_dir=data/flowers102 --source_dir=data/tiny_imagenet_100k \
-      --source_splits=train,val --output_dir=runs/benchmark_beam --workers=2
+      --source_splits=train,val --output_dir=runs/benchmark_beam --modes=local,direct:2
+  sjft-benchmark-beam ... --modes=local,dask:1,dask:2   # 1 and 2 Dask workers
 
 Each stage runs as its own command line (sjft-descriptors, sjft-select), as a user runs
 it; the benchmark polls /proc for that process and its descendants and keeps each
@@ -40,7 +42,9 @@ class BeamBenchmarkConfig:
     target_dir, source_dir: the ingested target and source.
     output_dir: folder of both modes' outputs and the report (must not exist).
     source_splits: source splits described.
-    workers: DirectRunner worker processes.
+    modes: what is timed, in order: "local" (one process, no Beam) and
+      "RUNNER:N" (RUNNER direct or dask, N worker processes); the first is the
+      reference every other mode's ratio and outputs are compared with.
     bank: the filter bank.
     weights: the learned bank's weights.
     image_size: resize_size = crop_size, pixels.
@@ -51,7 +55,7 @@ class BeamBenchmarkConfig:
   source_dir: str
   output_dir: str
   source_splits: tuple[str, ...] = ("train",)
-  workers: int = bounds.field(2, lower=1)
+  modes: tuple[str, ...] = ("local", "direct:2")
   bank: str = dataclasses.field(default="learned", metadata={
       "flag": {"enum_values": ["learned", "gabor"]}})
   weights: str = "imagenet"
@@ -62,6 +66,10 @@ class BeamBenchmarkConfig:
 
   def __post_init__(self):
     bounds.check(self)
+    for mode in self.modes:
+      _beam_flags(mode)  # refuses a mode it cannot run
+    if len(set(self.modes)) != len(self.modes) or len(self.modes) < 2:
+      raise errors.InputError(f"modes {list(self.modes)}: give two or more, each once")
 
 
 _CONFIG = config_flags.define(FLAG_VALUES, BeamBenchmarkConfig,
@@ -99,7 +107,8 @@ def _peak_kib(pid: int) -> tuple[int, str] | None:
 
 def run_measured(command: list[str]) -> dict:
   """Runs `command`; returns seconds and the peak memory (MiB) of the process itself
-  and of its largest Beam worker (a descendant running the SDK worker), if any."""
+  and of its largest worker (a Python process below it: Beam's SDK workers, Dask's
+  workers and nannies), if any."""
   started = time.time()
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
@@ -121,7 +130,8 @@ def run_measured(command: list[str]) -> dict:
   seconds = time.time() - started
   if process.returncode:
     raise RuntimeError(f"{' '.join(command)} failed:\n{output[-3000:]}")
-  workers = [kib for pid, (kib, cmd) in peaks.items() if "sdk_worker" in cmd]
+  # Beam's SDK workers, Dask's nannies and workers: every process below the command.
+  workers = [kib for pid, (kib, cmd) in peaks.items() if pid != process.pid and "python" in cmd]
   driver = peaks.get(process.pid, (0, ""))[0]
   return {"seconds": round(seconds, 1), "driver_peak_mib": round(driver / 1024),
           "worker_peak_mib": round(max(workers) / 1024) if workers else None,
@@ -132,11 +142,22 @@ def _tool(name: str) -> str:
   return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def _beam_flags(mode: str, workers: int) -> list[str]:
+def _beam_flags(mode: str) -> list[str]:
+  """The stage flags of a mode (BeamBenchmarkConfig.modes)."""
   if mode == "local":
     return []
-  return ["--runner=DirectRunner", f"--beam_options=--direct_num_workers={workers},"
-          "--direct_running_mode=multi_processing"]
+  runner_name, _, workers = mode.partition(":")
+  if runner_name not in ("direct", "dask") or not workers.isdigit() or int(workers) < 1:
+    raise errors.InputError(f"mode {mode!r}: give local, direct:N or dask:N (N >= 1 "
+                            f"worker processes)")
+  if runner_name == "direct":
+    return ["--runner=direct", f"--beam_options=--direct_num_workers={workers},"
+            "--direct_running_mode=multi_processing"]
+  return ["--runner=dask", f"--beam_workers={workers}"]
+
+
+def _folder(settings: BeamBenchmarkConfig, mode: str) -> str:
+  return os.path.join(settings.output_dir, mode.replace(":", "_"))
 
 
 def _same_descriptors(a: str, b: str) -> bool:
@@ -154,16 +175,16 @@ def main(argv):
   if os.path.exists(settings.output_dir):
     raise errors.InputError(f"{settings.output_dir} exists: the benchmark times fresh runs (a "
                             f"rerun of a stage reuses its files); give a new --output_dir")
-  report = {"workers": settings.workers, "bank": settings.bank, "image_size": settings.image_size,
-            "search": settings.search, "stages": {}}
-  for mode in ("local", "beam"):
-    folder = os.path.join(settings.output_dir, mode)
+  report = {"modes": list(settings.modes), "bank": settings.bank,
+            "image_size": settings.image_size, "search": settings.search, "stages": {}}
+  for mode in settings.modes:
+    folder = _folder(settings, mode)
     descriptors = run_measured([
         _tool("sjft-descriptors"), f"--target_dir={settings.target_dir}",
         f"--source_dir={settings.source_dir}", f"--source_splits={','.join(settings.source_splits)}",
         f"--output_dir={folder}/descriptors", f"--bank={settings.bank}",
         f"--weights={settings.weights}", f"--resize_size={settings.image_size}",
-        f"--crop_size={settings.image_size}", "--noprogress", *_beam_flags(mode, settings.workers)])
+        f"--crop_size={settings.image_size}", "--noprogress", *_beam_flags(mode)])
     metadata = store.load_metadata(f"{folder}/descriptors")
     images = sum(e["num_examples"] for e in metadata["datasets"])
     descriptors["images"] = images
@@ -172,21 +193,25 @@ def main(argv):
         _tool("sjft-select"), f"--descriptors_dir={folder}/descriptors",
         f"--output_dir={folder}/selection", f"--search={settings.search}",
         f"--max_neighbours={settings.max_neighbours}", "--nowrite_subset", "--noreuse",
-        *_beam_flags(mode, settings.workers)])
+        *_beam_flags(mode)])
     chosen = manifest.load(f"{folder}/selection/round_000")
     pairs = len(chosen.target_ids) * len(chosen.source_ids)
     selection["pairs_per_second"] = round(pairs / selection["seconds"])
     selection["sources"] = len(chosen.source_ids)
     report["stages"][mode] = {"descriptors": descriptors, "selection": selection}
     print(f"{mode}: descriptors {descriptors}\n{mode}: selection {selection}", flush=True)
-  local, beam = (os.path.join(settings.output_dir, m) for m in ("local", "beam"))
-  report["same_descriptors"] = _same_descriptors(f"{local}/descriptors", f"{beam}/descriptors")
-  report["same_neighbours"] = bool(np.array_equal(
-      manifest.load(f"{local}/selection/round_000").neighbours,
-      manifest.load(f"{beam}/selection/round_000").neighbours))
-  for stage in ("descriptors", "selection"):
-    report[f"{stage}_beam_over_local_speed"] = round(
-        report["stages"]["local"][stage]["seconds"] / report["stages"]["beam"][stage]["seconds"], 2)
+  reference, stages = settings.modes[0], report["stages"]
+  first = _folder(settings, reference)
+  for mode in settings.modes[1:]:
+    folder = _folder(settings, mode)
+    report[mode] = {
+        "same_descriptors": _same_descriptors(f"{first}/descriptors", f"{folder}/descriptors"),
+        "same_neighbours": bool(np.array_equal(
+            manifest.load(f"{first}/selection/round_000").neighbours,
+            manifest.load(f"{folder}/selection/round_000").neighbours)),
+        **{f"{stage}_speed_over_{reference}": round(
+            stages[reference][stage]["seconds"] / stages[mode][stage]["seconds"], 2)
+           for stage in ("descriptors", "selection")}}
   files.write_json_atomic(os.path.join(settings.output_dir, "report.json"), report)
   print(json.dumps(report, indent=1))
 
